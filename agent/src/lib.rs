@@ -1,0 +1,1 @@
+//! Shoal's node agent: registers with the coordinators and runs its tasks on containerd.

@@ -1,0 +1,4 @@
+//! Shoal's coordinator: Raft-replicated cluster state, scheduling and the control API.
+
+pub mod raft;
+pub mod state;

@@ -1,0 +1,3 @@
+//! openraft wiring: the type config, the sled-backed storage and the gRPC network.
+
+pub mod types;

@@ -1,0 +1,84 @@
+//! The Raft log entry ([`Request`]) and what applying it returns ([`Response`]).
+
+use serde::{Deserialize, Serialize};
+use shoal_model::{Millis, Node, ServiceSpec, TaskState};
+
+/// One Raft log entry: a command, with the proposer's clock and an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// A retried request with the same id is applied once; later copies return the first answer.
+    pub request_id: Option<String>,
+    /// The proposer's wall clock when it proposed; the state machine's only notion of time.
+    pub now: Millis,
+    pub command: Command,
+}
+
+/// Every change to cluster state. The one closed enum at the Raft boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Command {
+    /// Marks the state with the id of the cluster it belongs to; applied once at bootstrap.
+    InitCluster { cluster_id: String },
+    CreateService { name: String, spec: ServiceSpec },
+    UpdateService { name: String, spec: ServiceSpec },
+    RemoveService { name: String },
+    RegisterNode { node: Node },
+    NodeHeartbeat { name: String },
+    ReportTaskStatus { node: String, updates: Vec<TaskStatusUpdate> },
+}
+
+impl Command {
+    /// Commands an operator may send through the control API (the others come from agents and
+    /// from the coordinators themselves).
+    pub fn is_user_command(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateService { .. }
+                | Command::UpdateService { .. }
+                | Command::RemoveService { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatusUpdate {
+    pub task_id: String,
+    pub state: TaskState,
+    pub message: String,
+    pub exit_code: Option<i32>,
+}
+
+/// What applying a [`Request`] produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// `None` on success, else why the command was refused (state unchanged).
+    pub error: Option<String>,
+    /// Version of the object the command created or changed, when there is one.
+    pub version: Option<u64>,
+}
+
+impl Response {
+    pub fn ok() -> Self {
+        Self::default()
+    }
+
+    pub fn version(version: u64) -> Self {
+        Self { error: None, version: Some(version) }
+    }
+
+    pub fn refused(msg: impl Into<String>) -> Self {
+        Self { error: Some(msg.into()), version: None }
+    }
+}
+
+/// A cluster event, kept in a bounded ring in the state for `shoalctl events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: Millis,
+    /// `service`, `node`, `task`, `cluster`.
+    pub kind: String,
+    pub object: String,
+    pub action: String,
+    pub message: String,
+}

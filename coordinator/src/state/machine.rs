@@ -1,0 +1,305 @@
+//! [`ClusterState`]: the deterministic state machine replicated by Raft.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use shoal_model::{Node, NodeStatus, Service, Task};
+
+use super::{Command, Event, Query, Request, Response};
+
+/// How many events the state keeps.
+pub const EVENT_RING: usize = 10_000;
+/// How many request ids the state remembers for deduplication.
+pub const DEDUP_WINDOW: usize = 100_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub cluster_id: Option<String>,
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+    pub events: VecDeque<Event>,
+    pub next_event_seq: u64,
+    /// Request id -> (order of arrival, first response).
+    dedup: BTreeMap<String, (u64, Response)>,
+    /// Arrival order -> request id, to forget the oldest first.
+    dedup_order: BTreeMap<u64, String>,
+    dedup_seq: u64,
+}
+
+impl ClusterState {
+    /// Applies one request. The only function that changes cluster state.
+    pub fn apply(&mut self, req: &Request) -> Response {
+        if let Some(id) = &req.request_id {
+            if let Some((_, first)) = self.dedup.get(id) {
+                return first.clone();
+            }
+        }
+        let resp = self.apply_command(req.now, &req.command);
+        if let Some(id) = &req.request_id {
+            self.remember(id.clone(), resp.clone());
+        }
+        resp
+    }
+
+    fn remember(&mut self, id: String, resp: Response) {
+        self.dedup_seq += 1;
+        self.dedup.insert(id.clone(), (self.dedup_seq, resp));
+        self.dedup_order.insert(self.dedup_seq, id);
+        while self.dedup_order.len() > DEDUP_WINDOW {
+            if let Some((_, old)) = self.dedup_order.pop_first() {
+                self.dedup.remove(&old);
+            }
+        }
+    }
+
+    fn apply_command(&mut self, now: u64, cmd: &Command) -> Response {
+        match cmd {
+            Command::InitCluster { cluster_id } => match &self.cluster_id {
+                Some(existing) if existing != cluster_id => {
+                    Response::refused(format!("cluster already initialized as `{existing}`"))
+                }
+                _ => {
+                    self.cluster_id = Some(cluster_id.clone());
+                    self.event(now, "cluster", cluster_id, "init", "cluster initialized");
+                    Response::ok()
+                }
+            },
+            Command::CreateService { name, spec } => {
+                if let Err(e) = validate_name("service", name) {
+                    return Response::refused(e);
+                }
+                if self.services.contains_key(name) {
+                    return Response::refused(format!("service `{name}` already exists"));
+                }
+                let svc = Service {
+                    name: name.clone(),
+                    stack: None,
+                    spec: spec.clone(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                self.services.insert(name.clone(), svc);
+                self.event(now, "service", name, "create", "service created");
+                Response::version(1)
+            }
+            Command::UpdateService { name, spec } => match self.services.get_mut(name) {
+                None => Response::refused(format!("service `{name}` not found")),
+                Some(svc) => {
+                    svc.spec = spec.clone();
+                    svc.version += 1;
+                    svc.updated_at = now;
+                    let v = svc.version;
+                    self.event(now, "service", name, "update", &format!("version {v}"));
+                    Response::version(v)
+                }
+            },
+            Command::RemoveService { name } => {
+                if self.services.remove(name).is_none() {
+                    return Response::refused(format!("service `{name}` not found"));
+                }
+                self.event(now, "service", name, "remove", "service removed");
+                Response::ok()
+            }
+            Command::RegisterNode { node } => {
+                if let Err(e) = validate_name("node", &node.name) {
+                    return Response::refused(e);
+                }
+                let mut node = node.clone();
+                node.status = NodeStatus::Ready;
+                node.last_heartbeat = now;
+                if let Some(old) = self.nodes.get(&node.name) {
+                    // Operator-set fields survive re-registration.
+                    node.availability = old.availability;
+                    node.registered_at = old.registered_at;
+                } else {
+                    node.registered_at = now;
+                }
+                let name = node.name.clone();
+                self.nodes.insert(name.clone(), node);
+                self.event(now, "node", &name, "register", "node ready");
+                Response::ok()
+            }
+            Command::NodeHeartbeat { name } => match self.nodes.get_mut(name) {
+                None => Response::refused(format!("node `{name}` is not registered")),
+                Some(n) => {
+                    n.last_heartbeat = now;
+                    let was_down = n.status != NodeStatus::Ready;
+                    n.status = NodeStatus::Ready;
+                    if was_down {
+                        self.event(now, "node", name, "up", "node ready");
+                    }
+                    Response::ok()
+                }
+            },
+            Command::ReportTaskStatus { node, updates } => {
+                for u in updates {
+                    let Some(task) = self.tasks.get_mut(&u.task_id) else { continue };
+                    if task.node.as_deref() != Some(node.as_str()) || u.state < task.state {
+                        // Reports from another node, or stale ones, change nothing.
+                        continue;
+                    }
+                    if u.state == task.state && u.message == task.message {
+                        continue;
+                    }
+                    task.state = u.state;
+                    task.message = u.message.clone();
+                    task.exit_code = u.exit_code;
+                    task.updated_at = now;
+                    let msg = format!("{}: {}", u.state, u.message);
+                    let id = u.task_id.clone();
+                    self.event(now, "task", &id, u.state.as_str(), &msg);
+                }
+                Response::ok()
+            }
+        }
+    }
+
+    fn event(&mut self, at: u64, kind: &str, object: &str, action: &str, message: &str) {
+        self.next_event_seq += 1;
+        self.events.push_back(Event {
+            seq: self.next_event_seq,
+            at,
+            kind: kind.to_string(),
+            object: object.to_string(),
+            action: action.to_string(),
+            message: message.to_string(),
+        });
+        while self.events.len() > EVENT_RING {
+            self.events.pop_front();
+        }
+    }
+
+    /// Answers a read as JSON.
+    pub fn query(&self, q: &Query) -> serde_json::Value {
+        use serde_json::{json, to_value};
+        let v = match q {
+            Query::Services => to_value(self.services.values().collect::<Vec<_>>()),
+            Query::Service { name } => to_value(self.services.get(name)),
+            Query::Tasks { service, node } => to_value(
+                self.tasks
+                    .values()
+                    .filter(|t| service.as_ref().is_none_or(|s| &t.service == s))
+                    .filter(|t| node.as_ref().is_none_or(|n| t.node.as_ref() == Some(n)))
+                    .collect::<Vec<_>>(),
+            ),
+            Query::Nodes => to_value(self.nodes.values().collect::<Vec<_>>()),
+            Query::Events { after } => {
+                to_value(self.events.iter().filter(|e| e.seq > *after).collect::<Vec<_>>())
+            }
+            Query::ClusterId => Ok(json!(self.cluster_id)),
+        };
+        // Our own plain data serializes without error.
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name `{name}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`, starting \
+             with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_model::ServiceSpec;
+
+    fn req(id: Option<&str>, now: u64, command: Command) -> Request {
+        Request { request_id: id.map(str::to_string), now, command }
+    }
+
+    fn create(name: &str) -> Command {
+        Command::CreateService { name: name.into(), spec: ServiceSpec::default() }
+    }
+
+    #[test]
+    fn create_then_duplicate_is_refused_without_change() {
+        let mut s = ClusterState::default();
+        assert_eq!(s.apply(&req(None, 1, create("db"))), Response::version(1));
+        let before = s.clone();
+        let r = s.apply(&req(None, 2, create("db")));
+        assert_eq!(r.error.as_deref(), Some("service `db` already exists"));
+        // The refused command leaves everything but nothing changed.
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn retried_request_is_applied_once() {
+        let mut s = ClusterState::default();
+        let first = s.apply(&req(Some("r1"), 1, create("api")));
+        let again = s.apply(&req(Some("r1"), 2, create("api")));
+        assert_eq!(first, again);
+        assert!(again.error.is_none());
+        let creates = s.events.iter().filter(|e| e.object == "api").count();
+        assert_eq!(creates, 1);
+    }
+
+    #[test]
+    fn same_requests_give_same_state() {
+        let cmds: Vec<Request> = (0..50)
+            .map(|i| req(Some(&format!("r{i}")), i, create(&format!("s{}", i % 7))))
+            .collect();
+        let mut a = ClusterState::default();
+        let mut b = ClusterState::default();
+        let ra: Vec<_> = cmds.iter().map(|c| a.apply(c)).collect();
+        let rb: Vec<_> = cmds.iter().map(|c| b.apply(c)).collect();
+        assert_eq!(ra, rb);
+        assert_eq!(a, b);
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let mut s = ClusterState::default();
+        for bad in ["", "-x", "a b", "x/y", &"a".repeat(64)] {
+            let r = s.apply(&req(None, 1, create(bad)));
+            assert!(r.error.unwrap().contains("invalid"), "{bad:?}");
+        }
+        assert!(s.services.is_empty());
+    }
+
+    #[test]
+    fn update_bumps_version_and_remove_forgets() {
+        let mut s = ClusterState::default();
+        s.apply(&req(None, 1, create("mq")));
+        let spec = ServiceSpec { replicas: 3, ..Default::default() };
+        let r = s.apply(&req(None, 2, Command::UpdateService { name: "mq".into(), spec }));
+        assert_eq!(r.version, Some(2));
+        assert_eq!(s.services["mq"].spec.replicas, 3);
+        assert!(s.apply(&req(None, 3, Command::RemoveService { name: "mq".into() })).error.is_none());
+        let r = s.apply(&req(None, 4, Command::RemoveService { name: "mq".into() }));
+        assert_eq!(r.error.as_deref(), Some("service `mq` not found"));
+    }
+
+    #[test]
+    fn cluster_id_is_set_once() {
+        let mut s = ClusterState::default();
+        let init = |id: &str| Command::InitCluster { cluster_id: id.into() };
+        assert!(s.apply(&req(None, 1, init("a"))).error.is_none());
+        assert!(s.apply(&req(None, 2, init("a"))).error.is_none());
+        assert!(s.apply(&req(None, 3, init("b"))).error.is_some());
+        assert_eq!(s.cluster_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn event_ring_is_bounded() {
+        let mut s = ClusterState::default();
+        for i in 0..(EVENT_RING as u64 + 10) {
+            s.apply(&req(None, i, Command::RemoveService { name: "x".into() }));
+            s.event(i, "test", "x", "tick", "");
+        }
+        assert_eq!(s.events.len(), EVENT_RING);
+        assert_eq!(s.events.back().unwrap().seq, s.next_event_seq);
+    }
+}

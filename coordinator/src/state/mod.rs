@@ -1,0 +1,12 @@
+//! The replicated cluster state and the only code that changes it.
+//!
+//! Invariant: [`ClusterState::apply`] is pure and deterministic: no clock, no randomness, no
+//! iteration over hash maps. Time arrives inside the [`Request`].
+
+mod command;
+mod machine;
+mod query;
+
+pub use command::{Command, Event, Request, Response};
+pub use machine::ClusterState;
+pub use query::Query;
