@@ -1,0 +1,1 @@
+//! Unit tests for the sled store: reopening, corruption, purge/truncate, snapshots.
