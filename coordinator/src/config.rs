@@ -71,9 +71,15 @@ impl Default for RaftTuning {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -86,19 +92,30 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
                 return Ok(Config::default())
             }
-            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), source: Box::new(e) })
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(e),
+        })
     }
 
     pub fn advertise_addr(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| self.listen.clone())
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.clone())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == 0 {
-            return Err(ConfigError::Invalid("`id` must be a positive integer".into()));
+            return Err(ConfigError::Invalid(
+                "`id` must be a positive integer".into(),
+            ));
         }
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
@@ -113,7 +130,9 @@ impl Config {
             ));
         }
         if t.snapshot_logs == 0 {
-            return Err(ConfigError::Invalid("raft: `snapshot_logs` must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "raft: `snapshot_logs` must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -143,7 +162,10 @@ mod tests {
         let mut c = Config::default();
         c.raft.election_timeout_min_ms = 10;
         assert!(c.validate().is_err());
-        c = Config { id: 0, ..Config::default() };
+        c = Config {
+            id: 0,
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("id"));
     }
 }

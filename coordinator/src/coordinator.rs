@@ -2,6 +2,7 @@
 //! to the leader, wherever they arrive); reads are linearizable unless asked to be stale.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -12,10 +13,11 @@ use shoal_proto::control::{ClusterStatusReply, ClusterStatusRequest, Member};
 use shoal_proto::raft::RaftPayload;
 use tokio::time::Instant;
 
+use crate::identity_file::{self, Identity};
 use crate::raft::identity::ClusterTag;
 use crate::raft::network::{tagged, Channels};
-use crate::raft::{StateMachineStore, Store};
 use crate::raft::types::{NodeId, Raft};
+use crate::raft::{StateMachineStore, Store};
 use crate::state::{ClusterState, Command, Query, Request, Response};
 
 /// How long a write or read waits for a leader before giving up.
@@ -40,7 +42,7 @@ pub enum CoordError {
 /// Work forwarded from a follower to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
-    Write(Request),
+    Write(Box<Request>),
     AddMember { id: NodeId, addr: String },
     RemoveMember { id: NodeId },
 }
@@ -57,28 +59,38 @@ pub struct Coordinator {
     pub id: NodeId,
     pub addr: String,
     pub raft: Raft,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub sm: StateMachineStore,
     pub channels: Channels,
     pub tag: ClusterTag,
 }
 
 pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Coordinator {
     /// Builds a request for `command` stamped with this coordinator's clock.
     pub fn request(&self, request_id: Option<String>, command: Command) -> Request {
         let request_id = request_id.or_else(|| Some(uuid::Uuid::new_v4().to_string()));
-        Request { request_id, now: now_millis(), command }
+        Request {
+            request_id,
+            now: now_millis(),
+            command,
+        }
     }
 
     /// Appends a request to the Raft log and waits until it is applied, forwarding it to the
     /// leader when this member is a follower. Safe to retry: requests carry an idempotency key.
     pub async fn write(&self, req: Request) -> Result<(Response, u64), CoordError> {
-        match self.on_leader(Forwarded::Write(req)).await? {
-            ForwardedReply::Written { response, log_index } => Ok((response, log_index)),
+        match self.on_leader(Forwarded::Write(Box::new(req))).await? {
+            ForwardedReply::Written {
+                response,
+                log_index,
+            } => Ok((response, log_index)),
             ForwardedReply::Done { message } => Err(CoordError::Internal(message)),
         }
     }
@@ -112,8 +124,11 @@ impl Coordinator {
     /// Does leader-only work on this member. Fails with `NotLeader` if it is not the leader.
     pub async fn local(&self, work: Forwarded) -> Result<ForwardedReply, CoordError> {
         match work {
-            Forwarded::Write(req) => match self.raft.client_write(req).await {
-                Ok(r) => Ok(ForwardedReply::Written { response: r.data, log_index: r.log_id.index }),
+            Forwarded::Write(req) => match self.raft.client_write(*req).await {
+                Ok(r) => Ok(ForwardedReply::Written {
+                    response: r.data,
+                    log_index: r.log_id.index,
+                }),
                 Err(e) => Err(write_error(e)),
             },
             Forwarded::AddMember { id, addr } => self.add_member(id, addr).await,
@@ -122,8 +137,10 @@ impl Coordinator {
     }
 
     async fn forward(&self, addr: &str, work: &Forwarded) -> Result<ForwardedReply, CoordError> {
-        let mut client =
-            self.channels.raft_client(addr).map_err(|e| CoordError::Unavailable(e.to_string()))?;
+        let mut client = self
+            .channels
+            .raft_client(addr)
+            .map_err(|e| CoordError::Unavailable(e.to_string()))?;
         let data = serde_json::to_vec(work).map_err(|e| CoordError::Internal(e.to_string()))?;
         let reply = client
             .forward_write(tagged(&self.tag, RaftPayload { data }))
@@ -134,7 +151,11 @@ impl Coordinator {
     }
 
     /// Answers a query: after a linearizability check with the leader unless `stale`.
-    pub async fn read(&self, q: &Query, stale: bool) -> Result<(serde_json::Value, u64), CoordError> {
+    pub async fn read(
+        &self,
+        q: &Query,
+        stale: bool,
+    ) -> Result<(serde_json::Value, u64), CoordError> {
         if !stale {
             self.linearize().await?;
         }
@@ -183,8 +204,10 @@ impl Coordinator {
 
     /// Asks the leader for a read index: it confirms its leadership and returns its commit index.
     async fn leader_read_index(&self, addr: &str) -> Result<u64, CoordError> {
-        let mut client =
-            self.channels.raft_client(addr).map_err(|e| CoordError::Unavailable(e.to_string()))?;
+        let mut client = self
+            .channels
+            .raft_client(addr)
+            .map_err(|e| CoordError::Unavailable(e.to_string()))?;
         let reply = client
             .forward_read(tagged(&self.tag, RaftPayload { data: Vec::new() }))
             .await
@@ -221,24 +244,49 @@ impl Coordinator {
 
     /// Initializes a new single-member cluster and records a fresh cluster id.
     pub async fn init_cluster(&self) -> Result<String, CoordError> {
-        let initialized =
-            self.raft.is_initialized().await.map_err(|e| CoordError::Internal(e.to_string()))?;
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| CoordError::Internal(e.to_string()))?;
         if initialized || self.tag.get().is_some() {
             return Err(CoordError::Refused(
                 "this coordinator already belongs to a cluster; nothing changed".into(),
             ));
         }
         let cluster_id = uuid::Uuid::new_v4().to_string();
-        self.store
-            .meta_set("cluster_id", &cluster_id)
+        self.record_cluster_id(&cluster_id)?;
+        let members = BTreeMap::from([(
+            self.id,
+            BasicNode {
+                addr: self.addr.clone(),
+            },
+        )]);
+        self.raft
+            .initialize(members)
+            .await
             .map_err(|e| CoordError::Internal(e.to_string()))?;
-        self.tag.set(&cluster_id);
-        let members = BTreeMap::from([(self.id, BasicNode { addr: self.addr.clone() })]);
-        self.raft.initialize(members).await.map_err(|e| CoordError::Internal(e.to_string()))?;
-        let req = self.request(None, Command::InitCluster { cluster_id: cluster_id.clone() });
+        let req = self.request(
+            None,
+            Command::InitCluster {
+                cluster_id: cluster_id.clone(),
+            },
+        );
         self.write(req).await?;
         tracing::info!(cluster_id = %cluster_id, node_id = self.id, "cluster initialized");
         Ok(cluster_id)
+    }
+
+    /// Persists the cluster id in the data dir's identity file, then tags RPCs with it.
+    pub fn record_cluster_id(&self, cluster_id: &str) -> Result<(), CoordError> {
+        let id = Identity {
+            node_id: self.id,
+            cluster_id: Some(cluster_id.to_string()),
+        };
+        identity_file::write(self.store.path(), &id)
+            .map_err(|e| CoordError::Internal(e.to_string()))?;
+        self.tag.set(cluster_id);
+        Ok(())
     }
 
     async fn add_member(&self, id: NodeId, addr: String) -> Result<ForwardedReply, CoordError> {
@@ -260,8 +308,10 @@ impl Coordinator {
         }
         self.probe_new_member(id, &addr).await?;
         let node = BasicNode { addr: addr.clone() };
-        let learner =
-            tokio::time::timeout(Duration::from_secs(60), self.raft.add_learner(id, node, true));
+        let learner = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.raft.add_learner(id, node, true),
+        );
         match learner.await {
             Err(_) => {
                 return Err(CoordError::Unavailable(format!(
@@ -276,7 +326,9 @@ impl Coordinator {
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map_err(write_error)?;
-        Ok(ForwardedReply::Done { message: format!("member {id} at {addr} added as a voter") })
+        Ok(ForwardedReply::Done {
+            message: format!("member {id} at {addr} added as a voter"),
+        })
     }
 
     /// Checks that `addr` serves a fresh coordinator with id `id` before adding it.
@@ -286,7 +338,10 @@ impl Coordinator {
                 "cannot reach new member {id} at {addr}: {e}; nothing changed"
             ))
         };
-        let channel = self.channels.get(addr).map_err(|e| unreachable(e.to_string()))?;
+        let channel = self
+            .channels
+            .get(addr)
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut client = ControlClient::new(channel);
         let call = client.cluster_status(ClusterStatusRequest {});
         let status = match tokio::time::timeout(Duration::from_secs(3), call).await {
@@ -332,8 +387,13 @@ impl Coordinator {
                 "member {id} is not in the cluster; nothing changed"
             )));
         };
-        self.raft.change_membership(change, false).await.map_err(write_error)?;
-        Ok(ForwardedReply::Done { message: format!("member {id} removed") })
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
+        Ok(ForwardedReply::Done {
+            message: format!("member {id} removed"),
+        })
     }
 
     /// This member's view of the cluster.
@@ -359,9 +419,16 @@ impl Coordinator {
                 Member {
                     id: *id,
                     addr: node.addr.clone(),
-                    role: if voters.contains(id) { "voter" } else { "learner" }.into(),
+                    role: if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    }
+                    .into(),
                     matched_index: matched.unwrap_or(0),
-                    lag: matched.map(|x| last_log.saturating_sub(x) as i64).unwrap_or(-1),
+                    lag: matched
+                        .map(|x| last_log.saturating_sub(x) as i64)
+                        .unwrap_or(-1),
                 }
             })
             .collect();

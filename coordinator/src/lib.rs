@@ -3,5 +3,6 @@
 pub mod api;
 pub mod config;
 pub mod coordinator;
+pub mod identity_file;
 pub mod raft;
 pub mod state;

@@ -10,10 +10,11 @@ use shoal_coordinator::api::control::ControlService;
 use shoal_coordinator::api::raft_service::RaftService;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
+use shoal_coordinator::identity_file;
 use shoal_coordinator::raft::identity::ClusterTag;
 use shoal_coordinator::raft::network::{Channels, NetworkFactory};
-use shoal_coordinator::raft::Store;
 use shoal_coordinator::raft::types::Raft;
+use shoal_coordinator::raft::Store;
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::control_server::ControlServer;
 use shoal_proto::control::ClusterAddRequest;
@@ -116,7 +117,9 @@ impl Args {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         fmt.json().init();
     } else {
@@ -149,19 +152,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let fresh_dir = !dir_has_entries(&cfg.data_dir);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    let store = Store::open(&cfg.data_dir)
-        .with_context(|| format!("refusing to start on data dir {}", cfg.data_dir.display()))?;
-    match store.meta_get("node_id")? {
-        Some(id) if id != cfg.id.to_string() => bail!(
-            "data dir {} belongs to member {id}, but this coordinator is configured as member \
-             {}; refusing to start (nothing was changed)",
-            cfg.data_dir.display(),
-            cfg.id
-        ),
-        Some(_) => {}
-        None => store.meta_set("node_id", &cfg.id.to_string())?,
+    // Refuse a data dir that belongs to another member before opening (and so touching) it.
+    let identity = identity_file::read(&cfg.data_dir)?;
+    if let Some(found) = &identity {
+        if found.node_id != cfg.id {
+            bail!(
+                "data dir {} belongs to member {}{}, but this coordinator is configured as \
+                 member {}; refusing to start (nothing was changed)",
+                cfg.data_dir.display(),
+                found.node_id,
+                found
+                    .cluster_id
+                    .as_deref()
+                    .map(|c| format!(" of cluster {c}"))
+                    .unwrap_or_default(),
+                cfg.id
+            );
+        }
     }
-    let tag = ClusterTag::new(store.meta_get("cluster_id")?);
+    let store =
+        Arc::new(Store::open(&cfg.data_dir).with_context(|| {
+            format!("refusing to start on data dir {}", cfg.data_dir.display())
+        })?);
+    if identity.is_none() {
+        let id = identity_file::Identity {
+            node_id: cfg.id,
+            cluster_id: None,
+        };
+        identity_file::write(&cfg.data_dir, &id)?;
+    }
+    let tag = ClusterTag::new(identity.and_then(|i| i.cluster_id));
 
     let raft_config = openraft::Config {
         cluster_name: "shoal".into(),
@@ -176,11 +196,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .validate()
     .context("invalid raft settings")?;
     let channels = Channels::default();
-    let network = NetworkFactory { channels: channels.clone(), tag: tag.clone() };
+    let network = NetworkFactory {
+        channels: channels.clone(),
+        tag: tag.clone(),
+    };
     let sm = store.state_machine();
-    let raft = Raft::new(cfg.id, Arc::new(raft_config), network, store.log_store(), sm.clone())
-        .await
-        .context("cannot start raft")?;
+    let raft = Raft::new(
+        cfg.id,
+        Arc::new(raft_config),
+        network,
+        store.log_store(),
+        sm.clone(),
+    )
+    .await
+    .context("cannot start raft")?;
     let coord = Coordinator {
         id: cfg.id,
         addr: addr.clone(),
@@ -196,8 +225,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(RaftServer::new(RaftService { coord: coord.clone() }).max_decoding_message_size(256 << 20))
-        .add_service(ControlServer::new(ControlService { coord: coord.clone() }))
+        .add_service(
+            RaftServer::new(RaftService {
+                coord: coord.clone(),
+            })
+            .max_decoding_message_size(256 << 20),
+        )
+        .add_service(ControlServer::new(ControlService {
+            coord: coord.clone(),
+        }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });
@@ -207,7 +243,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let initialized = raft.is_initialized().await?;
     if !initialized && cfg.bootstrap {
-        let id = coord.init_cluster().await.context("cannot bootstrap the cluster")?;
+        let id = coord
+            .init_cluster()
+            .await
+            .context("cannot bootstrap the cluster")?;
         tracing::info!(cluster_id = %id, "bootstrapped a new cluster");
     } else if !initialized && !cfg.join.is_empty() {
         if let Err(e) = join(&cfg, &addr).await {
@@ -232,13 +271,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // In-flight requests finish; new connections are refused.
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     let _ = raft.shutdown().await;
-    store.flush().context("cannot flush the data dir")?;
     tracing::info!("stopped");
     Ok(())
 }
 
 fn dir_has_entries(p: &std::path::Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
 }
 
 /// Asks the members named in `join` to add this coordinator, until one accepts or 15 s pass.
@@ -256,7 +296,10 @@ async fn join(cfg: &Config, addr: &str) -> anyhow::Result<()> {
                     continue;
                 }
             };
-            let req = ClusterAddRequest { id: cfg.id, addr: addr.to_string() };
+            let req = ClusterAddRequest {
+                id: cfg.id,
+                addr: addr.to_string(),
+            };
             match ControlClient::new(channel).cluster_add(req).await {
                 Ok(r) => {
                     tracing::info!(via = %peer, message = %r.into_inner().message, "joined");
@@ -270,5 +313,8 @@ async fn join(cfg: &Config, addr: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    bail!("cannot join the cluster through {}: {last_err}", cfg.join.join(", "))
+    bail!(
+        "cannot join the cluster through {}: {last_err}",
+        cfg.join.join(", ")
+    )
 }

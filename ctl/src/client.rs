@@ -15,7 +15,10 @@ pub struct Client {
 
 /// Whether a failed call may succeed on another coordinator.
 fn retriable(s: &tonic::Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled)
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+    )
 }
 
 impl Client {
@@ -26,11 +29,18 @@ impl Client {
                  them in the config file"
             );
         }
-        Ok(Self { endpoints, current: 0 })
+        Ok(Self {
+            endpoints,
+            current: 0,
+        })
     }
 
     async fn connect(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
-        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
         let ch = Endpoint::from_shared(uri)
             .with_context(|| format!("bad coordinator address `{addr}`"))?
             .connect_timeout(Duration::from_secs(2))

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use shoal_model::{ContainerSpec, ServiceSpec};
 use shoal_proto::control::{
-    ApplyRequest, ClusterAddRequest, ClusterInitRequest, ClusterRemoveRequest,
-    ClusterStatusReply, ClusterStatusRequest, QueryRequest,
+    ApplyRequest, ClusterAddRequest, ClusterInitRequest, ClusterRemoveRequest, ClusterStatusReply,
+    ClusterStatusRequest, QueryRequest,
 };
 
 use client::Client;
@@ -129,7 +129,9 @@ fn endpoints(cli: &Cli) -> anyhow::Result<Vec<String>> {
     let path = match &cli.config {
         Some(p) => p.clone(),
         None => {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             let user = home.join(".config/shoal/shoalctl.toml");
             if user.exists() {
                 user
@@ -168,7 +170,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let fmt = cli.output;
     match &cli.cmd {
         Cmd::Cluster(c) => cluster(&mut client, c, fmt).await,
-        Cmd::Service(ServiceCmd::Create { name, image, replicas, request_id, command }) => {
+        Cmd::Service(ServiceCmd::Create {
+            name,
+            image,
+            replicas,
+            request_id,
+            command,
+        }) => {
             let spec = ServiceSpec {
                 container: ContainerSpec {
                     image: image.clone(),
@@ -179,7 +187,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let cmd = json!({"type": "create_service", "name": name, "spec": spec});
-            let id = request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let id = request_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let reply = apply(&mut client, &id, &cmd).await?;
             print_value(fmt, &reply, || format!("service {name} created"));
             Ok(())
@@ -192,19 +202,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Service(ServiceCmd::Ls) => {
             let v = query(&mut client, json!({"type": "services"}), cli.stale).await?;
-            print_list(fmt, &v, &["NAME", "MODE", "REPLICAS", "IMAGE", "VERSION"], |s| {
-                vec![
-                    str_at(s, "/name"),
-                    str_at(s, "/spec/mode"),
-                    str_at(s, "/spec/replicas"),
-                    str_at(s, "/spec/container/image"),
-                    str_at(s, "/version"),
-                ]
-            });
+            print_list(
+                fmt,
+                &v,
+                &["NAME", "MODE", "REPLICAS", "IMAGE", "VERSION"],
+                |s| {
+                    vec![
+                        str_at(s, "/name"),
+                        str_at(s, "/spec/mode"),
+                        str_at(s, "/spec/replicas"),
+                        str_at(s, "/spec/container/image"),
+                        str_at(s, "/version"),
+                    ]
+                },
+            );
             Ok(())
         }
         Cmd::Service(ServiceCmd::Inspect { name }) => {
-            let v = query(&mut client, json!({"type": "service", "name": name}), cli.stale).await?;
+            let v = query(
+                &mut client,
+                json!({"type": "service", "name": name}),
+                cli.stale,
+            )
+            .await?;
             if v.is_null() {
                 bail!("service `{name}` not found");
             }
@@ -213,45 +233,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Node(NodeCmd::Ls) => {
             let v = query(&mut client, json!({"type": "nodes"}), cli.stale).await?;
-            print_list(fmt, &v, &["NAME", "ROLE", "STATUS", "AVAILABILITY", "ADDRESS"], |n| {
-                vec![
-                    str_at(n, "/name"),
-                    str_at(n, "/role"),
-                    str_at(n, "/status"),
-                    str_at(n, "/availability"),
-                    str_at(n, "/address"),
-                ]
-            });
+            print_list(
+                fmt,
+                &v,
+                &["NAME", "ROLE", "STATUS", "AVAILABILITY", "ADDRESS"],
+                |n| {
+                    vec![
+                        str_at(n, "/name"),
+                        str_at(n, "/role"),
+                        str_at(n, "/status"),
+                        str_at(n, "/availability"),
+                        str_at(n, "/address"),
+                    ]
+                },
+            );
             Ok(())
         }
         Cmd::Task(TaskCmd::Ls { service }) => {
             let q = json!({"type": "tasks", "service": service, "node": null});
             let v = query(&mut client, q, cli.stale).await?;
-            print_list(fmt, &v, &["ID", "SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE"], |t| {
-                vec![
-                    str_at(t, "/id"),
-                    str_at(t, "/service"),
-                    str_at(t, "/slot"),
-                    str_at(t, "/node"),
-                    str_at(t, "/desired_state"),
-                    str_at(t, "/state"),
-                    str_at(t, "/message"),
-                ]
-            });
+            print_list(
+                fmt,
+                &v,
+                &[
+                    "ID", "SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE",
+                ],
+                |t| {
+                    vec![
+                        str_at(t, "/id"),
+                        str_at(t, "/service"),
+                        str_at(t, "/slot"),
+                        str_at(t, "/node"),
+                        str_at(t, "/desired_state"),
+                        str_at(t, "/state"),
+                        str_at(t, "/message"),
+                    ]
+                },
+            );
             Ok(())
         }
         Cmd::Events { after } => {
-            let v = query(&mut client, json!({"type": "events", "after": after}), cli.stale).await?;
-            print_list(fmt, &v, &["SEQ", "AT", "KIND", "OBJECT", "ACTION", "MESSAGE"], |e| {
-                vec![
-                    str_at(e, "/seq"),
-                    str_at(e, "/at"),
-                    str_at(e, "/kind"),
-                    str_at(e, "/object"),
-                    str_at(e, "/action"),
-                    str_at(e, "/message"),
-                ]
-            });
+            let v = query(
+                &mut client,
+                json!({"type": "events", "after": after}),
+                cli.stale,
+            )
+            .await?;
+            print_list(
+                fmt,
+                &v,
+                &["SEQ", "AT", "KIND", "OBJECT", "ACTION", "MESSAGE"],
+                |e| {
+                    vec![
+                        str_at(e, "/seq"),
+                        str_at(e, "/at"),
+                        str_at(e, "/kind"),
+                        str_at(e, "/object"),
+                        str_at(e, "/action"),
+                        str_at(e, "/message"),
+                    ]
+                },
+            );
             Ok(())
         }
     }
@@ -261,8 +303,10 @@ async fn apply(client: &mut Client, request_id: &str, cmd: &Value) -> anyhow::Re
     let command_json = serde_json::to_vec(cmd)?;
     let reply = client
         .call(|mut c| {
-            let req =
-                ApplyRequest { request_id: request_id.to_string(), command_json: command_json.clone() };
+            let req = ApplyRequest {
+                request_id: request_id.to_string(),
+                command_json: command_json.clone(),
+            };
             async move { c.apply(req).await }
         })
         .await?;
@@ -277,7 +321,10 @@ async fn query(client: &mut Client, q: Value, stale: bool) -> anyhow::Result<Val
     let query_json = serde_json::to_vec(&q)?;
     let reply = client
         .call(|mut c| {
-            let req = QueryRequest { query_json: query_json.clone(), stale };
+            let req = QueryRequest {
+                query_json: query_json.clone(),
+                stale,
+            };
             async move { c.query(req).await }
         })
         .await?;
@@ -287,14 +334,19 @@ async fn query(client: &mut Client, q: Value, stale: bool) -> anyhow::Result<Val
 async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::Result<()> {
     match cmd {
         ClusterCmd::Init => {
-            let r = client.call(|mut c| async move { c.cluster_init(ClusterInitRequest {}).await }).await?;
+            let r = client
+                .call(|mut c| async move { c.cluster_init(ClusterInitRequest {}).await })
+                .await?;
             println!("{}", r.message);
         }
         ClusterCmd::Add { id, addr } => {
             let (id, addr) = (*id, addr.clone());
             let r = client
                 .call(|mut c| {
-                    let req = ClusterAddRequest { id, addr: addr.clone() };
+                    let req = ClusterAddRequest {
+                        id,
+                        addr: addr.clone(),
+                    };
                     async move { c.cluster_add(req).await }
                 })
                 .await?;
@@ -314,7 +366,11 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
             // The leader knows every member's replication progress; each member knows its own
             // indices. Ask both.
             let leader = if first.has_leader && first.leader_id != first.node_id {
-                let addr = first.members.iter().find(|m| m.id == first.leader_id).map(|m| m.addr.clone());
+                let addr = first
+                    .members
+                    .iter()
+                    .find(|m| m.id == first.leader_id)
+                    .map(|m| m.addr.clone());
                 match addr {
                     Some(a) => member_status(&a).await.unwrap_or_else(|| first.clone()),
                     None => first.clone(),
@@ -339,9 +395,19 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
                         s.applied_index.to_string(),
                         s.state.clone(),
                     ),
-                    None => ("-".into(), "-".into(), "-".into(), "-".into(), "unreachable".into()),
+                    None => (
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "unreachable".into(),
+                    ),
                 };
-                let lag = if m.lag < 0 { "-".to_string() } else { m.lag.to_string() };
+                let lag = if m.lag < 0 {
+                    "-".to_string()
+                } else {
+                    m.lag.to_string()
+                };
                 json_members.push(json!({
                     "id": m.id, "addr": m.addr, "role": role, "state": state,
                     "term": own.as_ref().map(|s| s.term),
@@ -350,7 +416,17 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
                     "applied_index": own.as_ref().map(|s| s.applied_index),
                     "lag": (m.lag >= 0).then_some(m.lag),
                 }));
-                rows.push(vec![m.id.to_string(), m.addr.clone(), role, state, term, last, committed, applied, lag]);
+                rows.push(vec![
+                    m.id.to_string(),
+                    m.addr.clone(),
+                    role,
+                    state,
+                    term,
+                    last,
+                    committed,
+                    applied,
+                    lag,
+                ]);
             }
             match fmt {
                 Format::Json => println!(
@@ -363,10 +439,33 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
                     }))?
                 ),
                 Format::Table => {
-                    println!("cluster {}  leader {}  term {}", leader.cluster_id,
-                        if leader.has_leader { leader.leader_id.to_string() } else { "none".into() },
-                        leader.term);
-                    print!("{}", table(&["ID", "ADDR", "ROLE", "STATE", "TERM", "LAST LOG", "COMMITTED", "APPLIED", "LAG"], &rows));
+                    println!(
+                        "cluster {}  leader {}  term {}",
+                        leader.cluster_id,
+                        if leader.has_leader {
+                            leader.leader_id.to_string()
+                        } else {
+                            "none".into()
+                        },
+                        leader.term
+                    );
+                    print!(
+                        "{}",
+                        table(
+                            &[
+                                "ID",
+                                "ADDR",
+                                "ROLE",
+                                "STATE",
+                                "TERM",
+                                "LAST LOG",
+                                "COMMITTED",
+                                "APPLIED",
+                                "LAG"
+                            ],
+                            &rows
+                        )
+                    );
                 }
             }
         }
@@ -377,7 +476,10 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
 async fn member_status(addr: &str) -> Option<ClusterStatusReply> {
     let mut c = Client::at(addr).await.ok()?;
     let call = c.cluster_status(ClusterStatusRequest {});
-    let r = tokio::time::timeout(std::time::Duration::from_secs(2), call).await.ok()?.ok()?;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(2), call)
+        .await
+        .ok()?
+        .ok()?;
     Some(r.into_inner())
 }
 
@@ -400,8 +502,10 @@ fn print_list(fmt: Format, v: &Value, header: &[&str], row: impl Fn(&Value) -> V
     match fmt {
         Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
         Format::Table => {
-            let rows: Vec<Vec<String>> =
-                v.as_array().map(|a| a.iter().map(&row).collect()).unwrap_or_default();
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| a.iter().map(&row).collect())
+                .unwrap_or_default();
             print!("{}", table(header, &rows));
         }
     }

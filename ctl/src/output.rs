@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let t = table(&["ID", "NAME"], &[vec!["1".into(), "db".into()], vec!["22".into(), "x".into()]]);
+        let t = table(
+            &["ID", "NAME"],
+            &[vec!["1".into(), "db".into()], vec!["22".into(), "x".into()]],
+        );
         assert_eq!(t, "ID  NAME\n1   db\n22  x\n");
     }
 }

@@ -28,7 +28,14 @@ impl Coord {
     pub fn new(root: &Path, id: u64) -> Coord {
         let data_dir = root.join(format!("c{id}"));
         let log = root.join(format!("c{id}.log"));
-        Coord { id, addr: free_addr(), data_dir, log, extra_args: Vec::new(), child: None }
+        Coord {
+            id,
+            addr: free_addr(),
+            data_dir,
+            log,
+            extra_args: Vec::new(),
+            child: None,
+        }
     }
 
     pub fn command(&self) -> Command {
@@ -46,7 +53,11 @@ impl Coord {
 
     /// Starts the process, appending its output to its log file.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "coordinator {} already running", self.id);
+        assert!(
+            self.child.is_none(),
+            "coordinator {} already running",
+            self.id
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -107,7 +118,12 @@ impl Coord {
     }
 
     pub async fn status(&self) -> anyhow::Result<ClusterStatusReply> {
-        Ok(self.client().await?.cluster_status(ClusterStatusRequest {}).await?.into_inner())
+        Ok(self
+            .client()
+            .await?
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Waits until the process answers on its API.
@@ -119,24 +135,40 @@ impl Coord {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("coordinator {} did not serve in time; log:\n{}", self.id, self.log_text());
+        panic!(
+            "coordinator {} did not serve in time; log:\n{}",
+            self.id,
+            self.log_text()
+        );
     }
 
     pub async fn init(&self) -> anyhow::Result<()> {
-        self.client().await?.cluster_init(ClusterInitRequest {}).await?;
+        self.client()
+            .await?
+            .cluster_init(ClusterInitRequest {})
+            .await?;
         Ok(())
     }
 
     /// Adds `other` through this coordinator's API.
     pub async fn add(&self, other: &Coord) -> Result<String, tonic::Status> {
-        let mut c = self.client().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let req = ClusterAddRequest { id: other.id, addr: other.addr.clone() };
+        let mut c = self
+            .client()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let req = ClusterAddRequest {
+            id: other.id,
+            addr: other.addr.clone(),
+        };
         Ok(c.cluster_add(req).await?.into_inner().message)
     }
 
     /// Creates service `name` through this coordinator; returns the log index.
     pub async fn create_service(&self, request_id: &str, name: &str) -> Result<u64, tonic::Status> {
-        let mut c = self.client().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut c = self
+            .client()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let cmd = serde_json::json!({
             "type": "create_service",
             "name": name,
@@ -156,16 +188,25 @@ impl Coord {
         stale: bool,
     ) -> anyhow::Result<(serde_json::Value, u64)> {
         let mut c = self.client().await?;
-        let req = QueryRequest { query_json: serde_json::to_vec(&q)?, stale };
+        let req = QueryRequest {
+            query_json: serde_json::to_vec(&q)?,
+            stale,
+        };
         let r = c.query(req).await?.into_inner();
         Ok((serde_json::from_slice(&r.result_json)?, r.applied_index))
     }
 
     /// Names of the services in this member's local state.
     pub async fn local_service_names(&self) -> anyhow::Result<Vec<String>> {
-        let (v, _) = self.query(serde_json::json!({"type": "services"}), true).await?;
+        let (v, _) = self
+            .query(serde_json::json!({"type": "services"}), true)
+            .await?;
         Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -209,7 +250,10 @@ pub async fn wait_leader(coords: &[&Coord], within: Duration) -> u64 {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no leader among {:?} within {within:?}", coords.iter().map(|c| c.id).collect::<Vec<_>>());
+    panic!(
+        "no leader among {:?} within {within:?}",
+        coords.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
 }
 
 /// Starts `n` coordinators (ids 1..=n) and forms a cluster through the API: init on the first,

@@ -1,5 +1,7 @@
 //! Bad input to coordinators: each refused with a clear error and nothing half-written.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -9,8 +11,8 @@ use shoal_proto::control::{ApplyRequest, ClusterAddRequest, ClusterRemoveRequest
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::free_addr;
 
-/// Every file under `dir` with its contents, to show a refused start changed nothing.
-fn snapshot_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// Every file under `dir` with a hash of its contents, to show a refused start changed nothing.
+fn snapshot_dir(dir: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -19,7 +21,9 @@ fn snapshot_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 out.insert(format!("{}/{k}", p.display()), v);
             }
         } else {
-            out.insert(p.display().to_string(), std::fs::read(&p).unwrap());
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&std::fs::read(&p).unwrap(), &mut h);
+            out.insert(p.display().to_string(), std::hash::Hasher::finish(&h));
         }
     }
     out
@@ -28,7 +32,10 @@ fn snapshot_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// Runs a coordinator to completion (it is expected to refuse to start).
 fn run_to_exit(c: &Coord) -> (bool, String) {
     let out = c.command().output().expect("run coordinator");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -36,14 +43,22 @@ fn corrupt_data_dir_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let c = Coord::new(dir.path(), 1);
     std::fs::create_dir_all(&c.data_dir).unwrap();
-    std::fs::write(c.data_dir.join("conf"), b"\x00\x01garbage that is not a sled config").unwrap();
+    std::fs::write(
+        c.data_dir.join("conf"),
+        b"\x00\x01garbage that is not a sled config",
+    )
+    .unwrap();
     std::fs::write(c.data_dir.join("db"), vec![0xAB; 4096]).unwrap();
     let before = snapshot_dir(&c.data_dir);
     let (ok, err) = run_to_exit(&c);
     assert!(!ok, "started on a corrupt data dir");
     assert!(err.contains("refusing to start on data dir"), "{err}");
     assert!(err.contains(&c.data_dir.display().to_string()), "{err}");
-    assert_eq!(snapshot_dir(&c.data_dir), before, "the corrupt data dir was modified");
+    assert_eq!(
+        snapshot_dir(&c.data_dir),
+        before,
+        "the corrupt data dir was modified"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,12 +77,18 @@ async fn data_dir_of_another_member_is_refused() {
     b.data_dir = a.data_dir.clone();
     let (ok, err) = run_to_exit(&b);
     assert!(!ok);
-    assert!(err.contains("belongs to member 1") && err.contains("member 2"), "{err}");
+    assert!(
+        err.contains("belongs to member 1") && err.contains("member 2"),
+        "{err}"
+    );
     assert_eq!(snapshot_dir(&a.data_dir), before);
     // The rightful owner still starts with its state.
     a.start();
     a.wait_serving().await;
-    assert_eq!(a.local_service_names().await.unwrap(), vec!["kept".to_string()]);
+    assert_eq!(
+        a.local_service_names().await.unwrap(),
+        vec!["kept".to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +105,11 @@ async fn membership_mistakes_are_refused() {
     dup.start();
     dup.wait_serving().await;
     let e = coords[1].add(&dup).await.unwrap_err();
-    assert!(e.message().contains("duplicate member id 2"), "{}", e.message());
+    assert!(
+        e.message().contains("duplicate member id 2"),
+        "{}",
+        e.message()
+    );
 
     // A member of another cluster: a single-member cluster of its own, with id 4.
     let other_root = dir.path().join("other");
@@ -96,28 +121,51 @@ async fn membership_mistakes_are_refused() {
     wait_leader(&[&foreign], Duration::from_secs(10)).await;
     foreign.create_service("r", "foreign-svc").await.unwrap();
     let e = coords[0].add(&foreign).await.unwrap_err();
-    assert!(e.message().contains("belongs to another cluster"), "{}", e.message());
+    assert!(
+        e.message().contains("belongs to another cluster"),
+        "{}",
+        e.message()
+    );
     // The foreign member keeps its own state and cluster.
-    assert_eq!(foreign.local_service_names().await.unwrap(), vec!["foreign-svc".to_string()]);
+    assert_eq!(
+        foreign.local_service_names().await.unwrap(),
+        vec!["foreign-svc".to_string()]
+    );
 
     // Unreachable new member.
     let mut ghost = Coord::new(dir.path(), 6);
     ghost.addr = free_addr();
     let e = coords[0].add(&ghost).await.unwrap_err();
-    assert!(e.message().contains("cannot reach new member 6"), "{}", e.message());
+    assert!(
+        e.message().contains("cannot reach new member 6"),
+        "{}",
+        e.message()
+    );
 
     // Malformed requests.
     let mut client = coords[0].client().await.unwrap();
     let e = client
-        .cluster_add(ClusterAddRequest { id: 7, addr: "not an address".into() })
+        .cluster_add(ClusterAddRequest {
+            id: 7,
+            addr: "not an address".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("addr"), "{}", e.message());
-    let e = client.cluster_add(ClusterAddRequest { id: 0, addr: free_addr() }).await.unwrap_err();
+    let e = client
+        .cluster_add(ClusterAddRequest {
+            id: 0,
+            addr: free_addr(),
+        })
+        .await
+        .unwrap_err();
     assert!(e.message().contains("id"), "{}", e.message());
     let e = client
-        .apply(ApplyRequest { request_id: String::new(), command_json: b"{not json".to_vec() })
+        .apply(ApplyRequest {
+            request_id: String::new(),
+            command_json: b"{not json".to_vec(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -131,16 +179,29 @@ async fn membership_mistakes_are_refused() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     let e = client
-        .query(QueryRequest { query_json: br#"{"type":"nope"}"#.to_vec(), stale: false })
+        .query(QueryRequest {
+            query_json: br#"{"type":"nope"}"#.to_vec(),
+            stale: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e = client.cluster_remove(ClusterRemoveRequest { id: 42 }).await.unwrap_err();
-    assert!(e.message().contains("member 42 is not in the cluster"), "{}", e.message());
+    let e = client
+        .cluster_remove(ClusterRemoveRequest { id: 42 })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("member 42 is not in the cluster"),
+        "{}",
+        e.message()
+    );
 
     // Nothing changed.
     assert_eq!(coords[0].status().await.unwrap().members, members_before);
-    let (services, _) = coords[0].query(serde_json::json!({"type": "services"}), false).await.unwrap();
+    let (services, _) = coords[0]
+        .query(serde_json::json!({"type": "services"}), false)
+        .await
+        .unwrap();
     assert_eq!(services.as_array().unwrap().len(), 0);
 }
 
@@ -152,7 +213,13 @@ async fn removing_the_last_voter_is_refused() {
     a.start();
     a.wait_serving().await;
     wait_leader(&[&a], Duration::from_secs(10)).await;
-    let e = a.client().await.unwrap().cluster_remove(ClusterRemoveRequest { id: 1 }).await.unwrap_err();
+    let e = a
+        .client()
+        .await
+        .unwrap()
+        .cluster_remove(ClusterRemoveRequest { id: 1 })
+        .await
+        .unwrap_err();
     assert!(e.message().contains("last voter"), "{}", e.message());
     let st = a.status().await.unwrap();
     assert_eq!(st.members.len(), 1);

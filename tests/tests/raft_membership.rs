@@ -1,6 +1,8 @@
 //! Membership changes through `shoalctl cluster add/remove`, and a member whose missing log
 //! was purged brought up to date by snapshot install.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,14 +26,22 @@ fn shoalctl(endpoints: &[&Coord], args: &[&str]) -> (bool, String) {
 }
 
 fn voters(status: &shoal_proto::control::ClusterStatusReply) -> Vec<u64> {
-    status.members.iter().filter(|m| m.role == "voter").map(|m| m.id).collect()
+    status
+        .members
+        .iter()
+        .filter(|m| m.role == "voter")
+        .map(|m| m.id)
+        .collect()
 }
 
 async fn write_n(c: &Coord, prefix: &str, n: usize) -> u64 {
     let mut last = 0;
     for i in 0..n {
         let name = format!("{prefix}-{i:04}");
-        last = c.create_service(&format!("req-{name}"), &name).await.expect("write");
+        last = c
+            .create_service(&format!("req-{name}"), &name)
+            .await
+            .expect("write");
     }
     last
 }
@@ -68,9 +78,16 @@ async fn add_and_remove_members_with_snapshot_catch_up() {
     for c in &coords[3..] {
         c.wait_applied(last, Duration::from_secs(20)).await;
         let s = c.status().await.unwrap();
-        assert!(s.snapshot_index > 0, "member {} was not brought up by a snapshot: {s:?}", c.id);
+        assert!(
+            s.snapshot_index > 0,
+            "member {} was not brought up by a snapshot: {s:?}",
+            c.id
+        );
         let names = c.local_service_names().await.unwrap();
-        assert_eq!(names.iter().filter(|n| n.starts_with("before-")).count(), 60);
+        assert_eq!(
+            names.iter().filter(|n| n.starts_with("before-")).count(),
+            60
+        );
     }
 
     // A lagging member: stop 2, write more than a snapshot's worth, restart it.
@@ -81,7 +98,13 @@ async fn add_and_remove_members_with_snapshot_catch_up() {
     coords[1].start();
     coords[1].wait_applied(last, Duration::from_secs(20)).await;
     let names = coords[1].local_service_names().await.unwrap();
-    assert_eq!(names.iter().filter(|n| n.starts_with("while-down-")).count(), 50);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("while-down-"))
+            .count(),
+        50
+    );
 
     // cluster status through shoalctl lists every member with its indices.
     let refs: Vec<&Coord> = coords.iter().collect();

@@ -9,7 +9,7 @@ use shoal_proto::convert::{decode_json, encode_json};
 use tonic::{Request, Response, Status};
 
 use super::status_of;
-use crate::coordinator::{Coordinator, CoordError, Forwarded, ForwardedReply};
+use crate::coordinator::{CoordError, Coordinator, Forwarded, ForwardedReply};
 use crate::state::{Command, Query};
 
 pub struct ControlService {
@@ -51,7 +51,9 @@ impl Control for ControlService {
             return Err(bad_request("field `id`: member ids are positive integers"));
         }
         if addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad_request(format!("field `addr`: `{addr}` is not an ip:port address")));
+            return Err(bad_request(format!(
+                "field `addr`: `{addr}` is not an ip:port address"
+            )));
         }
         self.change(Forwarded::AddMember { id, addr }).await
     }
@@ -75,12 +77,18 @@ impl Control for ControlService {
     ) -> Result<Response<ClusterChangeReply>, Status> {
         let id = self.coord.init_cluster().await.map_err(status_of)?;
         let status = Some(self.coord.status().await);
-        Ok(Response::new(ClusterChangeReply { message: format!("cluster {id} initialized"), status }))
+        Ok(Response::new(ClusterChangeReply {
+            message: format!("cluster {id} initialized"),
+            status,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %req.get_ref().request_id))]
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
-        let ApplyRequest { request_id, command_json } = req.into_inner();
+        let ApplyRequest {
+            request_id,
+            command_json,
+        } = req.into_inner();
         let command: Command = decode_json("command_json", &command_json).map_err(bad_request)?;
         if !command.is_user_command() {
             return Err(Status::permission_denied(
@@ -88,12 +96,18 @@ impl Control for ControlService {
             ));
         }
         let request_id = (!request_id.is_empty()).then_some(request_id);
-        let (response, log_index) =
-            self.coord.write(self.coord.request(request_id, command)).await.map_err(status_of)?;
+        let (response, log_index) = self
+            .coord
+            .write(self.coord.request(request_id, command))
+            .await
+            .map_err(status_of)?;
         if let Some(err) = response.error {
             return Err(status_of(CoordError::Refused(err)));
         }
-        Ok(Response::new(ApplyReply { response_json: encode_json(&response), log_index }))
+        Ok(Response::new(ApplyReply {
+            response_json: encode_json(&response),
+            log_index,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(stale = req.get_ref().stale))]
@@ -101,6 +115,9 @@ impl Control for ControlService {
         let QueryRequest { query_json, stale } = req.into_inner();
         let query: Query = decode_json("query_json", &query_json).map_err(bad_request)?;
         let (value, applied_index) = self.coord.read(&query, stale).await.map_err(status_of)?;
-        Ok(Response::new(QueryReply { result_json: encode_json(&value), applied_index }))
+        Ok(Response::new(QueryReply {
+            result_json: encode_json(&value),
+            applied_index,
+        }))
     }
 }

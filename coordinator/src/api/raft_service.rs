@@ -27,7 +27,10 @@ impl RaftService {
     /// Refuses traffic from another cluster; a member that has no cluster id yet adopts the
     /// sender's (it is being added to that cluster).
     fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let Some(theirs) = req.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok())
+        let Some(theirs) = req
+            .metadata()
+            .get(CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok())
         else {
             return Ok(());
         };
@@ -39,10 +42,8 @@ impl RaftService {
             ))),
             None => {
                 self.coord
-                    .store
-                    .meta_set("cluster_id", theirs)
+                    .record_cluster_id(theirs)
                     .map_err(|e| Status::internal(e.to_string()))?;
-                self.coord.tag.set(theirs);
                 tracing::info!(cluster_id = theirs, "joined cluster");
                 Ok(())
             }
