@@ -23,6 +23,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStor
 
 // The suite builds its own tokio runtime per case, so this is a plain test, not a tokio one.
 #[test]
-fn sled_store_passes_openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
-    Suite::test_all(SledStoreBuilder)
+fn sled_store_passes_openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(SledStoreBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }

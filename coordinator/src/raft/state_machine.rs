@@ -3,6 +3,10 @@
 //! After a restart the state is the last snapshot's, and openraft replays the committed log after
 //! it (`applied_state` reports the snapshot's last log id).
 
+// openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
+// type so that `?` carries it through unchanged.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

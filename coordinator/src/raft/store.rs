@@ -366,18 +366,15 @@ fn validate_logs(logs: &sled::Tree) -> Result<(), Corruption> {
         match prev {
             // Without a purge marker the first entry may have any index.
             None => {}
-            Some(p) if first && purged.is_some() => {
-                if index <= p {
-                    let reason = format!("it is at or before the last purged index {p}");
-                    return Err(Corruption::new(what(), reason));
-                }
+            Some(p) if first && index <= p => {
+                let reason = format!("it is at or before the last purged index {p}");
+                return Err(Corruption::new(what(), reason));
             }
-            Some(p) => {
-                if index != p + 1 {
-                    let reason = format!("the log has a hole after index {p}");
-                    return Err(Corruption::new(what(), reason));
-                }
+            Some(p) if !first && index != p + 1 => {
+                let reason = format!("the log has a hole after index {p}");
+                return Err(Corruption::new(what(), reason));
             }
+            Some(_) => {}
         }
         prev = Some(index);
         first = false;
