@@ -134,7 +134,8 @@ impl Store {
     /// Opens (or creates, when `dir` is missing or empty) the store at `dir`.
     ///
     /// An existing store is validated before anything is written; a store that does not pass is
-    /// refused with an error naming the path and the problem.
+    /// refused with an error naming the path and the problem. Blocking (it reads the whole log):
+    /// call it before the runtime starts or from `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.to_path_buf();
         check_dir(&path)?;
@@ -228,7 +229,7 @@ impl Store {
         Ok(Some(value))
     }
 
-    /// Writes an identity key and flushes it to disk before returning.
+    /// Writes an identity key and flushes it to disk before returning (blocking).
     pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         if key == FORMAT_VERSION_KEY {
             return Err(StoreError::ReservedKey {
