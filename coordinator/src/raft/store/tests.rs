@@ -61,7 +61,7 @@ fn raw_log_keys(store: &Store) -> Vec<Vec<u8>> {
 
 /// Opens the database under `dir` with sled alone, lets `f` change it, and flushes.
 fn with_raw_db(dir: &Path, f: impl FnOnce(&sled::Db)) {
-    let db = sled::open(dir).expect("raw sled open");
+    let db = open_sled(dir).expect("raw sled open");
     f(&db);
     db.flush().expect("raw flush");
 }
