@@ -3,6 +3,10 @@
 //! Invariant: every write (append, vote, committed, truncate, purge) is flushed to disk before it
 //! is reported done; truncate and purge are each one atomic sled batch.
 
+// openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
+// type so that `?` carries it through unchanged.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 

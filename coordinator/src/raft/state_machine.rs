@@ -3,6 +3,10 @@
 //! After a restart the state is the last snapshot's, and openraft replays the committed log after
 //! it (`applied_state` reports the snapshot's last log id).
 
+// openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
+// type so that `?` carries it through unchanged.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -12,7 +16,7 @@ use openraft::{
     StorageError, StorageIOError,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::store::{read_json, Corruption, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, SNAPSHOT_SEQ_KEY};
 use super::types::{Entry, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -106,8 +110,9 @@ impl StateMachineStore {
         }
     }
 
-    // A panic while holding the lock cannot leave `Applied` half-updated in a way later readers
-    // could misread more than the panic itself, so poisoning is ignored.
+    // Poisoning is ignored: the lock is only written by `apply` (which panics only if
+    // `ClusterState::apply` does, taking openraft's state machine worker down with it) and by a
+    // whole-value swap in `install_snapshot`; readers may still look at the last state.
     fn lock_read(&self) -> RwLockReadGuard<'_, Applied> {
         self.applied.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -131,25 +136,28 @@ impl StateMachineStore {
         self.applied_tx.subscribe()
     }
 
-    /// Stores `meta` + `data` as the current snapshot unless a newer one is already stored, and
-    /// flushes.
+    /// Stores `meta` + `data` as the current snapshot and flushes. A built snapshot (`seq` is its
+    /// build number) does not replace a newer stored one, which an install may have put there
+    /// while it was being built; an installed snapshot (`seq` is `None`) always replaces. The
+    /// caller holds `snapshot_write` (`_held`), for a build since reading the counter.
     async fn store_snapshot(
         &self,
+        _held: &MutexGuard<'_, ()>,
         meta: &SnapshotMeta,
         data: &[u8],
         seq: Option<u64>,
     ) -> StorageResult<()> {
-        let _guard = self.snapshot_write.lock().await;
-        let current: Option<SnapshotMeta> =
-            read_json(&self.snapshots, SNAPSHOT_META_KEY, "snapshot metadata")
-                .map_err(|c| c.into_storage(ErrorSubject::Snapshot(None)))?;
         let mut batch = sled::Batch::default();
+        let mut newer_stored = false;
         if let Some(seq) = seq {
+            let current: Option<SnapshotMeta> =
+                read_json(&self.snapshots, SNAPSHOT_META_KEY, "snapshot metadata")
+                    .map_err(|c| c.into_storage(ErrorSubject::Snapshot(None)))?;
+            newer_stored = current.is_some_and(|c| c.last_log_id > meta.last_log_id);
             let seq = serde_json::to_vec(&seq)
                 .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, &e))?;
             batch.insert(SNAPSHOT_SEQ_KEY, seq);
         }
-        let newer_stored = current.is_some_and(|c| c.last_log_id > meta.last_log_id);
         if !newer_stored {
             let meta_bytes = serde_json::to_vec(meta)
                 .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, &e))?;
@@ -166,7 +174,7 @@ impl StateMachineStore {
         Ok(())
     }
 
-    fn next_snapshot_seq(&self) -> StorageResult<u64> {
+    fn next_snapshot_seq(&self, _held: &MutexGuard<'_, ()>) -> StorageResult<u64> {
         let seq: Option<u64> = read_json(&self.snapshots, SNAPSHOT_SEQ_KEY, "snapshot counter")
             .map_err(|c| c.into_storage(ErrorSubject::Snapshot(None)))?;
         Ok(seq.unwrap_or(0) + 1)
@@ -186,7 +194,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             })?;
             (data, applied.last_applied, applied.last_membership.clone())
         };
-        let seq = self.next_snapshot_seq()?;
+        let held = self.snapshot_write.lock().await;
+        let seq = self.next_snapshot_seq(&held)?;
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
             None => format!("none-{seq}"),
@@ -196,7 +205,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
             snapshot_id,
         };
-        self.store_snapshot(&meta, &data, Some(seq)).await?;
+        self.store_snapshot(&held, &meta, &data, Some(seq)).await?;
+        drop(held);
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,
@@ -256,7 +266,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let applied = decode_applied(meta, &data)
             .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Read, &e))?;
-        self.store_snapshot(meta, &data, None).await?;
+        let held = self.snapshot_write.lock().await;
+        self.store_snapshot(&held, meta, &data, None).await?;
+        drop(held);
         *self.lock_write() = applied;
         self.applied_tx.send_replace(index_of(meta.last_log_id));
         tracing::info!(snapshot_id = %meta.snapshot_id, "installed snapshot");

@@ -14,6 +14,7 @@
 //! a store that fails a check.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use serde::de::DeserializeOwned;
@@ -134,17 +135,15 @@ impl Store {
     /// Opens (or creates, when `dir` is missing or empty) the store at `dir`.
     ///
     /// An existing store is validated before anything is written; a store that does not pass is
-    /// refused with an error naming the path and the problem.
+    /// refused with an error naming the path and the problem. Blocking (it reads the whole log):
+    /// call it before the runtime starts or from `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.to_path_buf();
         check_dir(&path)?;
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_sled(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let fresh = is_fresh(&db).map_err(|source| sled_err(&path, "listing trees", source))?;
         if !fresh {
             let names = db.tree_names();
@@ -228,7 +227,7 @@ impl Store {
         Ok(Some(value))
     }
 
-    /// Writes an identity key and flushes it to disk before returning.
+    /// Writes an identity key and flushes it to disk before returning (blocking).
     pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
         if key == FORMAT_VERSION_KEY {
             return Err(StoreError::ReservedKey {
@@ -243,6 +242,31 @@ impl Store {
             .flush()
             .map_err(|source| sled_err(&self.path, "flushing", source))?;
         Ok(())
+    }
+}
+
+/// How long [`open_sled`] waits for a lock held by this process's own just-dropped handles.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens the sled database, waiting up to [`LOCK_WAIT`] while its file lock is taken.
+///
+/// sled releases the lock only when its last internal handle goes, and its background writer
+/// threads can hold one for a moment after the store has been dropped; reopening in the same
+/// process (tests, a store reset) would otherwise fail at random. A lock held by another process
+/// is still refused, after the wait.
+pub(crate) fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            // sled 0.34 reports a taken lock only as an I/O error with this message.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
     }
 }
 
@@ -366,18 +390,15 @@ fn validate_logs(logs: &sled::Tree) -> Result<(), Corruption> {
         match prev {
             // Without a purge marker the first entry may have any index.
             None => {}
-            Some(p) if first && purged.is_some() => {
-                if index <= p {
-                    let reason = format!("it is at or before the last purged index {p}");
-                    return Err(Corruption::new(what(), reason));
-                }
+            Some(p) if first && index <= p => {
+                let reason = format!("it is at or before the last purged index {p}");
+                return Err(Corruption::new(what(), reason));
             }
-            Some(p) => {
-                if index != p + 1 {
-                    let reason = format!("the log has a hole after index {p}");
-                    return Err(Corruption::new(what(), reason));
-                }
+            Some(p) if !first && index != p + 1 => {
+                let reason = format!("the log has a hole after index {p}");
+                return Err(Corruption::new(what(), reason));
             }
+            Some(_) => {}
         }
         prev = Some(index);
         first = false;
