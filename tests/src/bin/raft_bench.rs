@@ -110,7 +110,11 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
     let coords = cluster(root, 3, &[]).await;
     let refs: Vec<&Coord> = coords.iter().collect();
     let leader = wait_leader(&refs, Duration::from_secs(10)).await;
-    let addr = coords.iter().find(|c| c.id == leader).map(|c| c.addr.clone()).context("leader")?;
+    let addr = coords
+        .iter()
+        .find(|c| c.id == leader)
+        .map(|c| c.addr.clone())
+        .context("leader")?;
     // A few connections shared by the clients, as a real client pool would.
     let mut pool = Vec::new();
     for _ in 0..8 {
@@ -135,7 +139,13 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
             }
         })
         .await;
-        eprintln!("shoal  clients={n:<4} {:>9.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  errors {}", run.rate(), run.pct(0.5), run.pct(0.99), run.errors);
+        eprintln!(
+            "shoal  clients={n:<4} {:>9.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+            run.rate(),
+            run.pct(0.5),
+            run.pct(0.99),
+            run.errors
+        );
         out.push((n, run));
     }
     Ok(out)
@@ -151,9 +161,15 @@ async fn failovers(times: usize, root: &std::path::Path) -> anyhow::Result<Vec<D
         let leader = wait_leader(&refs, Duration::from_secs(10)).await;
         // Let every member be caught up and the restarted one be a healthy follower.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pos = coords.iter().position(|c| c.id == leader).context("leader")?;
-        let survivors: Vec<String> =
-            coords.iter().filter(|c| c.id != leader).map(|c| c.addr.clone()).collect();
+        let pos = coords
+            .iter()
+            .position(|c| c.id == leader)
+            .context("leader")?;
+        let survivors: Vec<String> = coords
+            .iter()
+            .filter(|c| c.id != leader)
+            .map(|c| c.addr.clone())
+            .collect();
         let mut clients = Vec::new();
         for a in &survivors {
             clients.push(connect(a).await?);
@@ -200,10 +216,13 @@ impl Drop for Etcd {
 }
 
 fn start_etcd(root: &std::path::Path) -> anyhow::Result<Etcd> {
-    let members: Vec<(String, String, String)> =
-        (1..=3).map(|i| (format!("e{i}"), free_addr(), free_addr())).collect();
-    let initial: Vec<String> =
-        members.iter().map(|(n, peer, _)| format!("{n}=http://{peer}")).collect();
+    let members: Vec<(String, String, String)> = (1..=3)
+        .map(|i| (format!("e{i}"), free_addr(), free_addr()))
+        .collect();
+    let initial: Vec<String> = members
+        .iter()
+        .map(|(n, peer, _)| format!("{n}=http://{peer}"))
+        .collect();
     let mut children = Vec::new();
     for (name, peer, client) in &members {
         let log = std::fs::File::create(root.join(format!("{name}.log")))?;
@@ -216,14 +235,22 @@ fn start_etcd(root: &std::path::Path) -> anyhow::Result<Etcd> {
             .args(["--listen-client-urls", &format!("http://{client}")])
             .args(["--advertise-client-urls", &format!("http://{client}")])
             .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "bench",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .context("start etcd (Debian package etcd-server)")?;
         children.push(child);
     }
-    Ok(Etcd { children, clients: members.into_iter().map(|(_, _, c)| c).collect() })
+    Ok(Etcd {
+        children,
+        clients: members.into_iter().map(|(_, _, c)| c).collect(),
+    })
 }
 
 async fn etcd_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(usize, Run)>> {
@@ -255,7 +282,13 @@ async fn etcd_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(u
             async move { kv.put(format!("b{n}-{seq}"), value, None).await.is_ok() }
         })
         .await;
-        eprintln!("etcd   clients={n:<4} {:>9.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  errors {}", run.rate(), run.pct(0.5), run.pct(0.99), run.errors);
+        eprintln!(
+            "etcd   clients={n:<4} {:>9.0} writes/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+            run.rate(),
+            run.pct(0.5),
+            run.pct(0.99),
+            run.errors
+        );
         out.push((n, run));
     }
     drop(etcd);
@@ -264,7 +297,11 @@ async fn etcd_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(u
 
 /// One 4 KiB write + fdatasync in the benchmark's temp dir, median of 200.
 fn fsync_baseline(root: &std::path::Path) -> anyhow::Result<f64> {
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).open(root.join("fsync"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(root.join("fsync"))?;
     let buf = vec![7u8; 4096];
     let mut lat = Vec::new();
     for _ in 0..200 {
@@ -315,7 +352,11 @@ async fn main() -> anyhow::Result<()> {
     let rtt = rtt_baseline()?;
     eprintln!("baseline: fsync {fsync:.3} ms, loopback rtt {rtt:.3} ms");
     let shoal = shoal_runs(&args, &root.path().join("shoal")).await?;
-    let etcd = if args.no_etcd { Vec::new() } else { etcd_runs(&args, root.path()).await? };
+    let etcd = if args.no_etcd {
+        Vec::new()
+    } else {
+        etcd_runs(&args, root.path()).await?
+    };
     let fo = failovers(args.failovers, &root.path().join("failover")).await?;
 
     println!("| clients | Shoal writes/s | Shoal p50 ms | Shoal p99 ms | etcd writes/s | etcd p50 ms | etcd p99 ms | Shoal/etcd |");
@@ -323,10 +364,20 @@ async fn main() -> anyhow::Result<()> {
     for (n, s) in &shoal {
         let e = etcd.iter().find(|(m, _)| m == n).map(|(_, r)| r);
         let (er, e50, e99, ratio) = match e {
-            Some(e) => (format!("{:.0}", e.rate()), format!("{:.2}", e.pct(0.5)), format!("{:.2}", e.pct(0.99)), format!("{:.2}", s.rate() / e.rate())),
+            Some(e) => (
+                format!("{:.0}", e.rate()),
+                format!("{:.2}", e.pct(0.5)),
+                format!("{:.2}", e.pct(0.99)),
+                format!("{:.2}", s.rate() / e.rate()),
+            ),
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!("| {n} | {:.0} | {:.2} | {:.2} | {er} | {e50} | {e99} | {ratio} |", s.rate(), s.pct(0.5), s.pct(0.99));
+        println!(
+            "| {n} | {:.0} | {:.2} | {:.2} | {er} | {e50} | {e99} | {ratio} |",
+            s.rate(),
+            s.pct(0.5),
+            s.pct(0.99)
+        );
     }
     println!();
     println!("baseline: one fsync (4 KiB, fdatasync) {fsync:.3} ms; loopback round trip {rtt:.3} ms; sum {:.3} ms", fsync + rtt);
