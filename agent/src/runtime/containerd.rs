@@ -753,7 +753,15 @@ impl ContainerRuntime for ContainerdRuntime {
             .into_inner()
             .tasks
             .into_iter()
-            .map(|t| (t.container_id.clone(), t))
+            // containerd 1.6 leaves `container_id` empty in listed tasks; `id` names the container.
+            .map(|t| {
+                let key = if t.container_id.is_empty() {
+                    t.id.clone()
+                } else {
+                    t.container_id.clone()
+                };
+                (key, t)
+            })
             .collect();
         Ok(containers
             .into_iter()
