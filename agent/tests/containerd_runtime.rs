@@ -33,6 +33,7 @@ async fn setup() -> Option<Env> {
     let mut cfg = ContainerdConfig::new(cd.socket());
     cfg.volumes_dir = cd.dir().join("volumes");
     cfg.exec_dir = cd.dir().join("exec");
+    cfg.log_helper = cd.dir().join("bin/shoal-log-copy");
     let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
     Some(Env { cd, rt })
 }
@@ -75,6 +76,23 @@ async fn sh(rt: &ContainerdRuntime, id: &str, script: &str) -> (u32, String) {
         out.exit_code,
         String::from_utf8_lossy(&out.stdout).trim().to_owned(),
     )
+}
+
+/// Waits until `path` holds `expected`: the logging program may still be writing after the exit.
+async fn wait_file(path: &std::path::Path, expected: &str) {
+    let start = Instant::now();
+    loop {
+        let got = std::fs::read_to_string(path).unwrap_or_default();
+        if got == expected {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{}: {got:?}, want {expected:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn next_exit(rx: &mut tokio::sync::broadcast::Receiver<ExitEvent>, id: &str) -> u32 {
@@ -224,6 +242,19 @@ async fn full_spec_is_applied_inside_the_container() {
     assert_eq!(code, 0);
     let (code, _) = sh(rt, &id, "exit 7").await;
     assert_eq!(code, 7);
+    let out = rt
+        .exec(&id, &["sh".into(), "-c".into(), "echo out; echo oops >&2".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out\n"[..], &b"oops\n"[..])
+    );
+    let err = rt
+        .exec(&id, &["/bin/no-such-tool".into()])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-tool"), "{err}");
 
     // `sleep` as pid 1 ignores SIGTERM: stop waits the grace period, then kills.
     let mut exits = rt.subscribe_exits();
@@ -274,16 +305,13 @@ async fn exits_are_reported_through_events_and_logs_go_to_files() {
     assert_eq!(next_exit(&mut exits, &id).await, 3);
     let me = rt.list().await.unwrap().into_iter().find(|c| c.id == id).unwrap();
     assert_eq!(me.exit_code, Some(3));
-    assert_eq!(std::fs::read_to_string(&cfg.stdout_path).unwrap(), "to-out\n");
-    assert_eq!(std::fs::read_to_string(&cfg.stderr_path).unwrap(), "to-err\n");
+    wait_file(&cfg.stdout_path, "to-out\n").await;
+    wait_file(&cfg.stderr_path, "to-err\n").await;
 
     // Starting again reruns it; the log files are appended to.
     rt.start(&id).await.unwrap();
     assert_eq!(next_exit(&mut exits, &id).await, 3);
-    assert_eq!(
-        std::fs::read_to_string(&cfg.stdout_path).unwrap(),
-        "to-out\nto-out\n"
-    );
+    wait_file(&cfg.stdout_path, "to-out\nto-out\n").await;
 
     // A process that handles SIGTERM stops well within its grace period.
     let id2 = unique("trap");

@@ -1,8 +1,13 @@
 //! `ContainerdRuntime`: the `ContainerRuntime` over containerd's gRPC API on its unix socket.
 //!
 //! Facts this relies on (containerd 1.6 with the runc v2 shim):
-//! - stdio of a task or exec is a FIFO path, or a `file://` / `binary://` URI; `file:///p` makes the
-//!   shim append the process's output to `p` (see `stdio_uri`).
+//! - stdio of a task or exec is a FIFO path, or a `file://` / `binary://` URI. `file:///p` makes the
+//!   shim append the output to `p`, but it writes stdout *and* stderr to the stdout URI's file (the
+//!   stderr URI is ignored). So we use `binary://`: the shim starts a logging program with the
+//!   process's stdout on fd 3, stderr on fd 4 and a ready pipe on fd 5, with only `CONTAINER_ID`
+//!   and `CONTAINER_NAMESPACE` in its environment and the URI's query as arguments (in Go map
+//!   order, so we pass exactly one `key=value`: the two log paths). Our program is a small shell
+//!   script (`LOG_HELPER`) the runtime installs; it outlives the agent, like the shim.
 //! - Events.Subscribe answers only when the first event arrives, so the subscriber runs in its own
 //!   task, and `connect` publishes a marker event until the subscription is seen live.
 //! - TaskExit's `type_url` has no leading slash: the event's bytes are decoded directly.
@@ -65,6 +70,8 @@ pub struct ContainerdConfig {
     pub volumes_dir: PathBuf,
     /// Scratch files for the output of `exec`.
     pub exec_dir: PathBuf,
+    /// Where the runtime installs its logging program (see `LOG_HELPER`).
+    pub log_helper: PathBuf,
     pub snapshotter: String,
     /// containerd runtime (shim) name.
     pub runtime: String,
@@ -80,6 +87,7 @@ impl ContainerdConfig {
             namespace: "shoal".to_owned(),
             volumes_dir: PathBuf::from("/var/lib/shoal/volumes"),
             exec_dir: PathBuf::from("/run/shoal/exec"),
+            log_helper: PathBuf::from("/var/lib/shoal/bin/shoal-log-copy"),
             snapshotter: "overlayfs".to_owned(),
             runtime: "io.containerd.runc.v2".to_owned(),
             cgroup_parent: "/shoal".to_owned(),
@@ -117,14 +125,48 @@ fn found<T>(r: std::result::Result<T, Status>) -> std::result::Result<Option<T>,
     }
 }
 
-/// The stdio string containerd's shim understands for "append to this file".
-pub fn stdio_uri(path: &Path) -> String {
-    format!("file://{}", path.display())
+/// The logging program: appends fd 3 to `$1` and fd 4 to `$2`; ready once it closes fd 5.
+///
+/// It ignores SIGTERM (the shim sends one when the process is deleted) so that it always drains
+/// both pipes to their end before exiting: the shim waits for it, so output is complete on disk
+/// once Tasks.Delete / Tasks.DeleteProcess returns.
+pub const LOG_HELPER: &str = r#"#!/bin/sh
+# shoal: copies a container process's stdout (fd 3) and stderr (fd 4) to the files $1 and $2.
+# Started by containerd's shim through a binary:// stdio URI; fd 5 signals readiness.
+trap '' TERM
+/bin/cat <&3 >>"$1" 3<&- 4<&- 5>&- &
+/bin/cat <&4 >>"$2" 3<&- 4<&- 5>&- &
+exec 3<&- 4<&- 5>&-
+wait
+"#;
+
+/// Percent-encodes `s` for a URI query (Go's `url.ParseQuery` decodes it).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The stdio URI that sends stdout to `out` and stderr to `err` through `helper`.
+pub fn log_uri(helper: &Path, out: &Path, err: &Path) -> String {
+    format!(
+        "binary://{}?{}={}",
+        helper.display(),
+        query_escape(&out.display().to_string()),
+        query_escape(&err.display().to_string())
+    )
 }
 
 impl ContainerdRuntime {
     /// Connects to containerd and starts following task exits.
     pub async fn connect(cfg: ContainerdConfig) -> Result<Arc<Self>> {
+        install_log_helper(&cfg.log_helper).await?;
         let channel = containerd_client::connect(&cfg.socket)
             .await
             .map_err(|source| RuntimeError::Connect {
@@ -444,8 +486,8 @@ impl ContainerdRuntime {
             .exec(self.req(ExecProcessRequest {
                 container_id: id.to_owned(),
                 stdin: String::new(),
-                stdout: stdio_uri(out),
-                stderr: stdio_uri(err),
+                stdout: log_uri(&self.cfg.log_helper, out, err),
+                stderr: log_uri(&self.cfg.log_helper, out, err),
                 terminal: false,
                 spec: Some(prost_types::Any {
                     type_url: PROCESS_TYPE_URL.to_owned(),
@@ -495,6 +537,30 @@ fn namespaced<T>(msg: T, namespace: &str) -> Request<T> {
         r.metadata_mut().insert(NAMESPACE_HEADER, v);
     }
     r
+}
+
+/// Writes `LOG_HELPER` to `path` (executable), unless it is already there as is.
+async fn install_log_helper(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if tokio::fs::read(path).await.ok().as_deref() == Some(LOG_HELPER.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        create_dir(dir, "log helper directory").await?;
+    }
+    let io = |source| RuntimeError::Io {
+        what: "log helper",
+        path: path.to_path_buf(),
+        source,
+    };
+    // Write then rename, so a shim never starts a half-written script.
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, LOG_HELPER).await.map_err(io)?;
+    tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .await
+        .map_err(io)?;
+    tokio::fs::rename(&tmp, path).await.map_err(io)?;
+    Ok(())
 }
 
 async fn create_dir(dir: &Path, what: &'static str) -> Result<()> {
@@ -637,13 +703,18 @@ impl ContainerRuntime for ContainerdRuntime {
             }
             self.delete_task(id).await?;
         }
-        let log = |key: &str| {
+        let log_path = |key: &str| {
             container
                 .labels
                 .get(key)
-                .map(|p| stdio_uri(Path::new(p)))
-                .unwrap_or_default()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/dev/null"))
         };
+        let stdio = log_uri(
+            &self.cfg.log_helper,
+            &log_path(labels::STDOUT_PATH),
+            &log_path(labels::STDERR_PATH),
+        );
         let mounts: Vec<CdMount> = self
             .snapshots()
             .mounts(self.req(MountsRequest {
@@ -658,8 +729,8 @@ impl ContainerRuntime for ContainerdRuntime {
             .create(self.req(CreateTaskRequest {
                 container_id: id.to_owned(),
                 rootfs: mounts,
-                stdout: log(labels::STDOUT_PATH),
-                stderr: log(labels::STDERR_PATH),
+                stdout: stdio.clone(),
+                stderr: stdio,
                 ..Default::default()
             }))
             .await
@@ -830,7 +901,14 @@ mod tests {
     }
 
     #[test]
-    fn file_uri() {
-        assert_eq!(stdio_uri(Path::new("/var/log/x.log")), "file:///var/log/x.log");
+    fn log_uri_carries_both_paths_in_one_query_pair() {
+        assert_eq!(
+            log_uri(
+                Path::new("/usr/lib/shoal/log"),
+                Path::new("/var/log/a b.out"),
+                Path::new("/var/log/a+b=c&d.err")
+            ),
+            "binary:///usr/lib/shoal/log?/var/log/a%20b.out=/var/log/a%2Bb%3Dc%26d.err"
+        );
     }
 }
