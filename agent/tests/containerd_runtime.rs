@@ -116,11 +116,17 @@ async fn import_and_check_image() {
     assert_eq!(r.name, IMAGE);
     assert_eq!(r.digest, img.manifest_digest);
     let check = env.cd.ctr_ok(&["-n", "shoal", "images", "check"]).unwrap();
-    assert!(check.contains(IMAGE) && check.contains("complete"), "{check}");
+    assert!(
+        check.contains(IMAGE) && check.contains("complete"),
+        "{check}"
+    );
     // The layer blob carries its uncompressed digest, and the leases are gone.
     let content = env.cd.ctr_ok(&["-n", "shoal", "content", "ls"]).unwrap();
     assert!(content.contains(&img.diff_id), "{content}");
-    let leases = env.cd.ctr_ok(&["-n", "shoal", "leases", "ls", "-q"]).unwrap();
+    let leases = env
+        .cd
+        .ctr_ok(&["-n", "shoal", "leases", "ls", "-q"])
+        .unwrap();
     assert_eq!(leases.trim(), "", "leases left: {leases}");
     // Importing again is fine (everything already there) and the image is ready.
     env.rt.import_image(&img.path).await.expect("re-import");
@@ -201,7 +207,13 @@ async fn full_spec_is_applied_inside_the_container() {
 
     let pid = rt.start(&id).await.unwrap();
     assert!(pid > 0);
-    let me = rt.list().await.unwrap().into_iter().find(|c| c.id == id).unwrap();
+    let me = rt
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
     assert_eq!((me.status, me.pid), (ContainerStatus::Running, Some(pid)));
 
     // Host network: same network namespace as the host, and the host's name.
@@ -209,7 +221,10 @@ async fn full_spec_is_applied_inside_the_container() {
     let (_, net) = sh(rt, &id, "readlink /proc/self/ns/net").await;
     assert_eq!(net, host_net.display().to_string());
     let (_, hostname) = sh(rt, &id, "hostname").await;
-    assert_eq!(hostname, nix::unistd::gethostname().unwrap().to_string_lossy());
+    assert_eq!(
+        hostname,
+        nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
     let (_, resolv) = sh(rt, &id, "test -e /etc/resolv.conf && echo yes").await;
     assert_eq!(resolv, "yes");
 
@@ -243,7 +258,10 @@ async fn full_spec_is_applied_inside_the_container() {
     let (code, _) = sh(rt, &id, "exit 7").await;
     assert_eq!(code, 7);
     let out = rt
-        .exec(&id, &["sh".into(), "-c".into(), "echo out; echo oops >&2".into()])
+        .exec(
+            &id,
+            &["sh".into(), "-c".into(), "echo out; echo oops >&2".into()],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -259,13 +277,27 @@ async fn full_spec_is_applied_inside_the_container() {
     // `sleep` as pid 1 ignores SIGTERM: stop waits the grace period, then kills.
     let mut exits = rt.subscribe_exits();
     let started = Instant::now();
-    rt.stop(&id, "SIGTERM", Duration::from_millis(1500)).await.unwrap();
+    rt.stop(&id, "SIGTERM", Duration::from_millis(1500))
+        .await
+        .unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1500), "stopped after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "stopped after {took:?}"
+    );
     assert!(took < Duration::from_secs(10), "stopped after {took:?}");
     assert_eq!(next_exit(&mut exits, &id).await, 137);
-    let me = rt.list().await.unwrap().into_iter().find(|c| c.id == id).unwrap();
-    assert_eq!((me.status, me.exit_code), (ContainerStatus::Stopped, Some(137)));
+    let me = rt
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    assert_eq!(
+        (me.status, me.exit_code),
+        (ContainerStatus::Stopped, Some(137))
+    );
     rt.remove(&id).await.unwrap();
 
     // A replacement container finds what the first one wrote to the volume.
@@ -277,9 +309,15 @@ async fn full_spec_is_applied_inside_the_container() {
     rt.remove(&id2).await.unwrap();
 
     // Nothing of either container is left.
-    let containers = env.cd.ctr_ok(&["-n", "shoal", "containers", "ls", "-q"]).unwrap();
+    let containers = env
+        .cd
+        .ctr_ok(&["-n", "shoal", "containers", "ls", "-q"])
+        .unwrap();
     assert_eq!(containers.trim(), "");
-    let tasks = env.cd.ctr_ok(&["-n", "shoal", "tasks", "ls", "-q"]).unwrap();
+    let tasks = env
+        .cd
+        .ctr_ok(&["-n", "shoal", "tasks", "ls", "-q"])
+        .unwrap();
     assert_eq!(tasks.trim(), "");
     let snaps = env.cd.ctr_ok(&["-n", "shoal", "snapshots", "ls"]).unwrap();
     assert!(!snaps.contains(&id) && !snaps.contains(&id2), "{snaps}");
@@ -303,7 +341,13 @@ async fn exits_are_reported_through_events_and_logs_go_to_files() {
     rt.create(cfg.clone()).await.unwrap();
     rt.start(&id).await.unwrap();
     assert_eq!(next_exit(&mut exits, &id).await, 3);
-    let me = rt.list().await.unwrap().into_iter().find(|c| c.id == id).unwrap();
+    let me = rt
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap();
     assert_eq!(me.exit_code, Some(3));
     wait_file(&cfg.stdout_path, "to-out\n").await;
     wait_file(&cfg.stderr_path, "to-err\n").await;
@@ -315,12 +359,18 @@ async fn exits_are_reported_through_events_and_logs_go_to_files() {
 
     // A process that handles SIGTERM stops well within its grace period.
     let id2 = unique("trap");
-    let spec = busybox(&["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]);
+    let spec = busybox(&[
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
     rt.create(config(&env, &id2, spec)).await.unwrap();
     rt.start(&id2).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    rt.stop(&id2, "TERM", Duration::from_secs(20)).await.unwrap();
+    rt.stop(&id2, "TERM", Duration::from_secs(20))
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(next_exit(&mut exits, &id2).await, 0);
 

@@ -74,7 +74,9 @@ fn layer_tar(opts: &ImageOptions) -> Result<Vec<u8>> {
     let busybox = std::fs::read(&opts.busybox)
         .with_context(|| format!("reading {}", opts.busybox.display()))?;
     let mut b = tar::Builder::new(Vec::new());
-    for dir in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run"] {
+    for dir in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run",
+    ] {
         let mode = if dir == "tmp" { 0o1777 } else { 0o755 };
         let mut h = header(tar::EntryType::Directory, mode, 0);
         b.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
@@ -164,8 +166,8 @@ pub fn build_busybox_image(dir: &Path, opts: &ImageOptions) -> Result<BuiltImage
         if opts.corrupt_layer { "-corrupt" } else { "" }
     );
     let path = dir.join(file_name);
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut b = tar::Builder::new(file);
     add_file(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     add_file(&mut b, "index.json", &index)?;

@@ -22,17 +22,15 @@ use async_trait::async_trait;
 use containerd_client::events::TaskExit;
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::snapshots::{
-    snapshots_client::SnapshotsClient, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest,
+    snapshots_client::SnapshotsClient, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    containers_client::ContainersClient, events_client::EventsClient,
-    leases_client::LeasesClient, tasks_client::TasksClient, version_client::VersionClient,
-    Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
-    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest,
-    ListContainersRequest, ListTasksRequest, PublishRequest, StartRequest, SubscribeRequest,
-    WaitRequest,
+    containers_client::ContainersClient, events_client::EventsClient, leases_client::LeasesClient,
+    tasks_client::TasksClient, version_client::VersionClient, Container, CreateContainerRequest,
+    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest,
+    ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
+    ListTasksRequest, PublishRequest, StartRequest, SubscribeRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status as TaskStatus;
 use containerd_client::types::Mount as CdMount;
@@ -253,10 +251,7 @@ impl ContainerdRuntime {
             self.exec_counter.fetch_add(1, Ordering::Relaxed)
         );
         let mut lease_labels = std::collections::HashMap::new();
-        lease_labels.insert(
-            "containerd.io/gc.expire".to_owned(),
-            rfc3339_after(expire),
-        );
+        lease_labels.insert("containerd.io/gc.expire".to_owned(), rfc3339_after(expire));
         LeasesClient::new(self.channel.clone())
             .create(self.req(CreateLeaseRequest {
                 id: id.clone(),
@@ -581,9 +576,7 @@ async fn follow_exits(
     live: oneshot::Sender<()>,
 ) {
     let mut live = Some(live);
-    let filter = format!(
-        "namespace=={namespace},topic==\"/tasks/exit\"",
-    );
+    let filter = format!("namespace=={namespace},topic==\"/tasks/exit\"",);
     let marker = format!("namespace=={namespace},topic==\"{MARKER_TOPIC}\"");
     loop {
         let mut client = EventsClient::new(channel.clone());
@@ -682,7 +675,9 @@ impl ContainerRuntime for ContainerdRuntime {
 
     #[tracing::instrument(skip_all, fields(container = %config.id, task_id = %config.task_id, service = %config.service, image = %config.spec.image))]
     async fn create(&self, config: ContainerConfig) -> Result<()> {
-        let lease = self.create_lease("create", Duration::from_secs(600)).await?;
+        let lease = self
+            .create_lease("create", Duration::from_secs(600))
+            .await?;
         let r = self.create_inner(&config, &lease).await;
         self.delete_lease(&lease, false).await;
         if r.is_ok() {
@@ -776,7 +771,10 @@ impl ContainerRuntime for ContainerdRuntime {
             info!("container stopped");
             return Ok(());
         }
-        warn!(grace_ms = grace.as_millis() as u64, "no exit within grace; SIGKILL");
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "no exit within grace; SIGKILL"
+        );
         self.kill(id, SIGKILL, true).await?;
         if !self.wait_exit(id, KILL_WAIT).await? {
             return Err(RuntimeError::Containerd {

@@ -192,7 +192,8 @@ impl LayoutTar {
                 entries.insert(name, (entry.raw_file_position(), entry.size()));
             }
         }
-        let index_json = index_json.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?;
+        let index_json =
+            index_json.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?;
         Ok(Self {
             path,
             entries,
@@ -302,7 +303,9 @@ impl ContainerdRuntime {
             .cloned()
             .unwrap_or_default();
 
-        let lease = self.create_lease("import", Duration::from_secs(3600)).await?;
+        let lease = self
+            .create_lease("import", Duration::from_secs(3600))
+            .await?;
         let result = self.import_leased(&tar, &name, &top, &lease).await;
         // On failure, `sync` makes containerd collect what only the lease held before we answer.
         self.delete_lease(&lease, result.is_err()).await;
@@ -355,8 +358,16 @@ impl ContainerdRuntime {
         // Children before parents, so every reference points at content that exists.
         for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
             let labels = HashMap::from([(LABEL_UNCOMPRESSED.to_owned(), diff_id.clone())]);
-            self.write_blob(tar, name, Blob { desc: layer, labels }, lease)
-                .await?;
+            self.write_blob(
+                tar,
+                name,
+                Blob {
+                    desc: layer,
+                    labels,
+                },
+                lease,
+            )
+            .await?;
         }
         let chains = chain_ids(&diff_ids);
         let config_labels = HashMap::from([(
@@ -654,10 +665,15 @@ impl ContainerdRuntime {
                     lease,
                 ))
                 .await
-                .map_err(grpc(format!("image `{image}`: prepare layer {}", layer.digest)))?
+                .map_err(grpc(format!(
+                    "image `{image}`: prepare layer {}",
+                    layer.digest
+                )))?
                 .into_inner()
                 .mounts;
-            let applied = self.apply_and_commit(image, layer, &parts.diff_ids[i], chain, &key, mounts, lease).await;
+            let applied = self
+                .apply_and_commit(image, layer, &parts.diff_ids[i], chain, &key, mounts, lease)
+                .await;
             if applied.is_err() {
                 let _ = self
                     .snapshots()
@@ -673,7 +689,8 @@ impl ContainerdRuntime {
         // The config keeps the top snapshot alive once the lease is gone.
         let top = parts.chain_ids.last().cloned().unwrap_or_default();
         let labels = HashMap::from([(format!("{LABEL_SNAPSHOT_REF}.{snapshotter}"), top)]);
-        self.label_content(image, &parts.config_digest, &labels).await
+        self.label_content(image, &parts.config_digest, &labels)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -698,7 +715,10 @@ impl ContainerdRuntime {
                 lease,
             ))
             .await
-            .map_err(grpc(format!("image `{image}`: apply layer {}", layer.digest)))?
+            .map_err(grpc(format!(
+                "image `{image}`: apply layer {}",
+                layer.digest
+            )))?
             .into_inner()
             .applied
             .map(|d| d.digest)
@@ -736,7 +756,10 @@ impl ContainerdRuntime {
                     .await;
                 Ok(())
             }
-            Err(s) => Err(grpc(format!("image `{image}`: commit layer {}", layer.digest))(s)),
+            Err(s) => Err(grpc(format!(
+                "image `{image}`: commit layer {}",
+                layer.digest
+            ))(s)),
         }
     }
 
@@ -811,7 +834,9 @@ impl ContainerdRuntime {
             Some(top) if self.snapshot_exists(top).await? => return Ok(true),
             _ => {}
         }
-        let lease = self.create_lease("unpack", Duration::from_secs(3600)).await?;
+        let lease = self
+            .create_lease("unpack", Duration::from_secs(3600))
+            .await?;
         let r = self.unpack(name, &parts, &lease).await;
         self.delete_lease(&lease, r.is_err()).await;
         r.map(|()| true)

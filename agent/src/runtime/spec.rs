@@ -383,7 +383,10 @@ pub fn build_spec(
                 .build()?,
         );
     }
-    if !rlimits.iter().any(|r| r.typ() == PosixRlimitType::RlimitNofile) {
+    if !rlimits
+        .iter()
+        .any(|r| r.typ() == PosixRlimitType::RlimitNofile)
+    {
         rlimits.push(
             PosixRlimitBuilder::default()
                 .typ(PosixRlimitType::RlimitNofile)
@@ -443,7 +446,9 @@ pub fn build_spec(
     resources.set_devices(Some(vec![device_rule]));
     if let Some(limit) = spec.memory_limit {
         resources.set_memory(Some(
-            LinuxMemoryBuilder::default().limit(to_i64(limit)?).build()?,
+            LinuxMemoryBuilder::default()
+                .limit(to_i64(limit)?)
+                .build()?,
         ));
     }
     if let Some(millis) = spec.cpu_limit_millis {
@@ -570,7 +575,11 @@ mod tests {
         assert!(!namespaces(&s).contains(&LinuxNamespaceType::Network));
         assert_eq!(s.hostname().as_deref(), Some("node-a"));
         let resolv = mount(&s, "/etc/resolv.conf").unwrap();
-        assert!(resolv.options().as_ref().unwrap().contains(&"ro".to_owned()));
+        assert!(resolv
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_owned()));
         assert!(mount(&s, "/etc/hosts").is_some());
         assert_eq!(s.root().as_ref().unwrap().readonly(), Some(false));
     }
@@ -738,7 +747,10 @@ mod tests {
         assert!(!ns.contains(&LinuxNamespaceType::Pid));
         assert!(!ns.contains(&LinuxNamespaceType::Ipc));
         assert!(ns.contains(&LinuxNamespaceType::Mount));
-        assert_eq!(mount(&s, "/dev/shm").unwrap().typ().as_deref(), Some("bind"));
+        assert_eq!(
+            mount(&s, "/dev/shm").unwrap().typ().as_deref(),
+            Some("bind")
+        );
     }
 
     #[test]
