@@ -1,5 +1,7 @@
 //! The containerd runtime against a real, private containerd: needs root, containerd, runc and ctr.
 
+mod conformance;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,11 +134,46 @@ async fn import_and_check_image() {
     env.rt.import_image(&img.path).await.expect("re-import");
     assert!(env.rt.ensure_image(IMAGE).await.unwrap());
     assert!(!env.rt.ensure_image("shoal.test/absent:1").await.unwrap());
-    // Content survives a garbage collection: the gc labels hold it.
+    // Content and snapshots survive a garbage collection (deleting a lease with --sync runs one):
+    // the gc labels on image, manifest and config hold them.
+    let lease = env.cd.ctr_ok(&["-n", "shoal", "leases", "create"]).unwrap();
+    let lease = lease
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    env.cd
+        .ctr_ok(&["-n", "shoal", "leases", "delete", "--sync", &lease])
+        .unwrap();
+    let check = env.cd.ctr_ok(&["-n", "shoal", "images", "check"]).unwrap();
+    assert!(check.contains("complete"), "{check}");
+    let snaps = env.cd.ctr_ok(&["-n", "shoal", "snapshots", "ls"]).unwrap();
+    assert!(snaps.contains(&img.diff_id), "{snaps}");
+    // A lost root filesystem is unpacked again from the content store.
+    env.cd
+        .ctr_ok(&["-n", "shoal", "snapshots", "rm", &img.diff_id])
+        .unwrap();
+    assert!(env.rt.ensure_image(IMAGE).await.unwrap());
     let snaps = env.cd.ctr_ok(&["-n", "shoal", "snapshots", "ls"]).unwrap();
     assert!(snaps.contains(&img.diff_id), "{snaps}");
     let version = env.rt.version().await.unwrap();
     assert!(version.starts_with("containerd "), "{version}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_runtime_conforms() {
+    let Some(env) = setup().await else { return };
+    let img = image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let config = |id: &str, spec: ContainerSpec| config(&env, id, spec);
+    let prefix = unique("conf");
+    conformance::run_all(&conformance::Harness {
+        rt: env.rt.as_ref(),
+        image: IMAGE,
+        config: &config,
+        prefix: &prefix,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -764,7 +764,12 @@ impl ContainerRuntime for ContainerdRuntime {
             .map_err(|_| RuntimeError::UnknownSignal(signal.to_owned()))?;
         match self.get_task(id).await? {
             Some(task) if status_of(&task) == ContainerStatus::Running => {}
-            _ => return Ok(()),
+            Some(_) => return Ok(()),
+            None => {
+                // No task: fine if the container exists, an error if it does not.
+                self.get_container(id).await?;
+                return Ok(());
+            }
         }
         self.kill(id, sig, false).await?;
         if self.wait_exit(id, grace).await? {
