@@ -164,16 +164,33 @@ async fn import_and_check_image() {
 async fn containerd_runtime_conforms() {
     let Some(env) = setup().await else { return };
     let img = image(&env);
-    env.rt.import_image(&img.path).await.unwrap();
+    // The suite runs in a second namespace (as a second simulated node would), which also checks
+    // that the default namespace's runtime neither sees its containers nor hears its exits.
+    let mut cfg = ContainerdConfig::new(env.cd.socket());
+    cfg.namespace = "shoal-node-2".to_owned();
+    cfg.volumes_dir = env.cd.dir().join("volumes-2");
+    cfg.exec_dir = env.cd.dir().join("exec-2");
+    cfg.log_helper = env.cd.dir().join("bin/shoal-log-copy");
+    let rt2 = ContainerdRuntime::connect(cfg).await.unwrap();
+    rt2.import_image(&img.path).await.unwrap();
+    let mut other_exits = env.rt.subscribe_exits();
+
     let config = |id: &str, spec: ContainerSpec| config(&env, id, spec);
     let prefix = unique("conf");
     conformance::run_all(&conformance::Harness {
-        rt: env.rt.as_ref(),
+        rt: rt2.as_ref(),
         image: IMAGE,
         config: &config,
         prefix: &prefix,
     })
     .await;
+
+    assert!(env.rt.list().await.unwrap().is_empty());
+    assert!(!env.rt.ensure_image(IMAGE).await.unwrap());
+    assert!(matches!(
+        other_exits.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -581,8 +581,8 @@ async fn follow_exits(
     live: oneshot::Sender<()>,
 ) {
     let mut live = Some(live);
-    let filter = format!("namespace=={namespace},topic==\"/tasks/exit\"",);
-    let marker = format!("namespace=={namespace},topic==\"{MARKER_TOPIC}\"");
+    let filter = format!("namespace==\"{namespace}\",topic==\"/tasks/exit\"",);
+    let marker = format!("namespace==\"{namespace}\",topic==\"{MARKER_TOPIC}\"");
     loop {
         let mut client = EventsClient::new(channel.clone());
         let request = Request::new(SubscribeRequest {
