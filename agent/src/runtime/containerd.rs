@@ -1,0 +1,922 @@
+//! `ContainerdRuntime`: the `ContainerRuntime` over containerd's gRPC API on its unix socket.
+//!
+//! Facts this relies on (containerd 1.6 with the runc v2 shim):
+//! - stdio of a task or exec is a FIFO path, or a `file://` / `binary://` URI. `file:///p` makes the
+//!   shim append the output to `p`, but it writes stdout *and* stderr to the stdout URI's file (the
+//!   stderr URI is ignored). So we use `binary://`: the shim starts a logging program with the
+//!   process's stdout on fd 3, stderr on fd 4 and a ready pipe on fd 5, with only `CONTAINER_ID`
+//!   and `CONTAINER_NAMESPACE` in its environment and the URI's query as arguments (in Go map
+//!   order, so we pass exactly one `key=value`: the two log paths). Our program is a small shell
+//!   script (`LOG_HELPER`) the runtime installs; it outlives the agent, like the shim.
+//! - Events.Subscribe answers only when the first event arrives, so the subscriber runs in its own
+//!   task, and `connect` publishes a marker event until the subscription is seen live.
+//! - TaskExit's `type_url` has no leading slash: the event's bytes are decoded directly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_client::events::TaskExit;
+use containerd_client::services::v1::container::Runtime;
+use containerd_client::services::v1::snapshots::{
+    snapshots_client::SnapshotsClient, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    containers_client::ContainersClient, events_client::EventsClient, leases_client::LeasesClient,
+    tasks_client::TasksClient, version_client::VersionClient, Container, CreateContainerRequest,
+    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest,
+    ExecProcessRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
+    ListTasksRequest, PublishRequest, StartRequest, SubscribeRequest, WaitRequest,
+};
+use containerd_client::types::v1::Status as TaskStatus;
+use containerd_client::types::Mount as CdMount;
+use prost::Message;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tracing::{debug, info, warn};
+
+use super::spec::{build_spec, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext};
+use super::{
+    labels, signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus,
+    ExecOutput, ExitEvent, ImageRef, Result, RuntimeError,
+};
+
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+const NAMESPACE_HEADER: &str = "containerd-namespace";
+const LEASE_HEADER: &str = "containerd-lease";
+/// Topic of the marker event `connect` publishes to learn that its subscription is live.
+const MARKER_TOPIC: &str = "/shoal/subscribed";
+/// How long `stop` waits for the exit after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+const SIGKILL: u32 = 9;
+
+/// How to reach containerd and where the runtime keeps its own files.
+#[derive(Debug, Clone)]
+pub struct ContainerdConfig {
+    /// containerd's gRPC unix socket.
+    pub socket: PathBuf,
+    /// containerd namespace all of this runtime's objects live in.
+    pub namespace: String,
+    /// Named volume `x` is the directory `<volumes_dir>/x`.
+    pub volumes_dir: PathBuf,
+    /// Scratch files for the output of `exec`.
+    pub exec_dir: PathBuf,
+    /// Where the runtime installs its logging program (see `LOG_HELPER`).
+    pub log_helper: PathBuf,
+    pub snapshotter: String,
+    /// containerd runtime (shim) name.
+    pub runtime: String,
+    /// Parent cgroup of the containers (cgroupfs style).
+    pub cgroup_parent: String,
+}
+
+impl ContainerdConfig {
+    /// Defaults: namespace `shoal`, overlayfs, runc v2, volumes in `/var/lib/shoal/volumes`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            namespace: "shoal".to_owned(),
+            volumes_dir: PathBuf::from("/var/lib/shoal/volumes"),
+            exec_dir: PathBuf::from("/run/shoal/exec"),
+            log_helper: PathBuf::from("/var/lib/shoal/bin/shoal-log-copy"),
+            snapshotter: "overlayfs".to_owned(),
+            runtime: "io.containerd.runc.v2".to_owned(),
+            cgroup_parent: "/shoal".to_owned(),
+        }
+    }
+}
+
+/// The containerd-backed runtime. Cheap to share behind an `Arc`; the exit subscriber stops on drop.
+pub struct ContainerdRuntime {
+    pub(super) channel: Channel,
+    pub(super) cfg: ContainerdConfig,
+    exits: broadcast::Sender<ExitEvent>,
+    events_task: JoinHandle<()>,
+    exec_counter: AtomicU64,
+}
+
+impl Drop for ContainerdRuntime {
+    fn drop(&mut self) {
+        self.events_task.abort();
+    }
+}
+
+/// Maps a gRPC failure to the runtime error for `op`.
+pub(super) fn grpc(op: impl Into<String>) -> impl FnOnce(Status) -> RuntimeError {
+    let op = op.into();
+    move |status| RuntimeError::Containerd { op, status }
+}
+
+/// `Ok(None)` for NotFound, the value otherwise.
+fn found<T>(r: std::result::Result<T, Status>) -> std::result::Result<Option<T>, Status> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => Err(s),
+    }
+}
+
+/// The logging program: appends fd 3 to `$1` and fd 4 to `$2`; ready once it closes fd 5.
+///
+/// It ignores SIGTERM (the shim sends one when the process is deleted) so that it always drains
+/// both pipes to their end before exiting: the shim waits for it, so output is complete on disk
+/// once Tasks.Delete / Tasks.DeleteProcess returns.
+pub const LOG_HELPER: &str = r#"#!/bin/sh
+# shoal: copies a container process's stdout (fd 3) and stderr (fd 4) to the files $1 and $2.
+# Started by containerd's shim through a binary:// stdio URI; fd 5 signals readiness.
+trap '' TERM
+/bin/cat <&3 >>"$1" 3<&- 4<&- 5>&- &
+/bin/cat <&4 >>"$2" 3<&- 4<&- 5>&- &
+exec 3<&- 4<&- 5>&-
+wait
+"#;
+
+/// Percent-encodes `s` for a URI query (Go's `url.ParseQuery` decodes it).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The stdio URI that sends stdout to `out` and stderr to `err` through `helper`.
+pub fn log_uri(helper: &Path, out: &Path, err: &Path) -> String {
+    format!(
+        "binary://{}?{}={}",
+        helper.display(),
+        query_escape(&out.display().to_string()),
+        query_escape(&err.display().to_string())
+    )
+}
+
+impl ContainerdRuntime {
+    /// Connects to containerd and starts following task exits.
+    pub async fn connect(cfg: ContainerdConfig) -> Result<Arc<Self>> {
+        install_log_helper(&cfg.log_helper).await?;
+        let channel = containerd_client::connect(&cfg.socket)
+            .await
+            .map_err(|source| RuntimeError::Connect {
+                socket: cfg.socket.clone(),
+                source,
+            })?;
+        let (exits, _) = broadcast::channel(1024);
+        let (live_tx, live_rx) = oneshot::channel();
+        let events_task = tokio::spawn(follow_exits(
+            channel.clone(),
+            cfg.namespace.clone(),
+            exits.clone(),
+            live_tx,
+        ));
+        let rt = Arc::new(Self {
+            channel,
+            cfg,
+            exits,
+            events_task,
+            exec_counter: AtomicU64::new(0),
+        });
+        rt.wait_subscribed(live_rx).await;
+        Ok(rt)
+    }
+
+    /// Publishes marker events until the exit subscriber has seen one (or 5 s passed).
+    async fn wait_subscribed(&self, mut live: oneshot::Receiver<()>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            let marker = PublishRequest {
+                topic: MARKER_TOPIC.to_owned(),
+                event: Some(prost_types::Any {
+                    type_url: "shoal.subscribed".to_owned(),
+                    value: Vec::new(),
+                }),
+            };
+            if let Err(status) = EventsClient::new(self.channel.clone())
+                .publish(self.req(marker))
+                .await
+            {
+                warn!(%status, "cannot publish the subscription marker");
+            }
+            if tokio::time::timeout(Duration::from_millis(100), &mut live)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        warn!("exit subscription not confirmed live after 5 s");
+    }
+
+    /// A request in this runtime's namespace.
+    pub(super) fn req<T>(&self, msg: T) -> Request<T> {
+        namespaced(msg, &self.cfg.namespace)
+    }
+
+    /// A request in this runtime's namespace, under `lease`.
+    pub(super) fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
+        let mut r = self.req(msg);
+        if let Ok(v) = lease.parse() {
+            r.metadata_mut().insert(LEASE_HEADER, v);
+        }
+        r
+    }
+
+    pub(super) fn snapshots(&self) -> SnapshotsClient<Channel> {
+        SnapshotsClient::new(self.channel.clone())
+    }
+
+    fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    /// Creates a lease that containerd drops by itself after `expire` if we never delete it.
+    pub(super) async fn create_lease(&self, purpose: &str, expire: Duration) -> Result<String> {
+        let id = format!(
+            "shoal-{purpose}-{}-{}",
+            std::process::id(),
+            self.exec_counter.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut lease_labels = std::collections::HashMap::new();
+        lease_labels.insert("containerd.io/gc.expire".to_owned(), rfc3339_after(expire));
+        LeasesClient::new(self.channel.clone())
+            .create(self.req(CreateLeaseRequest {
+                id: id.clone(),
+                labels: lease_labels,
+            }))
+            .await
+            .map_err(grpc(format!("create lease `{id}`")))?;
+        Ok(id)
+    }
+
+    /// Deletes a lease; with `sync`, containerd collects what only it held before answering.
+    pub(super) async fn delete_lease(&self, id: &str, sync: bool) {
+        let r = LeasesClient::new(self.channel.clone())
+            .delete(self.req(DeleteLeaseRequest {
+                id: id.to_owned(),
+                sync,
+            }))
+            .await;
+        if let Err(status) = r {
+            warn!(lease = id, %status, "cannot delete lease");
+        }
+    }
+
+    async fn get_container(&self, id: &str) -> Result<Container> {
+        let resp = self
+            .containers()
+            .get(self.req(GetContainerRequest { id: id.to_owned() }))
+            .await;
+        match found(resp).map_err(grpc(format!("get container `{id}`")))? {
+            Some(r) => r
+                .into_inner()
+                .container
+                .ok_or_else(|| RuntimeError::ContainerNotFound(id.to_owned())),
+            None => Err(RuntimeError::ContainerNotFound(id.to_owned())),
+        }
+    }
+
+    /// The task of container `id`, if it has one.
+    async fn get_task(&self, id: &str) -> Result<Option<containerd_client::types::v1::Process>> {
+        let resp = self
+            .tasks()
+            .get(self.req(GetRequest {
+                container_id: id.to_owned(),
+                exec_id: String::new(),
+            }))
+            .await;
+        Ok(found(resp)
+            .map_err(grpc(format!("get task `{id}`")))?
+            .and_then(|r| r.into_inner().process))
+    }
+
+    async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        let r = self
+            .tasks()
+            .kill(self.req(KillRequest {
+                container_id: id.to_owned(),
+                exec_id: String::new(),
+                signal,
+                all,
+            }))
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // Already gone or already stopped.
+            Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => Ok(()),
+            Err(s) => Err(grpc(format!("kill `{id}` with signal {signal}"))(s)),
+        }
+    }
+
+    /// Waits for the task's exit, up to `limit`; `Ok(true)` if it exited.
+    async fn wait_exit(&self, id: &str, limit: Duration) -> Result<bool> {
+        let mut tasks = self.tasks();
+        let wait = tasks.wait(self.req(WaitRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        }));
+        match tokio::time::timeout(limit, wait).await {
+            Err(_) => Ok(false),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(s)) if s.code() == Code::NotFound => Ok(true),
+            Ok(Err(s)) => Err(grpc(format!("wait for `{id}`"))(s)),
+        }
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<()> {
+        let r = self
+            .tasks()
+            .delete(self.req(DeleteTaskRequest {
+                container_id: id.to_owned(),
+            }))
+            .await;
+        found(r).map_err(grpc(format!("delete task `{id}`")))?;
+        Ok(())
+    }
+
+    async fn create_inner(&self, config: &ContainerConfig, lease: &str) -> Result<()> {
+        let id = &config.id;
+        let image = self.read_image(&config.spec.image).await?;
+        let image_config = ImageConfig::from_image_json(&image.config_json).map_err(|e| {
+            RuntimeError::BadImage {
+                image: config.spec.image.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        let host_caps = tokio::fs::read_to_string("/proc/self/status")
+            .await
+            .ok()
+            .and_then(|s| parse_cap_bounding(&s));
+        let ctx = SpecContext {
+            id,
+            cgroup_parent: &self.cfg.cgroup_parent,
+            volumes_dir: &self.cfg.volumes_dir,
+            host_hostname: &hostname,
+            host_caps,
+        };
+        let spec_err = |source| RuntimeError::Spec {
+            id: id.clone(),
+            source,
+        };
+        let oci = build_spec(&config.spec, &image_config, &ctx).map_err(spec_err)?;
+        for dir in volume_dirs(&config.spec, &self.cfg.volumes_dir).map_err(spec_err)? {
+            create_dir(&dir, "volume directory").await?;
+        }
+        for log in [&config.stdout_path, &config.stderr_path] {
+            if let Some(parent) = log.parent() {
+                create_dir(parent, "log directory").await?;
+            }
+        }
+        let spec_json = serde_json::to_vec(&oci).map_err(|e| RuntimeError::Spec {
+            id: id.clone(),
+            source: e.into(),
+        })?;
+
+        let parent = image.chain_ids.last().cloned().unwrap_or_default();
+        self.snapshots()
+            .prepare(self.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.cfg.snapshotter.clone(),
+                    key: id.clone(),
+                    parent,
+                    labels: Default::default(),
+                },
+                lease,
+            ))
+            .await
+            .map_err(|s| {
+                if s.code() == Code::AlreadyExists {
+                    RuntimeError::ContainerExists(id.clone())
+                } else {
+                    grpc(format!("prepare snapshot for `{id}`"))(s)
+                }
+            })?;
+
+        let container = Container {
+            id: id.clone(),
+            labels: config.labels().into_iter().collect(),
+            image: config.spec.image.clone(),
+            runtime: Some(Runtime {
+                name: self.cfg.runtime.clone(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_owned(),
+                value: spec_json,
+            }),
+            snapshotter: self.cfg.snapshotter.clone(),
+            snapshot_key: id.clone(),
+            ..Default::default()
+        };
+        let created = self
+            .containers()
+            .create(self.leased(
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+                lease,
+            ))
+            .await;
+        if let Err(s) = created {
+            self.remove_snapshot(id).await;
+            return Err(if s.code() == Code::AlreadyExists {
+                RuntimeError::ContainerExists(id.clone())
+            } else {
+                grpc(format!("create container `{id}`"))(s)
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove_snapshot(&self, key: &str) {
+        let r = self
+            .snapshots()
+            .remove(self.req(RemoveSnapshotRequest {
+                snapshotter: self.cfg.snapshotter.clone(),
+                key: key.to_owned(),
+            }))
+            .await;
+        if let Err(status) = found(r) {
+            warn!(snapshot = key, %status, "cannot remove snapshot");
+        }
+    }
+
+    async fn exec_inner(
+        &self,
+        id: &str,
+        exec_id: &str,
+        command: &[String],
+        out: &Path,
+        err: &Path,
+    ) -> Result<u32> {
+        let exec_err = |message: String| RuntimeError::Exec {
+            id: id.to_owned(),
+            command: command.to_vec(),
+            message,
+        };
+        let container = self.get_container(id).await?;
+        let spec_json = container
+            .spec
+            .map(|a| a.value)
+            .ok_or_else(|| exec_err("container has no spec".to_owned()))?;
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_slice(&spec_json).map_err(|e| exec_err(e.to_string()))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(command.to_vec()));
+        process.set_terminal(Some(false));
+        let process_json = serde_json::to_vec(&process).map_err(|e| exec_err(e.to_string()))?;
+
+        self.tasks()
+            .exec(self.req(ExecProcessRequest {
+                container_id: id.to_owned(),
+                stdin: String::new(),
+                stdout: log_uri(&self.cfg.log_helper, out, err),
+                stderr: log_uri(&self.cfg.log_helper, out, err),
+                terminal: false,
+                spec: Some(prost_types::Any {
+                    type_url: PROCESS_TYPE_URL.to_owned(),
+                    value: process_json,
+                }),
+                exec_id: exec_id.to_owned(),
+            }))
+            .await
+            .map_err(|s| exec_err(s.message().to_owned()))?;
+        let started = self
+            .tasks()
+            .start(self.req(StartRequest {
+                container_id: id.to_owned(),
+                exec_id: exec_id.to_owned(),
+            }))
+            .await;
+        let result = match started {
+            Err(s) => Err(exec_err(s.message().to_owned())),
+            Ok(_) => self
+                .tasks()
+                .wait(self.req(WaitRequest {
+                    container_id: id.to_owned(),
+                    exec_id: exec_id.to_owned(),
+                }))
+                .await
+                .map(|r| r.into_inner().exit_status)
+                .map_err(|s| exec_err(s.message().to_owned())),
+        };
+        // Deleting the process also waits for the shim to finish copying its output.
+        let deleted = self
+            .tasks()
+            .delete_process(self.req(DeleteProcessRequest {
+                container_id: id.to_owned(),
+                exec_id: exec_id.to_owned(),
+            }))
+            .await;
+        if let Err(status) = deleted {
+            warn!(container = id, exec_id, %status, "cannot delete exec process");
+        }
+        result
+    }
+}
+
+fn namespaced<T>(msg: T, namespace: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(v) = namespace.parse() {
+        r.metadata_mut().insert(NAMESPACE_HEADER, v);
+    }
+    r
+}
+
+/// Writes `LOG_HELPER` to `path` (executable), unless it is already there as is.
+async fn install_log_helper(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if tokio::fs::read(path).await.ok().as_deref() == Some(LOG_HELPER.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        create_dir(dir, "log helper directory").await?;
+    }
+    let io = |source| RuntimeError::Io {
+        what: "log helper",
+        path: path.to_path_buf(),
+        source,
+    };
+    // Write then rename, so a shim never starts a half-written script.
+    let tmp = path.with_extension("tmp");
+    tokio::fs::write(&tmp, LOG_HELPER).await.map_err(io)?;
+    tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .await
+        .map_err(io)?;
+    tokio::fs::rename(&tmp, path).await.map_err(io)?;
+    Ok(())
+}
+
+async fn create_dir(dir: &Path, what: &'static str) -> Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| RuntimeError::Io {
+            what,
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Follows containerd's task-exit events of `namespace` and forwards init-process exits.
+async fn follow_exits(
+    channel: Channel,
+    namespace: String,
+    exits: broadcast::Sender<ExitEvent>,
+    live: oneshot::Sender<()>,
+) {
+    let mut live = Some(live);
+    let filter = format!("namespace==\"{namespace}\",topic==\"/tasks/exit\"",);
+    let marker = format!("namespace==\"{namespace}\",topic==\"{MARKER_TOPIC}\"");
+    loop {
+        let mut client = EventsClient::new(channel.clone());
+        let request = Request::new(SubscribeRequest {
+            filters: vec![filter.clone(), marker.clone()],
+        });
+        match client.subscribe(request).await {
+            Ok(stream) => {
+                if let Some(tx) = live.take() {
+                    let _ = tx.send(());
+                }
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(envelope)) => {
+                            if envelope.topic != "/tasks/exit" {
+                                continue;
+                            }
+                            let Some(any) = envelope.event else { continue };
+                            match TaskExit::decode(any.value.as_slice()) {
+                                // Exits of exec'd processes carry the exec id in `id`.
+                                Ok(exit) if exit.id == exit.container_id => {
+                                    debug!(container = %exit.container_id, exit_code = exit.exit_status, "task exited");
+                                    let _ = exits.send(ExitEvent {
+                                        id: exit.container_id,
+                                        exit_code: exit.exit_status,
+                                    });
+                                }
+                                Ok(_) => {}
+                                Err(error) => warn!(%error, "undecodable TaskExit event"),
+                            }
+                        }
+                        Ok(None) => {
+                            warn!("containerd event stream ended; resubscribing");
+                            break;
+                        }
+                        Err(status) => {
+                            warn!(%status, "containerd event stream failed; resubscribing");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => warn!(%status, "cannot subscribe to containerd events"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// RFC 3339 UTC time `after` from now, as containerd's `gc.expire` label wants it.
+fn rfc3339_after(after: Duration) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + after.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn status_of(p: &containerd_client::types::v1::Process) -> ContainerStatus {
+    match TaskStatus::try_from(p.status) {
+        Ok(TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing) => {
+            ContainerStatus::Running
+        }
+        Ok(TaskStatus::Stopped) => ContainerStatus::Stopped,
+        _ => ContainerStatus::Created,
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for ContainerdRuntime {
+    async fn import_image(&self, tar_path: &Path) -> Result<ImageRef> {
+        self.import(tar_path).await
+    }
+
+    async fn ensure_image(&self, name: &str) -> Result<bool> {
+        self.ensure_unpacked(name).await
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %config.id, task_id = %config.task_id, service = %config.service, image = %config.spec.image))]
+    async fn create(&self, config: ContainerConfig) -> Result<()> {
+        let lease = self
+            .create_lease("create", Duration::from_secs(600))
+            .await?;
+        let r = self.create_inner(&config, &lease).await;
+        self.delete_lease(&lease, false).await;
+        if r.is_ok() {
+            info!("container created");
+        }
+        r
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn start(&self, id: &str) -> Result<u32> {
+        let container = self.get_container(id).await?;
+        if let Some(task) = self.get_task(id).await? {
+            if status_of(&task) == ContainerStatus::Running {
+                return Err(RuntimeError::Start {
+                    id: id.to_owned(),
+                    message: "already running".to_owned(),
+                });
+            }
+            self.delete_task(id).await?;
+        }
+        let log_path = |key: &str| {
+            container
+                .labels
+                .get(key)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/dev/null"))
+        };
+        let stdio = log_uri(
+            &self.cfg.log_helper,
+            &log_path(labels::STDOUT_PATH),
+            &log_path(labels::STDERR_PATH),
+        );
+        let mounts: Vec<CdMount> = self
+            .snapshots()
+            .mounts(self.req(MountsRequest {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await
+            .map_err(grpc(format!("mounts of the snapshot of `{id}`")))?
+            .into_inner()
+            .mounts;
+        self.tasks()
+            .create(self.req(CreateTaskRequest {
+                container_id: id.to_owned(),
+                rootfs: mounts,
+                stdout: stdio.clone(),
+                stderr: stdio,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| RuntimeError::Start {
+                id: id.to_owned(),
+                message: s.message().to_owned(),
+            })?;
+        let started = self
+            .tasks()
+            .start(self.req(StartRequest {
+                container_id: id.to_owned(),
+                exec_id: String::new(),
+            }))
+            .await;
+        match started {
+            Ok(r) => {
+                let pid = r.into_inner().pid;
+                info!(pid, "container started");
+                Ok(pid)
+            }
+            Err(s) => {
+                if let Err(error) = self.delete_task(id).await {
+                    warn!(%error, "cannot delete the task that failed to start");
+                }
+                Err(RuntimeError::Start {
+                    id: id.to_owned(),
+                    message: s.message().to_owned(),
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn stop(&self, id: &str, signal: &str, grace: Duration) -> Result<()> {
+        let sig = u32::try_from(signal_number(signal)?)
+            .map_err(|_| RuntimeError::UnknownSignal(signal.to_owned()))?;
+        match self.get_task(id).await? {
+            Some(task) if status_of(&task) == ContainerStatus::Running => {}
+            Some(_) => return Ok(()),
+            None => {
+                // No task: fine if the container exists, an error if it does not.
+                self.get_container(id).await?;
+                return Ok(());
+            }
+        }
+        self.kill(id, sig, false).await?;
+        if self.wait_exit(id, grace).await? {
+            info!("container stopped");
+            return Ok(());
+        }
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "no exit within grace; SIGKILL"
+        );
+        self.kill(id, SIGKILL, true).await?;
+        if !self.wait_exit(id, KILL_WAIT).await? {
+            return Err(RuntimeError::Containerd {
+                op: format!("stop `{id}`"),
+                status: Status::deadline_exceeded("no exit 10 s after SIGKILL"),
+            });
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn remove(&self, id: &str) -> Result<()> {
+        if let Some(task) = self.get_task(id).await? {
+            if status_of(&task) == ContainerStatus::Running {
+                self.kill(id, SIGKILL, true).await?;
+                self.wait_exit(id, KILL_WAIT).await?;
+            }
+            self.delete_task(id).await?;
+        }
+        let r = self
+            .containers()
+            .delete(self.req(DeleteContainerRequest { id: id.to_owned() }))
+            .await;
+        found(r).map_err(grpc(format!("delete container `{id}`")))?;
+        self.remove_snapshot(id).await;
+        info!("container removed");
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>> {
+        let containers = self
+            .containers()
+            .list(self.req(ListContainersRequest { filters: vec![] }))
+            .await
+            .map_err(grpc("list containers"))?
+            .into_inner()
+            .containers;
+        let tasks: BTreeMap<String, containerd_client::types::v1::Process> = self
+            .tasks()
+            .list(self.req(ListTasksRequest {
+                filter: String::new(),
+            }))
+            .await
+            .map_err(grpc("list tasks"))?
+            .into_inner()
+            .tasks
+            .into_iter()
+            // containerd 1.6 leaves `container_id` empty in listed tasks; `id` names the container.
+            .map(|t| {
+                let key = if t.container_id.is_empty() {
+                    t.id.clone()
+                } else {
+                    t.container_id.clone()
+                };
+                (key, t)
+            })
+            .collect();
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                let task = tasks.get(&c.id);
+                let status = task.map(status_of).unwrap_or(ContainerStatus::Created);
+                ContainerInfo {
+                    labels: c.labels.into_iter().collect(),
+                    pid: task
+                        .filter(|_| status == ContainerStatus::Running)
+                        .map(|t| t.pid),
+                    exit_code: task
+                        .filter(|_| status == ContainerStatus::Stopped)
+                        .map(|t| t.exit_status),
+                    status,
+                    id: c.id,
+                }
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
+        let n = self.exec_counter.fetch_add(1, Ordering::Relaxed);
+        let exec_id = format!("exec-{}-{n}", std::process::id());
+        create_dir(&self.cfg.exec_dir, "exec output directory").await?;
+        let out = self.cfg.exec_dir.join(format!("{id}-{exec_id}.out"));
+        let err = self.cfg.exec_dir.join(format!("{id}-{exec_id}.err"));
+        let result = self.exec_inner(id, &exec_id, command, &out, &err).await;
+        let stdout = tokio::fs::read(&out).await.unwrap_or_default();
+        let stderr = tokio::fs::read(&err).await.unwrap_or_default();
+        let _ = tokio::fs::remove_file(&out).await;
+        let _ = tokio::fs::remove_file(&err).await;
+        Ok(ExecOutput {
+            exit_code: result?,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn subscribe_exits(&self) -> broadcast::Receiver<ExitEvent> {
+        self.exits.subscribe()
+    }
+
+    async fn version(&self) -> Result<String> {
+        let v = VersionClient::new(self.channel.clone())
+            .version(Request::new(()))
+            .await
+            .map_err(grpc("version"))?
+            .into_inner();
+        Ok(format!("containerd {} ({})", v.version, v.revision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_looks_right() {
+        let s = rfc3339_after(Duration::ZERO);
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.ends_with('Z'));
+        assert_eq!(&s[4..5], "-");
+        assert_eq!(&s[10..11], "T");
+    }
+
+    #[test]
+    fn log_uri_carries_both_paths_in_one_query_pair() {
+        assert_eq!(
+            log_uri(
+                Path::new("/usr/lib/shoal/log"),
+                Path::new("/var/log/a b.out"),
+                Path::new("/var/log/a+b=c&d.err")
+            ),
+            "binary:///usr/lib/shoal/log?/var/log/a%20b.out=/var/log/a%2Bb%3Dc%26d.err"
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! A private containerd for tests: own socket, root and state under a temp dir, killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A containerd process that only this test talks to.
+pub struct TestContainerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+/// Whether this machine can run the containerd tests (root, containerd, runc, ctr).
+pub fn available() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let found = |bin: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {bin}"))
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    root && found("containerd") && found("runc") && found("ctr")
+}
+
+impl TestContainerd {
+    /// Starts containerd and waits until its socket answers.
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-cd")
+            .tempdir()
+            .context("temp dir for containerd")?;
+        let base = dir.path();
+        let socket = base.join("c.sock");
+        let config = base.join("config.toml");
+        // gRPC on the unix socket only: no CRI (it opens a TCP streaming server), no debug or
+        // metrics listeners.
+        std::fs::write(
+            &config,
+            format!(
+                r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{sock}"
+
+[ttrpc]
+  address = "{sock}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+                root = base.join("root").display(),
+                state = base.join("state").display(),
+                sock = socket.display(),
+                opt = base.join("opt").display(),
+            ),
+        )?;
+        let log = std::fs::File::create(base.join("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--address")
+            .arg(&socket)
+            .arg("--root")
+            .arg(base.join("root"))
+            .arg("--state")
+            .arg(base.join("state"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning containerd")?;
+        let mut me = Self {
+            dir,
+            child: Some(child),
+            socket,
+        };
+        me.wait_ready(Duration::from_secs(20))?;
+        Ok(me)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("containerd exited early ({status}): {}", self.log());
+                }
+            }
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+                && self.ctr(&["version"]).status.success()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("containerd not ready after {limit:?}: {}", self.log())
+    }
+
+    /// containerd's gRPC socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A scratch directory that lives as long as this containerd.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// containerd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Runs `ctr --address SOCK ARGS...`.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| Output {
+                status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+                stdout: Vec::new(),
+                stderr: e.to_string().into_bytes(),
+            })
+    }
+
+    /// `ctr` stdout as text; fails if ctr fails.
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctr(args);
+        if !out.status.success() {
+            bail!(
+                "ctr {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Kills every task left in any namespace, so no container outlives the test.
+    fn kill_leftovers(&self) {
+        let Ok(namespaces) = self.ctr_ok(&["namespaces", "ls", "-q"]) else {
+            return;
+        };
+        for ns in namespaces.lines().map(str::trim).filter(|s| !s.is_empty()) {
+            let Ok(tasks) = self.ctr_ok(&["-n", ns, "tasks", "ls", "-q"]) else {
+                continue;
+            };
+            for id in tasks.lines().map(str::trim).filter(|s| !s.is_empty()) {
+                let _ = self.ctr(&["-n", ns, "tasks", "kill", "-a", "-s", "SIGKILL", id]);
+                let _ = self.ctr(&["-n", ns, "tasks", "rm", "-f", id]);
+            }
+        }
+    }
+}
+
+impl Drop for TestContainerd {
+    fn drop(&mut self) {
+        self.kill_leftovers();
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
