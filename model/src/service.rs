@@ -30,6 +30,8 @@ pub struct ServiceSpec {
     pub restart_policy: RestartPolicy,
     /// `(service, condition)` pairs that must hold before this service's tasks start.
     pub depends_on: Vec<(String, String)>,
+    /// Service labels (`deploy.labels`); container labels live in [`ContainerSpec::labels`].
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,11 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        Self { condition: "any".into(), delay_ms: 5_000, max_attempts: None, window_ms: 0 }
+        Self {
+            condition: "any".into(),
+            delay_ms: 5_000,
+            max_attempts: None,
+            window_ms: 0,
+        }
     }
 }
