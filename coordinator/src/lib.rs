@@ -5,4 +5,6 @@ pub mod config;
 pub mod coordinator;
 pub mod identity_file;
 pub mod raft;
+pub mod scheduler;
+pub mod stack;
 pub mod state;
