@@ -80,7 +80,7 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
         stack.services.push((key.name.clone(), parsed.spec));
     }
     top.finish()?;
-    depends::check(ctx, &deps)?;
+    depends::check(ctx, &deps, &stack.services)?;
     Ok(stack)
 }
 
