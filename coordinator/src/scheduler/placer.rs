@@ -7,6 +7,10 @@
 //! refreshed lazily: a popped entry whose rank is out of date goes back with its current rank. A
 //! node failing a dynamic filter leaves its bucket for good (nodes only fill up). A placement thus
 //! costs a few heap operations instead of a scan of every node.
+//!
+//! Determinism: the `HashMap`s here are only looked up, never iterated into an output. Memory: a
+//! per-node task count for each service that has pending tasks in the call. When a group runs out
+//! of nodes its reasons are computed once (a scan of every node) and reused for its later tasks.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
