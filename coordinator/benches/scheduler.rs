@@ -3,7 +3,7 @@
 //! The cluster: 5,000 nodes in 50 racks, 10% labelled controller, the rest compute, each with one
 //! task already running. The work: 100 services of 1,000 replicas; a fifth constrained to computes,
 //! a fifth spread over racks, a fifth binding a host port, a fifth capped at 2 per node, and all
-//! reserving CPU and memory.
+//! reserving CPU and memory. A second case spreads every service over racks.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -48,7 +48,8 @@ fn cluster() -> ClusterView {
     ClusterView { nodes }
 }
 
-fn pending() -> Vec<PendingTask> {
+/// The default mix, or with `spread_all` every service spread over racks (the slow path).
+fn pending_with(spread_all: bool) -> Vec<PendingTask> {
     let mut out = Vec::with_capacity(SERVICES * REPLICAS);
     for s in 0..SERVICES {
         let mut req = Requirements {
@@ -56,6 +57,9 @@ fn pending() -> Vec<PendingTask> {
             memory_bytes: 256 << 20,
             ..Requirements::default()
         };
+        if spread_all {
+            req.spread_labels = vec!["rack".into()];
+        }
         match s % 5 {
             0 => req.constraints = vec!["node.labels.role == compute".into()],
             1 => req.spread_labels = vec!["rack".into()],
@@ -78,7 +82,7 @@ fn pending() -> Vec<PendingTask> {
 
 fn bench(c: &mut Criterion) {
     let view = cluster();
-    let tasks = pending();
+    let tasks = pending_with(false);
     let decisions = schedule(&view, &tasks);
     let placed = decisions.iter().filter(|d| d.node().is_some()).count();
     assert_eq!(placed, tasks.len(), "every task fits in this cluster");
@@ -88,6 +92,10 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(tasks.len() as u64));
     group.bench_function("place_100k_tasks_on_5k_nodes", |b| {
         b.iter(|| schedule(black_box(&view), black_box(&tasks)))
+    });
+    let spread = pending_with(true);
+    group.bench_function("place_100k_tasks_on_5k_nodes_all_spread", |b| {
+        b.iter(|| schedule(black_box(&view), black_box(&spread)))
     });
     group.finish();
 }

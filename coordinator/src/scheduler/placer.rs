@@ -1,10 +1,16 @@
-//! One scheduling pass: the state that placements update, and the per-requirements candidate heaps.
+//! One scheduling pass: the state that placements update, and the per-requirements candidates.
 //!
-//! Each distinct (service, requirements) group keeps a min-heap of its statically eligible nodes
-//! keyed by [`Rank`]. Ranks only grow during a pass, so heap entries are refreshed lazily: a popped
-//! entry whose rank is out of date is pushed back with its current rank. A node failing a dynamic
-//! filter leaves the group's heap for good (nodes only fill up). A placement thus costs a few heap
-//! operations instead of a scan of every node.
+//! Each distinct (service, requirements) group splits its statically eligible nodes into buckets
+//! that share every spread-label value (one bucket without spread preferences). A bucket keeps a
+//! min-heap of its nodes by (same-service tasks, total tasks, name); the group keeps a min-heap of
+//! buckets by the [`Rank`] of their best node. Ranks only grow during a pass, so entries are
+//! refreshed lazily: a popped entry whose rank is out of date goes back with its current rank. A
+//! node failing a dynamic filter leaves its bucket for good (nodes only fill up). A placement thus
+//! costs a few heap operations instead of a scan of every node.
+//!
+//! Determinism: the `HashMap`s here are only looked up, never iterated into an output. Memory: a
+//! per-node task count for each service that has pending tasks in the call. When a group runs out
+//! of nodes its reasons are computed once (a scan of every node) and reused for its later tasks.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -15,13 +21,25 @@ use super::rank::{Rank, Spread};
 use super::view::{ClusterView, Decision, NodeView, PendingTask, Requirements};
 use super::MAX_SPREAD_PREFERENCES;
 
+/// A bucket's node entry: (same-service tasks, total tasks, node position).
+type NodeEntry = Reverse<(u32, u32, u32)>;
+
+/// Eligible nodes of a group that share all spread-label values.
+struct Bucket {
+    /// Value index per spread label.
+    values: [u32; MAX_SPREAD_PREFERENCES],
+    nodes: BinaryHeap<NodeEntry>,
+}
+
 /// Tasks of one service with one set of requirements.
 struct Group {
     service: usize,
     req: Compiled,
     spread: Vec<Spread>,
-    heap: BinaryHeap<Reverse<Rank>>,
-    /// Once the heap is empty, the reasons every later task of the group gets.
+    buckets: Vec<Bucket>,
+    /// One entry per non-empty bucket: the rank of its best node when pushed, and the bucket.
+    top: BinaryHeap<Reverse<(Rank, u32)>>,
+    /// Once no bucket is left, the reasons every later task of the group gets.
     exhausted: Option<Vec<String>>,
 }
 
@@ -109,18 +127,52 @@ impl<'v> Placer<'v> {
             .take(MAX_SPREAD_PREFERENCES)
             .map(|label| Spread::new(label, &self.nodes, per_node))
             .collect();
-        let mut entries = Vec::new();
+        let mut bucket_ids: BTreeMap<[u32; MAX_SPREAD_PREFERENCES], usize> = BTreeMap::new();
+        let mut members: Vec<Vec<NodeEntry>> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
-            if static_filter(node, &compiled).is_none() {
-                entries.push(Reverse(rank_of(i, per_node, &spread, &self.loads)));
+            if static_filter(node, &compiled).is_some() {
+                continue;
             }
+            let mut values = [0u32; MAX_SPREAD_PREFERENCES];
+            for (slot, sp) in values.iter_mut().zip(&spread) {
+                *slot = sp.bucket_of[i];
+            }
+            let b = *bucket_ids.entry(values).or_insert_with(|| {
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            members[b].push(Reverse((per_node[i], self.loads[i].total_tasks, i as u32)));
         }
+        let mut values_of = vec![[0u32; MAX_SPREAD_PREFERENCES]; members.len()];
+        for (values, b) in &bucket_ids {
+            values_of[*b] = *values;
+        }
+        let buckets: Vec<Bucket> = members
+            .into_iter()
+            .zip(values_of)
+            .map(|(nodes, values)| Bucket {
+                values,
+                nodes: BinaryHeap::from(nodes),
+            })
+            .collect();
+        let top = buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(b, bucket)| {
+                let Reverse((same, total, node)) = *bucket.nodes.peek()?;
+                Some(Reverse((
+                    bucket_rank(bucket, &spread, same, total, node),
+                    b as u32,
+                )))
+            })
+            .collect();
         let gid = self.groups.len();
         self.groups.push(Group {
             service: sid,
             req: compiled,
             spread,
-            heap: BinaryHeap::from(entries),
+            buckets,
+            top,
             exhausted: None,
         });
         self.services[sid].groups.push(gid);
@@ -149,24 +201,23 @@ impl<'v> Placer<'v> {
         }
     }
 
-    /// The best node of the group's heap, or the reasons none fits.
+    /// The best node of the group, or the reasons none fits.
     fn pick(&mut self, gid: usize) -> Result<usize, Vec<String>> {
         let group = &mut self.groups[gid];
         let per_node = &self.services[group.service].per_node;
-        while let Some(Reverse(entry)) = group.heap.pop() {
-            let node = entry.node as usize;
-            let current = rank_of(node, per_node, &group.spread, &self.loads);
-            if current != entry {
-                group.heap.push(Reverse(current));
-                continue;
-            }
-            if dynamic_ok(&self.loads[node], &group.req, per_node[node]) {
-                // Back in with its rank after this placement; `commit` updates the counts.
-                let mut next = current;
-                next.same_service += 1;
-                next.total += 1;
-                group.heap.push(Reverse(next));
-                return Ok(node);
+        while let Some(Reverse((entry, b))) = group.top.pop() {
+            let bucket = &mut group.buckets[b as usize];
+            let Some((same, total, node)) =
+                best_in_bucket(bucket, per_node, &self.loads, &group.req)
+            else {
+                continue; // bucket exhausted: it leaves the group
+            };
+            let current = bucket_rank(bucket, &group.spread, same, total, node);
+            // Back in either way; after a placement the entry is merely out of date, which is
+            // allowed (entries never overstate a rank).
+            group.top.push(Reverse((current, b)));
+            if current == entry {
+                return Ok(node as usize);
             }
         }
         if let Some(reasons) = &group.exhausted {
@@ -224,20 +275,44 @@ impl<'v> Placer<'v> {
                 s.record(node);
             }
         }
-        // The chosen node was pushed back assuming no spread change; refresh lazily if it did.
     }
 }
 
+/// The bucket's best node that passes the dynamic filters, with up-to-date counts; drops nodes
+/// that fail them and refreshes out-of-date entries on the way.
 #[inline]
-fn rank_of(node: usize, per_node: &[u32], spread: &[Spread], loads: &[NodeLoad]) -> Rank {
+fn best_in_bucket(
+    bucket: &mut Bucket,
+    per_node: &[u32],
+    loads: &[NodeLoad],
+    req: &Compiled,
+) -> Option<(u32, u32, u32)> {
+    while let Some(&Reverse((same, total, node))) = bucket.nodes.peek() {
+        let n = node as usize;
+        let current = (per_node[n], loads[n].total_tasks, node);
+        if current != (same, total, node) {
+            bucket.nodes.pop();
+            bucket.nodes.push(Reverse(current));
+            continue;
+        }
+        if dynamic_ok(&loads[n], req, same) {
+            return Some(current);
+        }
+        bucket.nodes.pop();
+    }
+    None
+}
+
+#[inline]
+fn bucket_rank(bucket: &Bucket, spread: &[Spread], same: u32, total: u32, node: u32) -> Rank {
     let mut s = [0u32; MAX_SPREAD_PREFERENCES];
-    for (slot, sp) in s.iter_mut().zip(spread) {
-        *slot = sp.count(node);
+    for ((slot, sp), value) in s.iter_mut().zip(spread).zip(bucket.values) {
+        *slot = sp.counts[value as usize];
     }
     Rank {
-        same_service: per_node[node],
+        same_service: same,
         spread: s,
-        total: loads[node].total_tasks,
-        node: node as u32,
+        total,
+        node,
     }
 }

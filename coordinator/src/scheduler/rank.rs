@@ -53,11 +53,6 @@ impl Spread {
     }
 
     #[inline]
-    pub fn count(&self, node: usize) -> u32 {
-        self.counts[self.bucket_of[node] as usize]
-    }
-
-    #[inline]
     pub fn record(&mut self, node: usize) {
         self.counts[self.bucket_of[node] as usize] += 1;
     }

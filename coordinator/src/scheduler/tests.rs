@@ -436,13 +436,16 @@ fn arb_pending() -> impl Strategy<Value = Vec<PendingTask>> {
     })
 }
 
+/// Free cpu, used ports and tasks per service of one node while replaying decisions.
+type ReplayLoad = (u64, Vec<u16>, BTreeMap<String, u32>);
+
 /// Replays decisions against the view and checks no filter is violated at the time of placement.
 fn check_valid(
     view: &ClusterView,
     pending: &[PendingTask],
     decisions: &[Decision],
 ) -> Result<(), String> {
-    let mut loads: BTreeMap<&str, (u64, Vec<u16>, BTreeMap<String, u32>)> = BTreeMap::new();
+    let mut loads: BTreeMap<&str, ReplayLoad> = BTreeMap::new();
     for n in &view.nodes {
         let used: u64 = n.tasks.iter().map(|t| t.cpu_millis).sum();
         let ports = n.tasks.iter().flat_map(|t| t.host_ports.clone()).collect();

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use shoal_model::{ServiceMode, ServiceSpec};
+
 use super::error::{Ctx, Loc, Result};
 use super::fields::{self, Fields};
 use super::yaml::{join, Node, Value};
@@ -86,8 +88,14 @@ pub(crate) fn parse(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<Depends
     Ok(out)
 }
 
-/// Checks every target exists, no service depends on itself, and the graph has no cycle.
-pub(crate) fn check(ctx: Ctx<'_>, services: &[(String, Vec<DependsOn>)]) -> Result<()> {
+/// Checks every target exists, each condition can ever hold (`service_healthy` needs a health
+/// check, `service_completed_successfully` a job), and the graph has no cycle.
+/// `specs` holds the services in the same order as `services`.
+pub(crate) fn check(
+    ctx: Ctx<'_>,
+    services: &[(String, Vec<DependsOn>)],
+    specs: &[(String, ServiceSpec)],
+) -> Result<()> {
     let index: BTreeMap<&str, usize> = services
         .iter()
         .enumerate()
@@ -111,6 +119,37 @@ pub(crate) fn check(ctx: Ctx<'_>, services: &[(String, Vec<DependsOn>)]) -> Resu
                         d.service
                     ),
                 ));
+            }
+            let target = index
+                .get(d.service.as_str())
+                .and_then(|&i| specs.get(i))
+                .map(|(_, s)| s);
+            if let Some(target) = target {
+                if d.condition == SERVICE_HEALTHY && target.container.healthcheck.is_none() {
+                    return Err(ctx.error(
+                        d.loc,
+                        &d.path,
+                        format!(
+                            "waits for `{}` to be healthy, but it has no healthcheck",
+                            d.service
+                        ),
+                    ));
+                }
+                let is_job = matches!(
+                    target.mode,
+                    ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
+                );
+                if d.condition == SERVICE_COMPLETED_SUCCESSFULLY && !is_job {
+                    return Err(ctx.error(
+                        d.loc,
+                        &d.path,
+                        format!(
+                            "waits for `{}` to complete, but only jobs (replicated-job, \
+                             global-job) complete",
+                            d.service
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -1,8 +1,12 @@
 //! Stack files: a Compose-shaped YAML file (with Swarm's `deploy:` keys) read and validated into
 //! domain types, with no I/O. Every error names the file, line, column and key.
 //!
-//! Shoal's additions live under `x-shoal-*` keys (see [`healthcheck`]); any other `x-` key is an
-//! extension and is ignored wherever it appears, so YAML anchors can be parked under `x-` keys.
+//! Shoal's additions live under `x-shoal-*` keys (the `x-shoal-http` and `x-shoal-tcp` health
+//! probes, see `healthcheck.rs`); any other `x-` key is an extension and is ignored wherever it
+//! appears, so YAML anchors can be parked under `x-` keys and merged with `<<: *anchor`.
+//!
+//! Host networking is the only network: `ports` lists the host ports a service binds (short form
+//! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 
 mod depends;
 mod deploy;
@@ -80,7 +84,7 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
         stack.services.push((key.name.clone(), parsed.spec));
     }
     top.finish()?;
-    depends::check(ctx, &deps)?;
+    depends::check(ctx, &deps, &stack.services)?;
     Ok(stack)
 }
 

@@ -31,7 +31,7 @@ pub(crate) fn parse_size_bytes(s: &str) -> Result<u64, String> {
 pub(crate) fn parse_cpus_millis(s: &str) -> Result<u64, String> {
     let bad = || format!("expected a number of cpus like 0.5 or 2, got {s:?}");
     let value: f64 = s.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 || value > 1e9 {
+    if !(0.0..=1e9).contains(&value) {
         return Err(bad());
     }
     Ok((value * 1000.0).round() as u64)

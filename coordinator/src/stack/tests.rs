@@ -371,6 +371,10 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     ("services:\n  a:\n    image: x\n    deploy:\n      placement:\n        preferences: [{ spread: node.hostname }]\n", 6, 33, "services.a.deploy.placement.preferences[0].spread", "node.labels.KEY"),
     // 30. relative bind source
     ("services:\n  a:\n    image: x\n    volumes: [\"./conf:/etc/conf\"]\n", 4, 15, "services.a.volumes[0]", "absolute path"),
+    // 32. waiting for health of a service without a healthcheck
+    ("services:\n  a:\n    image: x\n  b:\n    image: x\n    depends_on:\n      a: { condition: service_healthy }\n", 7, 7, "services.b.depends_on.a", "no healthcheck"),
+    // 33. waiting for a long-running service to complete
+    ("services:\n  a:\n    image: x\n  b:\n    image: x\n    depends_on:\n      a: { condition: service_completed_successfully }\n", 7, 7, "services.b.depends_on.a", "only jobs"),
     // 31. bad cpus
     ("services:\n  a:\n    image: x\n    deploy:\n      resources:\n        reservations: { cpus: many }\n", 6, 31, "services.a.deploy.resources.reservations.cpus", "number of cpus"),
 ];
