@@ -40,7 +40,10 @@ pub struct AgentTuning {
 
 impl Default for AgentTuning {
     fn default() -> Self {
-        Self { heartbeat_ms: 500, grace_ms: 2_000 }
+        Self {
+            heartbeat_ms: 500,
+            grace_ms: 2_000,
+        }
     }
 }
 

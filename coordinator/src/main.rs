@@ -7,13 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use shoal_coordinator::api::control::ControlService;
+use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
-use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::identity_file;
 use shoal_coordinator::orchestrator::{self, liveness::Liveness};
-use shoal_proto::dispatcher::dispatcher_server::DispatcherServer;
 use shoal_coordinator::raft::identity::ClusterTag;
 use shoal_coordinator::raft::network::{Channels, NetworkFactory};
 use shoal_coordinator::raft::types::Raft;
@@ -21,6 +20,7 @@ use shoal_coordinator::raft::Store;
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::control_server::ControlServer;
 use shoal_proto::control::ClusterAddRequest;
+use shoal_proto::dispatcher::dispatcher_server::DispatcherServer;
 use shoal_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -228,7 +228,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_millis(cfg.agents.grace_ms),
     );
     let dispatcher = || {
-        DispatcherServer::new(DispatcherService { coord: coord.clone(), liveness: liveness.clone() })
+        DispatcherServer::new(DispatcherService {
+            coord: coord.clone(),
+            liveness: liveness.clone(),
+        })
     };
     let listener = TcpListener::bind(&cfg.listen)
         .await

@@ -44,6 +44,13 @@ pub enum ServiceMode {
     GlobalJob,
 }
 
+impl ServiceMode {
+    /// Jobs run to completion once per spec version.
+    pub fn is_job(self) -> bool {
+        matches!(self, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {

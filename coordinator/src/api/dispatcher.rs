@@ -34,9 +34,12 @@ impl DispatcherService {
         if m.current_leader == Some(self.coord.id) {
             return Ok(());
         }
-        let addr = m
-            .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
         let mut status = Status::unavailable(match &addr {
             Some(a) => format!("not the leader; leader at {a}"),
             None => "not the leader; no leader elected".to_string(),
@@ -87,7 +90,9 @@ impl Dispatcher for DispatcherService {
         }
         self.liveness.seen(&name);
         tracing::info!(node = %name, "agent registered");
-        Ok(Response::new(RegisterReply { heartbeat_period_ms: self.period_ms() }))
+        Ok(Response::new(RegisterReply {
+            heartbeat_period_ms: self.period_ms(),
+        }))
     }
 
     async fn heartbeat(
@@ -98,16 +103,25 @@ impl Dispatcher for DispatcherService {
         let name = req.into_inner().node;
         let status = self.coord.sm.read(|s| s.nodes.get(&name).map(|n| n.status));
         match status {
-            None => return Err(Status::not_found(format!("node `{name}` is not registered"))),
+            None => {
+                return Err(Status::not_found(format!(
+                    "node `{name}` is not registered"
+                )))
+            }
             Some(NodeStatus::Ready) => {}
             Some(_) => {
                 // Back from the dead: one Raft write, not one per heartbeat.
                 let cmd = Command::NodeHeartbeat { name: name.clone() };
-                self.coord.write(self.coord.request(None, cmd)).await.map_err(status_of)?;
+                self.coord
+                    .write(self.coord.request(None, cmd))
+                    .await
+                    .map_err(status_of)?;
             }
         }
         self.liveness.seen(&name);
-        Ok(Response::new(HeartbeatReply { heartbeat_period_ms: self.period_ms() }))
+        Ok(Response::new(HeartbeatReply {
+            heartbeat_period_ms: self.period_ms(),
+        }))
     }
 
     type AssignmentsStream = AssignmentStream;
@@ -119,9 +133,14 @@ impl Dispatcher for DispatcherService {
         self.require_leader()?;
         let node = req.into_inner().node;
         if self.coord.sm.read(|s| !s.nodes.contains_key(&node)) {
-            return Err(Status::not_found(format!("node `{node}` is not registered")));
+            return Err(Status::not_found(format!(
+                "node `{node}` is not registered"
+            )));
         }
-        let me = DispatcherService { coord: self.coord.clone(), liveness: self.liveness.clone() };
+        let me = DispatcherService {
+            coord: self.coord.clone(),
+            liveness: self.liveness.clone(),
+        };
         let stream = async_stream(me, node);
         Ok(Response::new(Box::pin(stream)))
     }
@@ -133,7 +152,8 @@ impl Dispatcher for DispatcherService {
         let StatusReport { node, updates } = req.into_inner();
         let mut out = Vec::with_capacity(updates.len());
         for u in &updates {
-            let u = StatusUpdate::try_from(u).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let u =
+                StatusUpdate::try_from(u).map_err(|e| Status::invalid_argument(e.to_string()))?;
             out.push(TaskStatusUpdate {
                 task_id: u.task_id,
                 state: u.state,
@@ -143,7 +163,10 @@ impl Dispatcher for DispatcherService {
         }
         if !out.is_empty() {
             let cmd = Command::ReportTaskStatus { node, updates: out };
-            self.coord.write(self.coord.request(None, cmd)).await.map_err(status_of)?;
+            self.coord
+                .write(self.coord.request(None, cmd))
+                .await
+                .map_err(status_of)?;
         }
         Ok(Response::new(StatusReply {}))
     }

@@ -27,7 +27,9 @@ pub fn unmet(state: &ClusterState, svc: &Service) -> Option<String> {
             }
             "service_completed_successfully" => {
                 !tasks.is_empty()
-                    && tasks.iter().all(|t| t.state == TaskState::Complete && t.exit_code == Some(0))
+                    && tasks
+                        .iter()
+                        .all(|t| t.state == TaskState::Complete && t.exit_code == Some(0))
             }
             _ => false,
         };

@@ -25,7 +25,11 @@ struct Inner {
 
 impl Liveness {
     pub fn new(heartbeat_period: Duration, grace: Duration) -> Self {
-        Self { inner: Arc::default(), heartbeat_period, grace }
+        Self {
+            inner: Arc::default(),
+            heartbeat_period,
+            grace,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -33,7 +37,9 @@ impl Liveness {
     }
 
     pub fn seen(&self, node: &str) {
-        self.lock().last_seen.insert(node.to_string(), Instant::now());
+        self.lock()
+            .last_seen
+            .insert(node.to_string(), Instant::now());
     }
 
     /// Called on every leadership change: forget history, start every node's grace now.
@@ -47,7 +53,9 @@ impl Liveness {
     /// grace period.
     pub fn expired<'a>(&self, ready: impl Iterator<Item = &'a str>) -> Vec<String> {
         let g = self.lock();
-        let Some(since) = g.leader_since else { return Vec::new() };
+        let Some(since) = g.leader_since else {
+            return Vec::new();
+        };
         let now = Instant::now();
         ready
             .filter(|n| {
@@ -66,7 +74,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn fresh_leader_gives_every_node_a_grace() {
         let l = Liveness::new(Duration::from_millis(500), Duration::from_secs(2));
-        assert!(l.expired(["a"].into_iter()).is_empty(), "a follower declares nothing");
+        assert!(
+            l.expired(["a"].into_iter()).is_empty(),
+            "a follower declares nothing"
+        );
         l.became_leader(true);
         tokio::time::advance(Duration::from_millis(1900)).await;
         assert!(l.expired(["a", "b"].into_iter()).is_empty());

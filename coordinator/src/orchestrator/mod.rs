@@ -7,6 +7,7 @@
 mod deps;
 pub mod liveness;
 mod plan;
+pub mod preview;
 pub mod runner;
 
 pub use plan::{plan, KEEP_TERMINAL_PER_SLOT};

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use shoal_model::{Node, NodeAvailability, NodeStatus, Service, ServiceMode, Task, TaskState};
 
 use super::deps;
-use crate::scheduler::{self, ClusterView, Constraint, NodeTask, NodeView, PendingTask, Requirements};
+use crate::scheduler::{
+    self, ClusterView, Constraint, NodeTask, NodeView, PendingTask, Requirements,
+};
 use crate::state::{ClusterState, Reconcile};
 
 /// Terminal tasks kept per slot (or per node for global services) for `service ps`.
@@ -15,7 +17,9 @@ pub const KEEP_TERMINAL_PER_SLOT: usize = 5;
 fn eligible(node: &Node, constraints: &[Constraint]) -> bool {
     node.status == NodeStatus::Ready
         && node.availability == NodeAvailability::Active
-        && constraints.iter().all(|c| c.matches(&node.name, node.role, &node.labels))
+        && constraints
+            .iter()
+            .all(|c| c.matches(&node.name, node.role, &node.labels))
 }
 
 fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
@@ -45,7 +49,10 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
 
     for t in state.tasks.values().filter(|t| !t.state.is_terminal()) {
         if let Some(n) = &t.node {
-            let down = state.nodes.get(n).is_none_or(|node| node.status == NodeStatus::Down);
+            let down = state
+                .nodes
+                .get(n)
+                .is_none_or(|node| node.status == NodeStatus::Down);
             if down {
                 r.orphan.push((t.id.clone(), format!("node {n} is down")));
                 gone.insert(t.id.clone());
@@ -75,8 +82,12 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
 
     let mut pending: Vec<Task> = Vec::new();
     for svc in state.services.values() {
-        let constraints: Vec<Constraint> =
-            svc.spec.constraints.iter().filter_map(|c| Constraint::parse(c).ok()).collect();
+        let constraints: Vec<Constraint> = svc
+            .spec
+            .constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect();
         let tasks: Vec<&Task> = state
             .tasks
             .values()
@@ -85,7 +96,10 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
             .collect();
         let live = |t: &&Task| t.desired_state == TaskState::Running && !t.state.is_terminal();
         let blocked = deps::unmet(state, svc);
-        let is_job = matches!(svc.spec.mode, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob);
+        let is_job = matches!(
+            svc.spec.mode,
+            ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
+        );
         // A job slot is done once a task of this version completed or failed for good.
         let satisfied = |t: &&Task| {
             live(t) || (is_job && matches!(t.state, TaskState::Complete | TaskState::Failed))
@@ -93,8 +107,10 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
         match svc.spec.mode {
             ServiceMode::Replicated | ServiceMode::ReplicatedJob => {
                 for slot in 1..=svc.spec.replicas {
-                    let mut in_slot: Vec<&&Task> =
-                        tasks.iter().filter(|t| t.slot == slot && satisfied(t)).collect();
+                    let mut in_slot: Vec<&&Task> = tasks
+                        .iter()
+                        .filter(|t| t.slot == slot && satisfied(t))
+                        .collect();
                     in_slot.sort_by_key(|t| (t.created_at, t.id.clone()));
                     if in_slot.is_empty() {
                         if blocked.is_none() {
@@ -104,12 +120,16 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
                         // Keep the newest; extra copies of a slot stop.
                         for extra in &in_slot[..in_slot.len() - 1] {
                             if live(extra) {
-                                r.shutdown.push((extra.id.clone(), "duplicate in slot".into()));
+                                r.shutdown
+                                    .push((extra.id.clone(), "duplicate in slot".into()));
                             }
                         }
                     }
                 }
-                for t in tasks.iter().filter(|t| live(t) && t.slot > svc.spec.replicas) {
+                for t in tasks
+                    .iter()
+                    .filter(|t| live(t) && t.slot > svc.spec.replicas)
+                {
                     r.shutdown.push((t.id.clone(), "scaled down".into()));
                 }
             }
@@ -125,8 +145,10 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
                     }
                     if !ok && node.status == NodeStatus::Ready {
                         for t in here.iter().filter(|t| live(t)) {
-                            r.shutdown
-                                .push((t.id.clone(), format!("node {} no longer eligible", node.name)));
+                            r.shutdown.push((
+                                t.id.clone(),
+                                format!("node {} no longer eligible", node.name),
+                            ));
                         }
                     }
                 }
@@ -149,7 +171,9 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
     let mut reqs: BTreeMap<(String, u64), Arc<Requirements>> = BTreeMap::new();
     let mut to_place: Vec<PendingTask> = Vec::new();
     for t in pending.iter().chain(old_pending.iter().copied()) {
-        let Some(svc) = state.services.get(&t.service) else { continue };
+        let Some(svc) = state.services.get(&t.service) else {
+            continue;
+        };
         let req = reqs
             .entry((svc.name.clone(), svc.version))
             .or_insert_with(|| Arc::new(Requirements::from_spec(&svc.spec)))
@@ -193,14 +217,19 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
     r.assign.extend(placed);
     // Only news: a reason already recorded is not proposed again.
     r.unplaceable.extend(
-        failed.into_iter().filter(|(id, why)| state.tasks.get(id).is_some_and(|t| &t.message != why)),
+        failed
+            .into_iter()
+            .filter(|(id, why)| state.tasks.get(id).is_some_and(|t| &t.message != why)),
     );
 
     // Forget old terminal tasks beyond the history kept per slot.
     let mut history: BTreeMap<(String, u32, Option<String>), Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values().filter(|t| t.state.is_terminal()) {
         let node_key = if t.slot == 0 { t.node.clone() } else { None };
-        history.entry((t.service.clone(), t.slot, node_key)).or_default().push(t);
+        history
+            .entry((t.service.clone(), t.slot, node_key))
+            .or_default()
+            .push(t);
     }
     for (_, mut ts) in history {
         ts.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.id.clone())));
@@ -217,7 +246,9 @@ fn cluster_view(state: &ClusterState, gone: &BTreeSet<String>) -> ClusterView {
         if t.state.is_terminal() || gone.contains(&t.id) {
             continue;
         }
-        let (Some(node), Some(svc)) = (&t.node, state.services.get(&t.service)) else { continue };
+        let (Some(node), Some(svc)) = (&t.node, state.services.get(&t.service)) else {
+            continue;
+        };
         if t.state == TaskState::Pending {
             continue;
         }

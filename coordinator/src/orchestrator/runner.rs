@@ -13,7 +13,11 @@ use crate::state::Command;
 /// How often the loop runs when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(250);
 
-pub async fn run(coord: Coordinator, liveness: Liveness, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    coord: Coordinator,
+    liveness: Liveness,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut applied = coord.sm.watch_applied();
     let mut metrics = coord.raft.metrics();
     let mut was_leader = false;
@@ -40,7 +44,10 @@ pub async fn run(coord: Coordinator, liveness: Liveness, mut stop: tokio::sync::
     }
 }
 
-async fn pass(coord: &Coordinator, liveness: &Liveness) -> Result<(), crate::coordinator::CoordError> {
+async fn pass(
+    coord: &Coordinator,
+    liveness: &Liveness,
+) -> Result<(), crate::coordinator::CoordError> {
     let down = coord.sm.read(|s| {
         let ready: Vec<String> = s
             .nodes
@@ -52,7 +59,9 @@ async fn pass(coord: &Coordinator, liveness: &Liveness) -> Result<(), crate::coo
     });
     for name in down {
         tracing::warn!(node = %name, "node missed its heartbeats; marking it down");
-        coord.write(coord.request(None, Command::MarkNodeDown { name })).await?;
+        coord
+            .write(coord.request(None, Command::MarkNodeDown { name }))
+            .await?;
     }
     let mut next_id = |service: &str, slot: u32| {
         let uid = uuid::Uuid::new_v4().simple().to_string();
@@ -67,7 +76,9 @@ async fn pass(coord: &Coordinator, liveness: &Liveness) -> Result<(), crate::coo
             orphan = r.orphan.len(),
             "orchestrator pass"
         );
-        coord.write(coord.request(None, Command::Reconcile(Box::new(r)))).await?;
+        coord
+            .write(coord.request(None, Command::Reconcile(Box::new(r))))
+            .await?;
     }
     Ok(())
 }

@@ -15,7 +15,10 @@ fn node(name: &str, role: &str) -> Node {
         labels: [("role".to_string(), role.to_string())].into(),
         availability: NodeAvailability::Active,
         status: NodeStatus::Ready,
-        resources: NodeResources { cpu_millis: 4000, memory_bytes: 8 << 30 },
+        resources: NodeResources {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+        },
         address: String::new(),
         agent_version: String::new(),
         runtime_version: String::new(),
@@ -25,7 +28,11 @@ fn node(name: &str, role: &str) -> Node {
 }
 
 fn apply(s: &mut ClusterState, command: Command) {
-    let r = s.apply(&Request { request_id: None, now: 1, command });
+    let r = s.apply(&Request {
+        request_id: None,
+        now: 1,
+        command,
+    });
     assert!(r.error.is_none(), "{r:?}");
 }
 
@@ -48,24 +55,43 @@ fn converge(s: &mut ClusterState) {
 fn cluster(nodes: &[(&str, &str)]) -> ClusterState {
     let mut s = ClusterState::default();
     for (n, role) in nodes {
-        apply(&mut s, Command::RegisterNode { node: node(n, role) });
+        apply(
+            &mut s,
+            Command::RegisterNode {
+                node: node(n, role),
+            },
+        );
     }
     s
 }
 
 fn service(s: &mut ClusterState, name: &str, spec: ServiceSpec) {
-    apply(s, Command::CreateService { name: name.into(), spec });
+    apply(
+        s,
+        Command::CreateService {
+            name: name.into(),
+            spec,
+        },
+    );
 }
 
 fn live(s: &ClusterState, svc: &str) -> Vec<(u32, Option<String>, TaskState)> {
     s.tasks
         .values()
-        .filter(|t| t.service == svc && t.desired_state == TaskState::Running && !t.state.is_terminal())
+        .filter(|t| {
+            t.service == svc && t.desired_state == TaskState::Running && !t.state.is_terminal()
+        })
         .map(|t| (t.slot, t.node.clone(), t.state))
         .collect()
 }
 
-fn report(s: &mut ClusterState, svc: &str, state: TaskState, exit_code: Option<i32>, message: &str) {
+fn report(
+    s: &mut ClusterState,
+    svc: &str,
+    state: TaskState,
+    exit_code: Option<i32>,
+    message: &str,
+) {
     let tasks: Vec<_> = s
         .tasks
         .values()
@@ -73,17 +99,36 @@ fn report(s: &mut ClusterState, svc: &str, state: TaskState, exit_code: Option<i
         .map(|t| (t.id.clone(), t.node.clone().unwrap()))
         .collect();
     for (id, node) in tasks {
-        let updates = vec![TaskStatusUpdate { task_id: id, state, message: message.into(), exit_code }];
+        let updates = vec![TaskStatusUpdate {
+            task_id: id,
+            state,
+            message: message.into(),
+            exit_code,
+        }];
         apply(s, Command::ReportTaskStatus { node, updates });
     }
 }
 
 #[test]
 fn replicas_spread_over_nodes() {
-    let mut s = cluster(&[("a", "controller"), ("b", "controller"), ("c", "controller")]);
-    service(&mut s, "api", ServiceSpec { replicas: 3, ..Default::default() });
+    let mut s = cluster(&[
+        ("a", "controller"),
+        ("b", "controller"),
+        ("c", "controller"),
+    ]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    );
     converge(&mut s);
-    let mut nodes: Vec<_> = live(&s, "api").into_iter().map(|(_, n, _)| n.unwrap()).collect();
+    let mut nodes: Vec<_> = live(&s, "api")
+        .into_iter()
+        .map(|(_, n, _)| n.unwrap())
+        .collect();
     nodes.sort();
     assert_eq!(nodes, ["a", "b", "c"]);
 }
@@ -104,14 +149,30 @@ fn constraint_keeps_tasks_on_matching_nodes_and_explains_failures() {
     let placed: Vec<_> = tasks.iter().filter(|t| t.1.is_some()).collect();
     assert_eq!(placed.len(), 1);
     assert_eq!(placed[0].1.as_deref(), Some("w1"));
-    let pending = s.tasks.values().find(|t| t.state == TaskState::Pending).unwrap();
-    assert!(pending.message.contains("constraint"), "{}", pending.message);
+    let pending = s
+        .tasks
+        .values()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap();
+    assert!(
+        pending.message.contains("constraint"),
+        "{}",
+        pending.message
+    );
 }
 
 #[test]
 fn dependencies_gate_task_creation() {
     let mut s = cluster(&[("a", "x")]);
-    service(&mut s, "db-init", ServiceSpec { replicas: 1, mode: ServiceMode::ReplicatedJob, ..Default::default() });
+    service(
+        &mut s,
+        "db-init",
+        ServiceSpec {
+            replicas: 1,
+            mode: ServiceMode::ReplicatedJob,
+            ..Default::default()
+        },
+    );
     let api = ServiceSpec {
         replicas: 1,
         depends_on: vec![("db-init".into(), "service_completed_successfully".into())],
@@ -119,7 +180,10 @@ fn dependencies_gate_task_creation() {
     };
     service(&mut s, "api", api);
     converge(&mut s);
-    assert!(live(&s, "api").is_empty(), "api started before its job completed");
+    assert!(
+        live(&s, "api").is_empty(),
+        "api started before its job completed"
+    );
     report(&mut s, "db-init", TaskState::Running, None, "");
     converge(&mut s);
     assert!(live(&s, "api").is_empty());
@@ -127,27 +191,54 @@ fn dependencies_gate_task_creation() {
     converge(&mut s);
     assert_eq!(live(&s, "api").len(), 1);
     // The job ran exactly once.
-    assert_eq!(s.tasks.values().filter(|t| t.service == "db-init").count(), 1);
+    assert_eq!(
+        s.tasks.values().filter(|t| t.service == "db-init").count(),
+        1
+    );
 }
 
 #[test]
 fn down_node_tasks_are_orphaned_and_replaced() {
     let mut s = cluster(&[("a", "x"), ("b", "x")]);
-    service(&mut s, "mq", ServiceSpec { replicas: 2, ..Default::default() });
+    service(
+        &mut s,
+        "mq",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
     converge(&mut s);
     apply(&mut s, Command::MarkNodeDown { name: "a".into() });
     converge(&mut s);
     let tasks = live(&s, "mq");
     assert_eq!(tasks.len(), 2);
-    assert!(tasks.iter().all(|t| t.1.as_deref() == Some("b")), "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t.1.as_deref() == Some("b")),
+        "{tasks:?}"
+    );
     assert!(s.tasks.values().any(|t| t.state == TaskState::Orphaned));
 }
 
 #[test]
 fn drain_moves_replicated_and_stops_global() {
     let mut s = cluster(&[("a", "x"), ("b", "x")]);
-    service(&mut s, "api", ServiceSpec { replicas: 2, ..Default::default() });
-    service(&mut s, "ovs", ServiceSpec { mode: ServiceMode::Global, ..Default::default() });
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    service(
+        &mut s,
+        "ovs",
+        ServiceSpec {
+            mode: ServiceMode::Global,
+            ..Default::default()
+        },
+    );
     converge(&mut s);
     assert_eq!(live(&s, "ovs").len(), 2);
     let update = Command::UpdateNode {
@@ -166,10 +257,16 @@ fn drain_moves_replicated_and_stops_global() {
 #[test]
 fn scale_down_and_host_ports_never_share_a_node() {
     let mut s = cluster(&[("a", "x"), ("b", "x"), ("c", "x")]);
-    let mut web = ServiceSpec { replicas: 3, ..Default::default() };
+    let mut web = ServiceSpec {
+        replicas: 3,
+        ..Default::default()
+    };
     web.container.host_ports = vec![80];
     service(&mut s, "web", web.clone());
-    let mut other = ServiceSpec { replicas: 1, ..Default::default() };
+    let mut other = ServiceSpec {
+        replicas: 1,
+        ..Default::default()
+    };
     other.container.host_ports = vec![80];
     service(&mut s, "other", other);
     converge(&mut s);
@@ -183,10 +280,20 @@ fn scale_down_and_host_ports_never_share_a_node() {
     users.sort();
     users.dedup();
     assert_eq!(users.len(), 3, "two users of port 80 share a node");
-    let waiting = s.tasks.values().find(|t| t.state == TaskState::Pending).unwrap();
+    let waiting = s
+        .tasks
+        .values()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap();
     assert!(waiting.message.contains("port 80"), "{}", waiting.message);
     web.replicas = 1;
-    apply(&mut s, Command::UpdateService { name: "web".into(), spec: web });
+    apply(
+        &mut s,
+        Command::UpdateService {
+            name: "web".into(),
+            spec: web,
+        },
+    );
     converge(&mut s);
     // Version changed: old tasks stop, one new replica runs; `other` gets a free node.
     report(&mut s, "web", TaskState::Running, None, "");
@@ -199,11 +306,28 @@ fn scale_down_and_host_ports_never_share_a_node() {
 #[test]
 fn plan_is_deterministic() {
     let mut a = cluster(&[("a", "x"), ("b", "x"), ("c", "y")]);
-    service(&mut a, "s1", ServiceSpec { replicas: 5, ..Default::default() });
-    service(&mut a, "g", ServiceSpec { mode: ServiceMode::Global, ..Default::default() });
+    service(
+        &mut a,
+        "s1",
+        ServiceSpec {
+            replicas: 5,
+            ..Default::default()
+        },
+    );
+    service(
+        &mut a,
+        "g",
+        ServiceSpec {
+            mode: ServiceMode::Global,
+            ..Default::default()
+        },
+    );
     let b = a.clone();
     let ids = |svc: &str, slot: u32| format!("{svc}-{slot}");
     assert_eq!(plan(&a, &mut ids.clone()), plan(&b, &mut ids.clone()));
     converge(&mut a);
-    assert_eq!(plan(&a, &mut ids.clone()), crate::state::Reconcile::default());
+    assert_eq!(
+        plan(&a, &mut ids.clone()),
+        crate::state::Reconcile::default()
+    );
 }

@@ -168,11 +168,22 @@ impl ClusterState {
                 }
                 for name in names {
                     self.services.remove(&name);
-                    self.event(now, "service", &name, "remove", &format!("stack {stack} removed"));
+                    self.event(
+                        now,
+                        "service",
+                        &name,
+                        "remove",
+                        &format!("stack {stack} removed"),
+                    );
                 }
                 Response::ok()
             }
-            Command::UpdateNode { name, availability, add_labels, remove_labels } => {
+            Command::UpdateNode {
+                name,
+                availability,
+                add_labels,
+                remove_labels,
+            } => {
                 let Some(node) = self.nodes.get_mut(name) else {
                     return Response::refused(format!("node `{name}` not found"));
                 };
@@ -185,7 +196,10 @@ impl ClusterState {
                 for k in remove_labels {
                     node.labels.remove(k);
                 }
-                let msg = format!("availability {:?}, labels {:?}", node.availability, node.labels);
+                let msg = format!(
+                    "availability {:?}, labels {:?}",
+                    node.availability, node.labels
+                );
                 self.event(now, "node", name, "update", &msg);
                 Response::ok()
             }
@@ -217,7 +231,12 @@ impl ClusterState {
         }
     }
 
-    fn apply_stack(&mut self, now: u64, stack: &str, services: &[(String, ServiceSpec)]) -> Response {
+    fn apply_stack(
+        &mut self,
+        now: u64,
+        stack: &str,
+        services: &[(String, ServiceSpec)],
+    ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
             return Response::refused(e);
         }
@@ -243,7 +262,13 @@ impl ClusterState {
             .collect();
         for name in stale {
             self.services.remove(&name);
-            self.event(now, "service", &name, "remove", &format!("not in stack {stack}"));
+            self.event(
+                now,
+                "service",
+                &name,
+                "remove",
+                &format!("not in stack {stack}"),
+            );
         }
         for (name, spec) in services {
             match self.services.get_mut(name) {
@@ -288,7 +313,9 @@ impl ClusterState {
             self.tasks.insert(t.id.clone(), t);
         }
         for (id, node) in &r.assign {
-            let Some(t) = self.tasks.get_mut(id) else { continue };
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
             if t.state != TaskState::Pending || t.desired_state != TaskState::Running {
                 continue;
             }
@@ -299,14 +326,18 @@ impl ClusterState {
             self.event(now, "task", id, "assigned", &format!("assigned to {node}"));
         }
         for (id, reasons) in &r.unplaceable {
-            let Some(t) = self.tasks.get_mut(id) else { continue };
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
             if t.state == TaskState::Pending && t.message != *reasons {
                 t.message = reasons.clone();
                 t.updated_at = now;
             }
         }
         for (id, reason) in &r.shutdown {
-            let Some(t) = self.tasks.get_mut(id) else { continue };
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
             if t.desired_state == TaskState::Shutdown {
                 continue;
             }
@@ -319,7 +350,9 @@ impl ClusterState {
             self.event(now, "task", id, "shutdown", reason);
         }
         for (id, reason) in &r.orphan {
-            let Some(t) = self.tasks.get_mut(id) else { continue };
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
             if t.state.is_terminal() {
                 continue;
             }
