@@ -81,8 +81,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             keep_logs_after_snapshot: 1000,
         }
