@@ -1,6 +1,7 @@
 //! Harness for the multi-process tests: start coordinators (and agents) as real processes on
 //! loopback, each with its own data dir under a temp dir, and talk to them over gRPC.
 
+pub mod agents;
 pub mod containerd;
 pub mod coordinators;
 pub mod image;

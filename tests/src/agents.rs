@@ -1,0 +1,142 @@
+//! Start, kill and inspect `shoal-agent` processes, each a simulated node with its own
+//! containerd namespace and directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{binary, free_addr};
+
+pub struct Agent {
+    pub name: String,
+    pub namespace: String,
+    pub listen: String,
+    pub root: PathBuf,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// An agent for node `name` on `socket`, talking to `coordinators`, importing `image_tar`.
+    pub fn new(
+        root: &Path,
+        name: &str,
+        labels: &[(&str, &str)],
+        coordinators: &[String],
+        socket: &Path,
+        image_tar: &Path,
+    ) -> Agent {
+        let dir = root.join(format!("agent-{name}"));
+        let namespace = format!("shoal-{name}-{}", std::process::id());
+        let listen = free_addr();
+        let mut args = vec![
+            "--node-name".to_string(),
+            name.to_string(),
+            "--coordinators".into(),
+            coordinators.join(","),
+            "--containerd-socket".into(),
+            socket.display().to_string(),
+            "--namespace".into(),
+            namespace.clone(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--log-dir".into(),
+            dir.join("logs").display().to_string(),
+            "--volumes-dir".into(),
+            dir.join("volumes").display().to_string(),
+            "--listen".into(),
+            listen.clone(),
+            "--import-image".into(),
+            image_tar.display().to_string(),
+        ];
+        for (k, v) in labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        Agent {
+            name: name.to_string(),
+            namespace,
+            listen,
+            log: root.join(format!("agent-{name}.log")),
+            root: dir,
+            args,
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent {} already running", self.name);
+        std::fs::create_dir_all(&self.root).expect("agent dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let err = log.try_clone().expect("clone log");
+        let child = Command::new(binary("shoal-agent"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn shoal-agent");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL the agent (its containers keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `ctr` against `socket` in `namespace`; returns stdout.
+pub fn ctr(socket: &Path, namespace: &str, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(socket)
+        .arg("-n")
+        .arg(namespace)
+        .args(args)
+        .output()
+        .expect("run ctr");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Ids of the running containerd tasks in `namespace`.
+pub fn running_tasks(socket: &Path, namespace: &str) -> Vec<String> {
+    ctr(socket, namespace, &["tasks", "ls"])
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains("RUNNING"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Ids of all containers in `namespace`.
+pub fn containers(socket: &Path, namespace: &str) -> Vec<String> {
+    ctr(socket, namespace, &["containers", "ls", "-q"])
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Kills every task in `namespace` (the node "died").
+pub fn kill_all_tasks(socket: &Path, namespace: &str) {
+    for id in running_tasks(socket, namespace) {
+        ctr(socket, namespace, &["tasks", "kill", "-s", "SIGKILL", &id]);
+    }
+}
