@@ -1,7 +1,12 @@
 //! Compiles the `.proto` files under `proto/proto` with tonic.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/control.proto", "proto/raft.proto", "proto/dispatcher.proto", "proto/agent.proto"];
+    let protos = [
+        "proto/control.proto",
+        "proto/raft.proto",
+        "proto/dispatcher.proto",
+        "proto/agent.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -1,4 +1,8 @@
 //! Shoal's coordinator: Raft-replicated cluster state, scheduling and the control API.
 
+pub mod api;
+pub mod config;
+pub mod coordinator;
+pub mod identity_file;
 pub mod raft;
 pub mod state;

@@ -1,6 +1,320 @@
 //! `shoal-coordinator`: one member of the replicated control plane.
 
-fn main() {
-    eprintln!("shoal-coordinator: not implemented yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use shoal_coordinator::api::control::ControlService;
+use shoal_coordinator::api::raft_service::RaftService;
+use shoal_coordinator::config::Config;
+use shoal_coordinator::coordinator::Coordinator;
+use shoal_coordinator::identity_file;
+use shoal_coordinator::raft::identity::ClusterTag;
+use shoal_coordinator::raft::network::{Channels, NetworkFactory};
+use shoal_coordinator::raft::types::Raft;
+use shoal_coordinator::raft::Store;
+use shoal_proto::control::control_client::ControlClient;
+use shoal_proto::control::control_server::ControlServer;
+use shoal_proto::control::ClusterAddRequest;
+use shoal_proto::raft::raft_server::RaftServer;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_stream::wrappers::TcpListenerStream;
+
+const DEFAULT_CONFIG: &str = "/etc/shoal/coordinator.toml";
+
+/// One Shoal coordinator. Flags override the config file.
+#[derive(Parser, Debug)]
+#[command(name = "shoal-coordinator", version)]
+struct Args {
+    /// TOML config file.
+    #[arg(long, short, env = "SHOAL_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Raft member id (positive, unique, never reused).
+    #[arg(long)]
+    id: Option<u64>,
+    #[arg(long)]
+    name: Option<String>,
+    /// Control and peer API listen address (ip:port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address peers and clients reach this coordinator at.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Dispatcher API (agents) listen address.
+    #[arg(long)]
+    agent_listen: Option<String>,
+    /// Prometheus `/metrics` listen address.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Initialize a new cluster with this coordinator as its first member.
+    #[arg(long)]
+    bootstrap: bool,
+    /// Join an existing cluster through this member (repeatable).
+    #[arg(long)]
+    join: Vec<String>,
+    /// Build a snapshot after this many log entries.
+    #[arg(long)]
+    snapshot_logs: Option<u64>,
+    /// Log entries kept behind a snapshot.
+    #[arg(long)]
+    keep_logs: Option<u64>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+impl Args {
+    fn config(&self) -> anyhow::Result<Config> {
+        let (path, must_exist) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let mut c = Config::load(&path, must_exist)?;
+        if let Some(v) = self.id {
+            c.id = v;
+        }
+        if let Some(v) = &self.name {
+            c.name = v.clone();
+        }
+        if let Some(v) = &self.listen {
+            c.listen = v.clone();
+        }
+        if let Some(v) = &self.advertise {
+            c.advertise = Some(v.clone());
+        }
+        if let Some(v) = &self.agent_listen {
+            c.agent_listen = Some(v.clone());
+        }
+        if let Some(v) = &self.metrics_listen {
+            c.metrics_listen = Some(v.clone());
+        }
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        c.bootstrap |= self.bootstrap;
+        if !self.join.is_empty() {
+            c.join = self.join.clone();
+        }
+        if let Some(v) = self.snapshot_logs {
+            c.raft.snapshot_logs = v;
+        }
+        if let Some(v) = self.keep_logs {
+            c.raft.keep_logs_after_snapshot = v;
+        }
+        if c.name.is_empty() {
+            c.name = format!("coordinator-{}", c.id);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shoal-coordinator: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoal-coordinator: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let addr = cfg.advertise_addr();
+    let fresh_dir = !dir_has_entries(&cfg.data_dir);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    // Refuse a data dir that belongs to another member before opening (and so touching) it.
+    let identity = identity_file::read(&cfg.data_dir)?;
+    if let Some(found) = &identity {
+        if found.node_id != cfg.id {
+            bail!(
+                "data dir {} belongs to member {}{}, but this coordinator is configured as \
+                 member {}; refusing to start (nothing was changed)",
+                cfg.data_dir.display(),
+                found.node_id,
+                found
+                    .cluster_id
+                    .as_deref()
+                    .map(|c| format!(" of cluster {c}"))
+                    .unwrap_or_default(),
+                cfg.id
+            );
+        }
+    }
+    let store =
+        Arc::new(Store::open(&cfg.data_dir).with_context(|| {
+            format!("refusing to start on data dir {}", cfg.data_dir.display())
+        })?);
+    if identity.is_none() {
+        let id = identity_file::Identity {
+            node_id: cfg.id,
+            cluster_id: None,
+        };
+        identity_file::write(&cfg.data_dir, &id)?;
+    }
+    let tag = ClusterTag::new(identity.and_then(|i| i.cluster_id));
+
+    let raft_config = openraft::Config {
+        cluster_name: "shoal".into(),
+        heartbeat_interval: cfg.raft.heartbeat_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_logs),
+        max_in_snapshot_log_to_keep: cfg.raft.keep_logs_after_snapshot,
+        install_snapshot_timeout: 2_000,
+        ..Default::default()
+    }
+    .validate()
+    .context("invalid raft settings")?;
+    let channels = Channels::default();
+    let network = NetworkFactory {
+        channels: channels.clone(),
+        tag: tag.clone(),
+    };
+    let sm = store.state_machine();
+    let raft = Raft::new(
+        cfg.id,
+        Arc::new(raft_config),
+        network,
+        store.log_store(),
+        sm.clone(),
+    )
+    .await
+    .context("cannot start raft")?;
+    let coord = Coordinator {
+        id: cfg.id,
+        addr: addr.clone(),
+        raft: raft.clone(),
+        store: store.clone(),
+        sm,
+        channels,
+        tag,
+    };
+
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            RaftServer::new(RaftService {
+                coord: coord.clone(),
+            })
+            .max_decoding_message_size(256 << 20),
+        )
+        .add_service(ControlServer::new(ControlService {
+            coord: coord.clone(),
+        }))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let server = tokio::spawn(server);
+    tracing::info!(node_id = cfg.id, name = %cfg.name, listen = %cfg.listen, advertise = %addr,
+        data_dir = %cfg.data_dir.display(), "coordinator serving");
+
+    let initialized = raft.is_initialized().await?;
+    if !initialized && cfg.bootstrap {
+        let id = coord
+            .init_cluster()
+            .await
+            .context("cannot bootstrap the cluster")?;
+        tracing::info!(cluster_id = %id, "bootstrapped a new cluster");
+    } else if !initialized && !cfg.join.is_empty() {
+        if let Err(e) = join(&cfg, &addr).await {
+            let _ = stop_tx.send(());
+            let _ = raft.shutdown().await;
+            drop(coord);
+            drop(store);
+            if fresh_dir {
+                let _ = std::fs::remove_dir_all(&cfg.data_dir);
+            }
+            return Err(e);
+        }
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop_tx.send(());
+    // In-flight requests finish; new connections are refused.
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let _ = raft.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn dir_has_entries(p: &std::path::Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// Asks the members named in `join` to add this coordinator, until one accepts or 15 s pass.
+async fn join(cfg: &Config, addr: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last_err = String::new();
+    while tokio::time::Instant::now() < deadline {
+        for peer in &cfg.join {
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))?
+                .connect_timeout(Duration::from_secs(1));
+            let channel = match endpoint.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last_err = format!("{peer}: unreachable: {e}");
+                    continue;
+                }
+            };
+            let req = ClusterAddRequest {
+                id: cfg.id,
+                addr: addr.to_string(),
+            };
+            match ControlClient::new(channel).cluster_add(req).await {
+                Ok(r) => {
+                    tracing::info!(via = %peer, message = %r.into_inner().message, "joined");
+                    return Ok(());
+                }
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    bail!("joining through {peer} was refused: {}", s.message())
+                }
+                Err(s) => last_err = format!("{peer}: {}", s.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!(
+        "cannot join the cluster through {}: {last_err}",
+        cfg.join.join(", ")
+    )
 }

@@ -1,6 +1,512 @@
 //! `shoalctl`: the operator's command line.
 
-fn main() {
-    eprintln!("shoalctl: not implemented yet");
-    std::process::exit(2);
+mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use shoal_model::{ContainerSpec, ServiceSpec};
+use shoal_proto::control::{
+    ApplyRequest, ClusterAddRequest, ClusterInitRequest, ClusterRemoveRequest, ClusterStatusReply,
+    ClusterStatusRequest, QueryRequest,
+};
+
+use client::Client;
+use output::table;
+
+#[derive(Parser, Debug)]
+#[command(name = "shoalctl", version, about = "Operate a Shoal cluster")]
+struct Cli {
+    /// Coordinator endpoints (host:port), comma separated; tried in order, with failover.
+    #[arg(long, env = "SHOAL_COORDINATORS", value_delimiter = ',', global = true)]
+    coordinators: Vec<String>,
+    /// Config file listing `coordinators = [...]`.
+    #[arg(long, env = "SHOALCTL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Table, global = true)]
+    output: Format,
+    /// Serve reads from the first reachable coordinator's local state, without a leader check.
+    #[arg(long, global = true)]
+    stale: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The Raft cluster of coordinators.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Worker nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Tasks.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Cluster events.
+    Events {
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Every member, the leader, term, log indices and replication lag.
+    Status,
+    /// Initialize a new cluster on the first coordinator listed.
+    Init,
+    /// Add a coordinator: it joins as a learner, catches up, then becomes a voter.
+    Add { id: u64, addr: String },
+    /// Remove a coordinator.
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+enum ServiceCmd {
+    /// Create a service.
+    Create {
+        name: String,
+        #[arg(long)]
+        image: String,
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// Idempotency key: retrying with the same id applies the change once.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Command and arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// List services.
+    Ls,
+    /// Show one service.
+    Inspect { name: String },
+    /// Remove a service.
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// List nodes.
+    Ls,
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCmd {
+    /// List tasks.
+    Ls {
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    coordinators: Vec<String>,
+}
+
+fn endpoints(cli: &Cli) -> anyhow::Result<Vec<String>> {
+    if !cli.coordinators.is_empty() {
+        return Ok(cli.coordinators.clone());
+    }
+    let path = match &cli.config {
+        Some(p) => p.clone(),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let user = home.join(".config/shoal/shoalctl.toml");
+            if user.exists() {
+                user
+            } else {
+                PathBuf::from("/etc/shoal/shoalctl.toml")
+            }
+        }
+    };
+    if !path.exists() {
+        if cli.config.is_some() {
+            bail!("config file {} does not exist", path.display());
+        }
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg: FileConfig =
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+    Ok(cfg.coordinators)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shoalctl: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = Client::new(endpoints(&cli)?)?;
+    let fmt = cli.output;
+    match &cli.cmd {
+        Cmd::Cluster(c) => cluster(&mut client, c, fmt).await,
+        Cmd::Service(ServiceCmd::Create {
+            name,
+            image,
+            replicas,
+            request_id,
+            command,
+        }) => {
+            let spec = ServiceSpec {
+                container: ContainerSpec {
+                    image: image.clone(),
+                    command: command.clone(),
+                    ..Default::default()
+                },
+                replicas: *replicas,
+                ..Default::default()
+            };
+            let cmd = json!({"type": "create_service", "name": name, "spec": spec});
+            let id = request_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let reply = apply(&mut client, &id, &cmd).await?;
+            print_value(fmt, &reply, || format!("service {name} created"));
+            Ok(())
+        }
+        Cmd::Service(ServiceCmd::Rm { name }) => {
+            let cmd = json!({"type": "remove_service", "name": name});
+            let reply = apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;
+            print_value(fmt, &reply, || format!("service {name} removed"));
+            Ok(())
+        }
+        Cmd::Service(ServiceCmd::Ls) => {
+            let v = query(&mut client, json!({"type": "services"}), cli.stale).await?;
+            print_list(
+                fmt,
+                &v,
+                &["NAME", "MODE", "REPLICAS", "IMAGE", "VERSION"],
+                |s| {
+                    vec![
+                        str_at(s, "/name"),
+                        str_at(s, "/spec/mode"),
+                        str_at(s, "/spec/replicas"),
+                        str_at(s, "/spec/container/image"),
+                        str_at(s, "/version"),
+                    ]
+                },
+            );
+            Ok(())
+        }
+        Cmd::Service(ServiceCmd::Inspect { name }) => {
+            let v = query(
+                &mut client,
+                json!({"type": "service", "name": name}),
+                cli.stale,
+            )
+            .await?;
+            if v.is_null() {
+                bail!("service `{name}` not found");
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Node(NodeCmd::Ls) => {
+            let v = query(&mut client, json!({"type": "nodes"}), cli.stale).await?;
+            print_list(
+                fmt,
+                &v,
+                &["NAME", "ROLE", "STATUS", "AVAILABILITY", "ADDRESS"],
+                |n| {
+                    vec![
+                        str_at(n, "/name"),
+                        str_at(n, "/role"),
+                        str_at(n, "/status"),
+                        str_at(n, "/availability"),
+                        str_at(n, "/address"),
+                    ]
+                },
+            );
+            Ok(())
+        }
+        Cmd::Task(TaskCmd::Ls { service }) => {
+            let q = json!({"type": "tasks", "service": service, "node": null});
+            let v = query(&mut client, q, cli.stale).await?;
+            print_list(
+                fmt,
+                &v,
+                &[
+                    "ID", "SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE",
+                ],
+                |t| {
+                    vec![
+                        str_at(t, "/id"),
+                        str_at(t, "/service"),
+                        str_at(t, "/slot"),
+                        str_at(t, "/node"),
+                        str_at(t, "/desired_state"),
+                        str_at(t, "/state"),
+                        str_at(t, "/message"),
+                    ]
+                },
+            );
+            Ok(())
+        }
+        Cmd::Events { after } => {
+            let v = query(
+                &mut client,
+                json!({"type": "events", "after": after}),
+                cli.stale,
+            )
+            .await?;
+            print_list(
+                fmt,
+                &v,
+                &["SEQ", "AT", "KIND", "OBJECT", "ACTION", "MESSAGE"],
+                |e| {
+                    vec![
+                        str_at(e, "/seq"),
+                        str_at(e, "/at"),
+                        str_at(e, "/kind"),
+                        str_at(e, "/object"),
+                        str_at(e, "/action"),
+                        str_at(e, "/message"),
+                    ]
+                },
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn apply(client: &mut Client, request_id: &str, cmd: &Value) -> anyhow::Result<Value> {
+    let command_json = serde_json::to_vec(cmd)?;
+    let reply = client
+        .call(|mut c| {
+            let req = ApplyRequest {
+                request_id: request_id.to_string(),
+                command_json: command_json.clone(),
+            };
+            async move { c.apply(req).await }
+        })
+        .await?;
+    let mut v: Value = serde_json::from_slice(&reply.response_json).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("log_index".into(), json!(reply.log_index));
+    }
+    Ok(v)
+}
+
+async fn query(client: &mut Client, q: Value, stale: bool) -> anyhow::Result<Value> {
+    let query_json = serde_json::to_vec(&q)?;
+    let reply = client
+        .call(|mut c| {
+            let req = QueryRequest {
+                query_json: query_json.clone(),
+                stale,
+            };
+            async move { c.query(req).await }
+        })
+        .await?;
+    serde_json::from_slice(&reply.result_json).context("malformed query reply")
+}
+
+async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Init => {
+            let r = client
+                .call(|mut c| async move { c.cluster_init(ClusterInitRequest {}).await })
+                .await?;
+            println!("{}", r.message);
+        }
+        ClusterCmd::Add { id, addr } => {
+            let (id, addr) = (*id, addr.clone());
+            let r = client
+                .call(|mut c| {
+                    let req = ClusterAddRequest {
+                        id,
+                        addr: addr.clone(),
+                    };
+                    async move { c.cluster_add(req).await }
+                })
+                .await?;
+            println!("{}", r.message);
+        }
+        ClusterCmd::Remove { id } => {
+            let id = *id;
+            let r = client
+                .call(|mut c| async move { c.cluster_remove(ClusterRemoveRequest { id }).await })
+                .await?;
+            println!("{}", r.message);
+        }
+        ClusterCmd::Status => {
+            let first = client
+                .call(|mut c| async move { c.cluster_status(ClusterStatusRequest {}).await })
+                .await?;
+            // The leader knows every member's replication progress; each member knows its own
+            // indices. Ask both.
+            let leader = if first.has_leader && first.leader_id != first.node_id {
+                let addr = first
+                    .members
+                    .iter()
+                    .find(|m| m.id == first.leader_id)
+                    .map(|m| m.addr.clone());
+                match addr {
+                    Some(a) => member_status(&a).await.unwrap_or_else(|| first.clone()),
+                    None => first.clone(),
+                }
+            } else {
+                first.clone()
+            };
+            let mut rows = Vec::new();
+            let mut json_members = Vec::new();
+            for m in &leader.members {
+                let own = member_status(&m.addr).await;
+                let role = if leader.has_leader && m.id == leader.leader_id {
+                    "leader".to_string()
+                } else {
+                    m.role.clone()
+                };
+                let (term, last, committed, applied, state) = match &own {
+                    Some(s) => (
+                        s.term.to_string(),
+                        s.last_log_index.to_string(),
+                        s.committed_index.to_string(),
+                        s.applied_index.to_string(),
+                        s.state.clone(),
+                    ),
+                    None => (
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "unreachable".into(),
+                    ),
+                };
+                let lag = if m.lag < 0 {
+                    "-".to_string()
+                } else {
+                    m.lag.to_string()
+                };
+                json_members.push(json!({
+                    "id": m.id, "addr": m.addr, "role": role, "state": state,
+                    "term": own.as_ref().map(|s| s.term),
+                    "last_log_index": own.as_ref().map(|s| s.last_log_index),
+                    "committed_index": own.as_ref().map(|s| s.committed_index),
+                    "applied_index": own.as_ref().map(|s| s.applied_index),
+                    "lag": (m.lag >= 0).then_some(m.lag),
+                }));
+                rows.push(vec![
+                    m.id.to_string(),
+                    m.addr.clone(),
+                    role,
+                    state,
+                    term,
+                    last,
+                    committed,
+                    applied,
+                    lag,
+                ]);
+            }
+            match fmt {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "cluster_id": leader.cluster_id,
+                        "leader": leader.has_leader.then_some(leader.leader_id),
+                        "term": leader.term,
+                        "members": json_members,
+                    }))?
+                ),
+                Format::Table => {
+                    println!(
+                        "cluster {}  leader {}  term {}",
+                        leader.cluster_id,
+                        if leader.has_leader {
+                            leader.leader_id.to_string()
+                        } else {
+                            "none".into()
+                        },
+                        leader.term
+                    );
+                    print!(
+                        "{}",
+                        table(
+                            &[
+                                "ID",
+                                "ADDR",
+                                "ROLE",
+                                "STATE",
+                                "TERM",
+                                "LAST LOG",
+                                "COMMITTED",
+                                "APPLIED",
+                                "LAG"
+                            ],
+                            &rows
+                        )
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn member_status(addr: &str) -> Option<ClusterStatusReply> {
+    let mut c = Client::at(addr).await.ok()?;
+    let call = c.cluster_status(ClusterStatusRequest {});
+    let r = tokio::time::timeout(std::time::Duration::from_secs(2), call)
+        .await
+        .ok()?
+        .ok()?;
+    Some(r.into_inner())
+}
+
+fn str_at(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_value(fmt: Format, v: &Value, human: impl FnOnce() -> String) {
+    match fmt {
+        Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        Format::Table => println!("{}", human()),
+    }
+}
+
+fn print_list(fmt: Format, v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    match fmt {
+        Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| a.iter().map(&row).collect())
+                .unwrap_or_default();
+            print!("{}", table(header, &rows));
+        }
+    }
 }

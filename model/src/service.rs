@@ -54,6 +54,11 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        Self { condition: "any".into(), delay_ms: 5_000, max_attempts: None, window_ms: 0 }
+        Self {
+            condition: "any".into(),
+            delay_ms: 5_000,
+            max_attempts: None,
+            window_ms: 0,
+        }
     }
 }

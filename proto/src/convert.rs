@@ -51,7 +51,10 @@ impl TryFrom<&TaskStatus> for StatusUpdate {
 
     fn try_from(s: &TaskStatus) -> Result<Self, Self::Error> {
         let state: TaskState = serde_json::from_value(serde_json::Value::String(s.state.clone()))
-            .map_err(|_| ConvertError::UnknownValue { field: "state", value: s.state.clone() })?;
+            .map_err(|_| ConvertError::UnknownValue {
+            field: "state",
+            value: s.state.clone(),
+        })?;
         Ok(StatusUpdate {
             task_id: s.task_id.clone(),
             state,
@@ -91,7 +94,11 @@ mod tests {
 
     #[test]
     fn unknown_state_is_named() {
-        let p = TaskStatus { task_id: "t".into(), state: "flying".into(), ..Default::default() };
+        let p = TaskStatus {
+            task_id: "t".into(),
+            state: "flying".into(),
+            ..Default::default()
+        };
         let e = StatusUpdate::try_from(&p).unwrap_err().to_string();
         assert!(e.contains("state") && e.contains("flying"), "{e}");
     }

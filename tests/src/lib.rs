@@ -1,4 +1,29 @@
-//! Harness for the multi-process tests: start coordinators and agents as real processes.
+//! Harness for the multi-process tests: start coordinators (and agents) as real processes on
+//! loopback, each with its own data dir under a temp dir, and talk to them over gRPC.
 
 pub mod containerd;
+pub mod coordinators;
 pub mod image;
+
+use std::path::PathBuf;
+
+/// Path of a workspace binary (`cargo build --workspace --bins` must have run).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = l.local_addr().expect("local addr").port();
+    format!("127.0.0.1:{port}")
+}

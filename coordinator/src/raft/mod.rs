@@ -1,3 +1,12 @@
 //! openraft wiring: the type config, the sled-backed storage and the gRPC network.
 
+pub mod identity;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod store;
 pub mod types;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachineStore;
+pub use store::{Store, StoreError};

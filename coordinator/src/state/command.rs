@@ -18,13 +18,30 @@ pub struct Request {
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Command {
     /// Marks the state with the id of the cluster it belongs to; applied once at bootstrap.
-    InitCluster { cluster_id: String },
-    CreateService { name: String, spec: ServiceSpec },
-    UpdateService { name: String, spec: ServiceSpec },
-    RemoveService { name: String },
-    RegisterNode { node: Node },
-    NodeHeartbeat { name: String },
-    ReportTaskStatus { node: String, updates: Vec<TaskStatusUpdate> },
+    InitCluster {
+        cluster_id: String,
+    },
+    CreateService {
+        name: String,
+        spec: ServiceSpec,
+    },
+    UpdateService {
+        name: String,
+        spec: ServiceSpec,
+    },
+    RemoveService {
+        name: String,
+    },
+    RegisterNode {
+        node: Node,
+    },
+    NodeHeartbeat {
+        name: String,
+    },
+    ReportTaskStatus {
+        node: String,
+        updates: Vec<TaskStatusUpdate>,
+    },
 }
 
 impl Command {
@@ -63,11 +80,17 @@ impl Response {
     }
 
     pub fn version(version: u64) -> Self {
-        Self { error: None, version: Some(version) }
+        Self {
+            error: None,
+            version: Some(version),
+        }
     }
 
     pub fn refused(msg: impl Into<String>) -> Self {
-        Self { error: Some(msg.into()), version: None }
+        Self {
+            error: Some(msg.into()),
+            version: None,
+        }
     }
 }
 

@@ -135,7 +135,9 @@ impl ClusterState {
             },
             Command::ReportTaskStatus { node, updates } => {
                 for u in updates {
-                    let Some(task) = self.tasks.get_mut(&u.task_id) else { continue };
+                    let Some(task) = self.tasks.get_mut(&u.task_id) else {
+                        continue;
+                    };
                     if task.node.as_deref() != Some(node.as_str()) || u.state < task.state {
                         // Reports from another node, or stale ones, change nothing.
                         continue;
@@ -185,9 +187,12 @@ impl ClusterState {
                     .collect::<Vec<_>>(),
             ),
             Query::Nodes => to_value(self.nodes.values().collect::<Vec<_>>()),
-            Query::Events { after } => {
-                to_value(self.events.iter().filter(|e| e.seq > *after).collect::<Vec<_>>())
-            }
+            Query::Events { after } => to_value(
+                self.events
+                    .iter()
+                    .filter(|e| e.seq > *after)
+                    .collect::<Vec<_>>(),
+            ),
             Query::ClusterId => Ok(json!(self.cluster_id)),
         };
         // Our own plain data serializes without error.
@@ -198,8 +203,13 @@ impl ClusterState {
 fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -216,11 +226,18 @@ mod tests {
     use shoal_model::ServiceSpec;
 
     fn req(id: Option<&str>, now: u64, command: Command) -> Request {
-        Request { request_id: id.map(str::to_string), now, command }
+        Request {
+            request_id: id.map(str::to_string),
+            now,
+            command,
+        }
     }
 
     fn create(name: &str) -> Command {
-        Command::CreateService { name: name.into(), spec: ServiceSpec::default() }
+        Command::CreateService {
+            name: name.into(),
+            spec: ServiceSpec::default(),
+        }
     }
 
     #[test]
@@ -256,7 +273,10 @@ mod tests {
         let rb: Vec<_> = cmds.iter().map(|c| b.apply(c)).collect();
         assert_eq!(ra, rb);
         assert_eq!(a, b);
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
     }
 
     #[test]
@@ -273,11 +293,24 @@ mod tests {
     fn update_bumps_version_and_remove_forgets() {
         let mut s = ClusterState::default();
         s.apply(&req(None, 1, create("mq")));
-        let spec = ServiceSpec { replicas: 3, ..Default::default() };
-        let r = s.apply(&req(None, 2, Command::UpdateService { name: "mq".into(), spec }));
+        let spec = ServiceSpec {
+            replicas: 3,
+            ..Default::default()
+        };
+        let r = s.apply(&req(
+            None,
+            2,
+            Command::UpdateService {
+                name: "mq".into(),
+                spec,
+            },
+        ));
         assert_eq!(r.version, Some(2));
         assert_eq!(s.services["mq"].spec.replicas, 3);
-        assert!(s.apply(&req(None, 3, Command::RemoveService { name: "mq".into() })).error.is_none());
+        assert!(s
+            .apply(&req(None, 3, Command::RemoveService { name: "mq".into() }))
+            .error
+            .is_none());
         let r = s.apply(&req(None, 4, Command::RemoveService { name: "mq".into() }));
         assert_eq!(r.error.as_deref(), Some("service `mq` not found"));
     }
@@ -285,7 +318,9 @@ mod tests {
     #[test]
     fn cluster_id_is_set_once() {
         let mut s = ClusterState::default();
-        let init = |id: &str| Command::InitCluster { cluster_id: id.into() };
+        let init = |id: &str| Command::InitCluster {
+            cluster_id: id.into(),
+        };
         assert!(s.apply(&req(None, 1, init("a"))).error.is_none());
         assert!(s.apply(&req(None, 2, init("a"))).error.is_none());
         assert!(s.apply(&req(None, 3, init("b"))).error.is_some());

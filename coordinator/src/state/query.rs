@@ -6,10 +6,17 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Query {
     Services,
-    Service { name: String },
-    Tasks { service: Option<String>, node: Option<String> },
+    Service {
+        name: String,
+    },
+    Tasks {
+        service: Option<String>,
+        node: Option<String>,
+    },
     Nodes,
     /// Events with a sequence number greater than `after`.
-    Events { after: u64 },
+    Events {
+        after: u64,
+    },
     ClusterId,
 }

@@ -1,0 +1,123 @@
+//! The control API that `shoalctl` calls.
+
+use shoal_proto::control::control_server::Control;
+use shoal_proto::control::{
+    ApplyReply, ApplyRequest, ClusterAddRequest, ClusterChangeReply, ClusterInitRequest,
+    ClusterRemoveRequest, ClusterStatusReply, ClusterStatusRequest, QueryReply, QueryRequest,
+};
+use shoal_proto::convert::{decode_json, encode_json};
+use tonic::{Request, Response, Status};
+
+use super::status_of;
+use crate::coordinator::{CoordError, Coordinator, Forwarded, ForwardedReply};
+use crate::state::{Command, Query};
+
+pub struct ControlService {
+    pub coord: Coordinator,
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+impl ControlService {
+    async fn change(&self, work: Forwarded) -> Result<Response<ClusterChangeReply>, Status> {
+        let message = match self.coord.on_leader(work).await.map_err(status_of)? {
+            ForwardedReply::Done { message } => message,
+            ForwardedReply::Written { .. } => String::new(),
+        };
+        let status = Some(self.coord.status().await);
+        Ok(Response::new(ClusterChangeReply { message, status }))
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    #[tracing::instrument(skip_all)]
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        Ok(Response::new(self.coord.status().await))
+    }
+
+    #[tracing::instrument(skip_all, fields(member = req.get_ref().id, addr = %req.get_ref().addr))]
+    async fn cluster_add(
+        &self,
+        req: Request<ClusterAddRequest>,
+    ) -> Result<Response<ClusterChangeReply>, Status> {
+        let ClusterAddRequest { id, addr } = req.into_inner();
+        if id == 0 {
+            return Err(bad_request("field `id`: member ids are positive integers"));
+        }
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad_request(format!(
+                "field `addr`: `{addr}` is not an ip:port address"
+            )));
+        }
+        self.change(Forwarded::AddMember { id, addr }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(member = req.get_ref().id))]
+    async fn cluster_remove(
+        &self,
+        req: Request<ClusterRemoveRequest>,
+    ) -> Result<Response<ClusterChangeReply>, Status> {
+        let id = req.into_inner().id;
+        if id == 0 {
+            return Err(bad_request("field `id`: member ids are positive integers"));
+        }
+        self.change(Forwarded::RemoveMember { id }).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cluster_init(
+        &self,
+        _req: Request<ClusterInitRequest>,
+    ) -> Result<Response<ClusterChangeReply>, Status> {
+        let id = self.coord.init_cluster().await.map_err(status_of)?;
+        let status = Some(self.coord.status().await);
+        Ok(Response::new(ClusterChangeReply {
+            message: format!("cluster {id} initialized"),
+            status,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %req.get_ref().request_id))]
+    async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
+        let ApplyRequest {
+            request_id,
+            command_json,
+        } = req.into_inner();
+        let command: Command = decode_json("command_json", &command_json).map_err(bad_request)?;
+        if !command.is_user_command() {
+            return Err(Status::permission_denied(
+                "field `command_json`: this command is not part of the control API",
+            ));
+        }
+        let request_id = (!request_id.is_empty()).then_some(request_id);
+        let (response, log_index) = self
+            .coord
+            .write(self.coord.request(request_id, command))
+            .await
+            .map_err(status_of)?;
+        if let Some(err) = response.error {
+            return Err(status_of(CoordError::Refused(err)));
+        }
+        Ok(Response::new(ApplyReply {
+            response_json: encode_json(&response),
+            log_index,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(stale = req.get_ref().stale))]
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
+        let QueryRequest { query_json, stale } = req.into_inner();
+        let query: Query = decode_json("query_json", &query_json).map_err(bad_request)?;
+        let (value, applied_index) = self.coord.read(&query, stale).await.map_err(status_of)?;
+        Ok(Response::new(QueryReply {
+            result_json: encode_json(&value),
+            applied_index,
+        }))
+    }
+}

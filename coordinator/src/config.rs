@@ -1,0 +1,171 @@
+//! `shoal-coordinator`'s configuration: a TOML file, overridden by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything a coordinator needs to start. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Raft member id; unique in the cluster and never reused.
+    pub id: u64,
+    pub name: String,
+    /// Address the control and peer API listens on.
+    pub listen: String,
+    /// Address other coordinators and clients reach this one at; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// Address the agents' dispatcher API listens on.
+    pub agent_listen: Option<String>,
+    /// Address `/metrics` listens on.
+    pub metrics_listen: Option<String>,
+    pub data_dir: PathBuf,
+    /// Initialize a new cluster with this coordinator as its first member (once; ignored after).
+    pub bootstrap: bool,
+    /// Existing members to ask for membership when the data dir is new.
+    pub join: Vec<String>,
+    pub raft: RaftTuning,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many new log entries.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot before they are purged.
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            name: String::new(),
+            listen: "127.0.0.1:7400".into(),
+            advertise: None,
+            agent_listen: None,
+            metrics_listen: None,
+            data_dir: PathBuf::from("/var/lib/shoal/coordinator"),
+            bootstrap: false,
+            join: Vec::new(),
+            raft: RaftTuning::default(),
+        }
+    }
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_logs: 5000,
+            keep_logs_after_snapshot: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a config file; a missing file at the default path is not an error.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(e),
+        })
+    }
+
+    pub fn advertise_addr(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.clone())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::Invalid(
+                "`id` must be a positive integer".into(),
+            ));
+        }
+        let t = &self.raft;
+        if t.heartbeat_ms == 0 || t.election_timeout_min_ms <= t.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "raft: `election_timeout_min_ms` must be greater than `heartbeat_ms` > 0".into(),
+            ));
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            return Err(ConfigError::Invalid(
+                "raft: `election_timeout_max_ms` must be greater than `election_timeout_min_ms`"
+                    .into(),
+            ));
+        }
+        if t.snapshot_logs == 0 {
+            return Err(ConfigError::Invalid(
+                "raft: `snapshot_logs` must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = toml::from_str::<Config>("id = 1\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c: Config = toml::from_str("id = 3\n[raft]\nsnapshot_logs = 10\n").unwrap();
+        assert_eq!(c.id, 3);
+        assert_eq!(c.raft.snapshot_logs, 10);
+        assert_eq!(c.raft.heartbeat_ms, 50);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_timeouts_are_refused() {
+        let mut c = Config::default();
+        c.raft.election_timeout_min_ms = 10;
+        assert!(c.validate().is_err());
+        c = Config {
+            id: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("id"));
+    }
+}

@@ -1,0 +1,247 @@
+//! The Raft log storage on sled: entries, vote, committed log id and purge marker.
+//!
+//! Invariant: every write (append, vote, committed, truncate, purge) is flushed to disk before it
+//! is reported done; truncate and purge are each one atomic sled batch.
+
+// openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
+// type so that `?` carries it through unchanged.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageError, StorageIOError,
+};
+use serde::Serialize;
+
+use super::store::{log_key, parse_log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
+use super::types::{Entry, LogId, NodeId, TypeConfig, Vote};
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn sto_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: &(impl std::error::Error + 'static),
+) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::new(e)).into()
+}
+
+/// Raft log storage. Clones share the same sled trees; openraft uses clones as log readers.
+#[derive(Clone)]
+pub struct LogStore {
+    /// Entries under [`log_key`], and the purge marker under [`LAST_PURGED_KEY`].
+    logs: sled::Tree,
+    /// Vote and committed log id.
+    raft: sled::Tree,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    pub(crate) fn new(logs: sled::Tree, raft: sled::Tree) -> Self {
+        Self { logs, raft }
+    }
+
+    /// Waits until everything written so far is on disk (sled flushes the whole database).
+    async fn flush(&self, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
+        self.logs
+            .flush_async()
+            .await
+            .map_err(|e| sto_err(subject, ErrorVerb::Write, &e))?;
+        Ok(())
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        tree: &sled::Tree,
+        key: &[u8],
+        what: &str,
+        subject: ErrorSubject<NodeId>,
+    ) -> StorageResult<Option<T>> {
+        read_json(tree, key, what).map_err(|c| c.into_storage(subject))
+    }
+
+    async fn write_meta(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        value: &impl Serialize,
+        subject: ErrorSubject<NodeId>,
+    ) -> StorageResult<()> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| sto_err(subject.clone(), ErrorVerb::Write, &e))?;
+        tree.insert(key, bytes)
+            .map_err(|e| sto_err(subject.clone(), ErrorVerb::Write, &e))?;
+        self.flush(subject).await
+    }
+
+    fn last_purged(&self) -> StorageResult<Option<LogId>> {
+        Self::read_meta(
+            &self.logs,
+            LAST_PURGED_KEY,
+            "last purged log id",
+            ErrorSubject::Logs,
+        )
+    }
+
+    /// The log id of the last entry present, if any.
+    fn last_entry_id(&self) -> StorageResult<Option<LogId>> {
+        let Some(item) = self.logs.range(log_key(0)..).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
+        let entry = decode_entry(entry_index(&key)?, &value)?;
+        Ok(Some(entry.log_id))
+    }
+
+    /// Applies `batch` atomically and flushes it.
+    async fn write_batch(&self, batch: sled::Batch) -> StorageResult<()> {
+        self.logs
+            .apply_batch(batch)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
+        self.flush(ErrorSubject::Logs).await
+    }
+}
+
+/// The index an entry key stands for.
+fn entry_index(key: &[u8]) -> StorageResult<u64> {
+    parse_log_key(key).ok_or_else(|| {
+        let msg = format!("unexpected key {key:?} among log entries");
+        StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Read, AnyError::error(msg)).into()
+    })
+}
+
+fn decode_entry(index: u64, value: &[u8]) -> StorageResult<Entry> {
+    serde_json::from_slice(value)
+        .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, &e))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry>> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => match i.checked_add(1) {
+                Some(i) => i,
+                None => return Ok(Vec::new()),
+            },
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        for item in self.logs.range(log_key(start)..) {
+            let (key, value) =
+                item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
+            let index = entry_index(&key)?;
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode_entry(index, &value)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id = self.last_purged()?;
+        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> StorageResult<()> {
+        let raft = self.raft.clone();
+        self.write_meta(&raft, VOTE_KEY, vote, ErrorSubject::Vote)
+            .await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote>> {
+        Self::read_meta(&self.raft, VOTE_KEY, "vote", ErrorSubject::Vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> StorageResult<()> {
+        match committed {
+            Some(log_id) => {
+                let raft = self.raft.clone();
+                self.write_meta(&raft, COMMITTED_KEY, &log_id, ErrorSubject::Store)
+                    .await
+            }
+            None => {
+                self.raft
+                    .remove(COMMITTED_KEY)
+                    .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+                self.flush(ErrorSubject::Store).await
+            }
+        }
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId>> {
+        Self::read_meta(
+            &self.raft,
+            COMMITTED_KEY,
+            "committed log id",
+            ErrorSubject::Store,
+        )
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry)
+                .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
+            batch.insert(&log_key(entry.log_id.index)[..], bytes);
+            last = Some(entry.log_id);
+        }
+        let result = self.write_batch(batch).await;
+        tracing::trace!(last = ?last, ok = result.is_ok(), "appended raft log entries");
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
+        tracing::debug!(since = %log_id, "truncating raft log");
+        let mut batch = sled::Batch::default();
+        for key in self.logs.range(log_key(log_id.index)..).keys() {
+            let key = key.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
+            batch.remove(key);
+        }
+        self.write_batch(batch).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
+        tracing::debug!(upto = %log_id, "purging raft log");
+        let marker = serde_json::to_vec(&log_id)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(LAST_PURGED_KEY, marker);
+        for key in self.logs.range(log_key(0)..=log_key(log_id.index)).keys() {
+            let key = key.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
+            batch.remove(key);
+        }
+        self.write_batch(batch).await
+    }
+}

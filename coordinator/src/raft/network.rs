@@ -1,0 +1,177 @@
+//! The Raft network: openraft's RPCs carried over gRPC (`proto::raft`), JSON inside `bytes`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::raft::raft_client::RaftClient;
+use shoal_proto::raft::RaftPayload;
+use tonic::transport::{Channel, Endpoint};
+
+use super::identity::ClusterTag;
+use super::types::{Node, NodeId, TypeConfig};
+
+/// gRPC metadata key carrying the sender's cluster id on every coordinator-to-coordinator call.
+pub const CLUSTER_HEADER: &str = "shoal-cluster-id";
+
+/// Opens (and caches) one lazily connected channel per peer address.
+#[derive(Clone, Default)]
+pub struct Channels {
+    inner: Arc<Mutex<BTreeMap<String, Channel>>>,
+}
+
+impl Channels {
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    pub fn raft_client(&self, addr: &str) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+        Ok(RaftClient::new(self.get(addr)?).max_decoding_message_size(256 << 20))
+    }
+}
+
+/// Builds a client per peer for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub channels: Channels,
+    pub tag: ClusterTag,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client: self.channels.raft_client(&node.addr),
+            tag: self.tag.clone(),
+        }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftClient<Channel>, tonic::transport::Error>,
+    tag: ClusterTag,
+}
+
+/// Attaches the cluster id header to a request.
+pub fn tagged<T>(tag: &ClusterTag, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(id) = tag.get() {
+        if let Ok(v) = id.parse() {
+            req.metadata_mut().insert(CLUSTER_HEADER, v);
+        }
+    }
+    req
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        };
+        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = tagged(&self.tag, RaftPayload { data });
+        let fut = async {
+            match rpc {
+                Rpc::Append => client.append_entries(msg).await,
+                Rpc::Vote => client.vote(msg).await,
+                Rpc::Snapshot => client.install_snapshot(msg).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, fut).await {
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "raft rpc timed out");
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+            Ok(Err(status)) => {
+                tracing::debug!(target_id = self.target, addr = %self.addr, %status, "raft rpc failed");
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::Unknown => {
+                        RPCError::Unreachable(Unreachable::new(&status))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&status)),
+                });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let res: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        res.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        // Retry an unreachable peer quickly: failover and rejoin should take well under a second.
+        Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}

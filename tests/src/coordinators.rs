@@ -1,0 +1,275 @@
+//! Start, stop, kill and query `shoal-coordinator` processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_proto::control::control_client::ControlClient;
+use shoal_proto::control::{
+    ApplyRequest, ClusterAddRequest, ClusterInitRequest, ClusterStatusReply, ClusterStatusRequest,
+    QueryRequest,
+};
+use tonic::transport::Channel;
+
+use crate::{binary, free_addr};
+
+/// One coordinator process and where it lives.
+pub struct Coord {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Coord {
+    /// A coordinator that is not started yet, with a fresh address and data dir under `root`.
+    pub fn new(root: &Path, id: u64) -> Coord {
+        let data_dir = root.join(format!("c{id}"));
+        let log = root.join(format!("c{id}.log"));
+        Coord {
+            id,
+            addr: free_addr(),
+            data_dir,
+            log,
+            extra_args: Vec::new(),
+            child: None,
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(binary("shoal-coordinator"));
+        cmd.arg("--id")
+            .arg(self.id.to_string())
+            .arg("--listen")
+            .arg(&self.addr)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,openraft=warn");
+        cmd
+    }
+
+    /// Starts the process, appending its output to its log file.
+    pub fn start(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "coordinator {} already running",
+            self.id
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open coordinator log");
+        let err = log.try_clone().expect("clone log handle");
+        let child = self
+            .command()
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn shoal-coordinator");
+        self.child = Some(child);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> anyhow::Result<ControlClient<Channel>> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await?;
+        Ok(ControlClient::new(ch))
+    }
+
+    pub async fn status(&self) -> anyhow::Result<ClusterStatusReply> {
+        Ok(self
+            .client()
+            .await?
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until the process answers on its API.
+    pub async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.status().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "coordinator {} did not serve in time; log:\n{}",
+            self.id,
+            self.log_text()
+        );
+    }
+
+    pub async fn init(&self) -> anyhow::Result<()> {
+        self.client()
+            .await?
+            .cluster_init(ClusterInitRequest {})
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `other` through this coordinator's API.
+    pub async fn add(&self, other: &Coord) -> Result<String, tonic::Status> {
+        let mut c = self
+            .client()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let req = ClusterAddRequest {
+            id: other.id,
+            addr: other.addr.clone(),
+        };
+        Ok(c.cluster_add(req).await?.into_inner().message)
+    }
+
+    /// Creates service `name` through this coordinator; returns the log index.
+    pub async fn create_service(&self, request_id: &str, name: &str) -> Result<u64, tonic::Status> {
+        let mut c = self
+            .client()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let cmd = serde_json::json!({
+            "type": "create_service",
+            "name": name,
+            "spec": { "container": { "image": "busybox" }, "replicas": 1 }
+        });
+        let req = ApplyRequest {
+            request_id: request_id.to_string(),
+            command_json: serde_json::to_vec(&cmd).expect("json"),
+        };
+        Ok(c.apply(req).await?.into_inner().log_index)
+    }
+
+    /// Runs a query; `stale` reads this member's local state.
+    pub async fn query(
+        &self,
+        q: serde_json::Value,
+        stale: bool,
+    ) -> anyhow::Result<(serde_json::Value, u64)> {
+        let mut c = self.client().await?;
+        let req = QueryRequest {
+            query_json: serde_json::to_vec(&q)?,
+            stale,
+        };
+        let r = c.query(req).await?.into_inner();
+        Ok((serde_json::from_slice(&r.result_json)?, r.applied_index))
+    }
+
+    /// Names of the services in this member's local state.
+    pub async fn local_service_names(&self) -> anyhow::Result<Vec<String>> {
+        let (v, _) = self
+            .query(serde_json::json!({"type": "services"}), true)
+            .await?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Waits until this member has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(s) = self.status().await {
+                if s.applied_index >= index {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "coordinator {} did not apply index {index} within {within:?}; log:\n{}",
+                    self.id,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Coord {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until some member reports a leader that is one of `candidates`; returns its id.
+pub async fn wait_leader(coords: &[&Coord], within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        for c in coords {
+            if let Ok(s) = c.status().await {
+                if s.has_leader && coords.iter().any(|x| x.id == s.leader_id) {
+                    return s.leader_id;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no leader among {:?} within {within:?}",
+        coords.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
+}
+
+/// Starts `n` coordinators (ids 1..=n) and forms a cluster through the API: init on the first,
+/// then add the others through it.
+pub async fn cluster(root: &Path, n: u64, extra_args: &[&str]) -> Vec<Coord> {
+    let mut coords: Vec<Coord> = (1..=n).map(|id| Coord::new(root, id)).collect();
+    for c in &mut coords {
+        c.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        c.start();
+    }
+    for c in &coords {
+        c.wait_serving().await;
+    }
+    coords[0].init().await.expect("cluster init");
+    for c in &coords[1..] {
+        coords[0].add(c).await.expect("cluster add");
+    }
+    coords
+}
