@@ -164,16 +164,33 @@ async fn import_and_check_image() {
 async fn containerd_runtime_conforms() {
     let Some(env) = setup().await else { return };
     let img = image(&env);
-    env.rt.import_image(&img.path).await.unwrap();
+    // The suite runs in a second namespace (as a second simulated node would), which also checks
+    // that the default namespace's runtime neither sees its containers nor hears its exits.
+    let mut cfg = ContainerdConfig::new(env.cd.socket());
+    cfg.namespace = "shoal-node-2".to_owned();
+    cfg.volumes_dir = env.cd.dir().join("volumes-2");
+    cfg.exec_dir = env.cd.dir().join("exec-2");
+    cfg.log_helper = env.cd.dir().join("bin/shoal-log-copy");
+    let rt2 = ContainerdRuntime::connect(cfg).await.unwrap();
+    rt2.import_image(&img.path).await.unwrap();
+    let mut other_exits = env.rt.subscribe_exits();
+
     let config = |id: &str, spec: ContainerSpec| config(&env, id, spec);
     let prefix = unique("conf");
     conformance::run_all(&conformance::Harness {
-        rt: env.rt.as_ref(),
+        rt: rt2.as_ref(),
         image: IMAGE,
         config: &config,
         prefix: &prefix,
     })
     .await;
+
+    assert!(env.rt.list().await.unwrap().is_empty());
+    assert!(!env.rt.ensure_image(IMAGE).await.unwrap());
+    assert!(matches!(
+        other_exits.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,4 +463,74 @@ async fn missing_command_fails_clearly() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "image `shoal.test/absent:1` not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_host_namespaces_and_limits() {
+    let Some(env) = setup().await else { return };
+    let img = image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let rt = &env.rt;
+    let host_ns = |kind: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{kind}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+
+    // Privileged, host pid and ipc, own network namespace.
+    let id = unique("priv");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.privileged = true;
+    spec.pid_host = true;
+    spec.ipc_host = true;
+    spec.network = NetworkMode::None;
+    rt.create(config(&env, &id, spec)).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let (_, capeff) = sh(rt, &id, "grep CapEff /proc/self/status").await;
+    let caps = u64::from_str_radix(capeff.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert!(caps & (1 << 21) != 0, "SYS_ADMIN missing: {capeff}");
+    for (kind, shared) in [("pid", true), ("ipc", true), ("net", false)] {
+        let (_, ns) = sh(rt, &id, &format!("readlink /proc/self/ns/{kind}")).await;
+        assert_eq!(ns == host_ns(kind), shared, "{kind} namespace: {ns}");
+    }
+    let (_, hostname) = sh(rt, &id, "hostname").await;
+    assert_eq!(hostname, id.chars().take(12).collect::<String>());
+    let (code, _) = sh(rt, &id, "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t").await;
+    assert_eq!(code, 0, "a privileged container can mount");
+    rt.remove(&id).await.unwrap();
+
+    // Unprivileged: user, working dir, tmpfs, CPU limit; mounting is refused.
+    let id = unique("limits");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.user = Some("1000:1000".into());
+    spec.working_dir = Some("/tmp".into());
+    spec.cpu_limit_millis = Some(500);
+    spec.mounts = vec![Mount {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        target: "/scratch".into(),
+        read_only: false,
+        propagation: None,
+    }];
+    rt.create(config(&env, &id, spec)).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let (_, ids) = sh(rt, &id, "echo $(id -u):$(id -g):$(pwd)").await;
+    assert_eq!(ids, "1000:1000:/tmp");
+    let (_, fs) = sh(rt, &id, "grep ' /scratch ' /proc/mounts").await;
+    assert!(fs.starts_with("tmpfs /scratch tmpfs"), "{fs}");
+    let (code, _) = sh(rt, &id, "touch /scratch/x").await;
+    assert_eq!(code, 0, "tmpfs is writable by anyone");
+    let (_, quota) = sh(
+        rt,
+        &id,
+        "cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null \
+         || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null \
+         || cut -d' ' -f1 /sys/fs/cgroup/cpu.max",
+    )
+    .await;
+    assert_eq!(quota, "50000");
+    let (code, _) = sh(rt, &id, "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m").await;
+    assert_ne!(code, 0, "an unprivileged container cannot mount");
+    rt.remove(&id).await.unwrap();
 }

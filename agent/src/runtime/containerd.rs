@@ -41,7 +41,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tracing::{debug, info, warn};
 
-use super::spec::{build_spec, volume_dirs, ImageConfig, SpecContext};
+use super::spec::{build_spec, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext};
 use super::{
     labels, signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus,
     ExecOutput, ExitEvent, ImageRef, Result, RuntimeError,
@@ -359,11 +359,16 @@ impl ContainerdRuntime {
         let hostname = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".to_owned());
+        let host_caps = tokio::fs::read_to_string("/proc/self/status")
+            .await
+            .ok()
+            .and_then(|s| parse_cap_bounding(&s));
         let ctx = SpecContext {
             id,
             cgroup_parent: &self.cfg.cgroup_parent,
             volumes_dir: &self.cfg.volumes_dir,
             host_hostname: &hostname,
+            host_caps,
         };
         let spec_err = |source| RuntimeError::Spec {
             id: id.clone(),
@@ -576,8 +581,8 @@ async fn follow_exits(
     live: oneshot::Sender<()>,
 ) {
     let mut live = Some(live);
-    let filter = format!("namespace=={namespace},topic==\"/tasks/exit\"",);
-    let marker = format!("namespace=={namespace},topic==\"{MARKER_TOPIC}\"");
+    let filter = format!("namespace==\"{namespace}\",topic==\"/tasks/exit\"",);
+    let marker = format!("namespace==\"{namespace}\",topic==\"{MARKER_TOPIC}\"");
     loop {
         let mut client = EventsClient::new(channel.clone());
         let request = Request::new(SubscribeRequest {

@@ -32,7 +32,7 @@ const DEFAULT_CAPS: &[&str] = &[
     "AUDIT_WRITE",
 ];
 
-/// Every capability up to Linux 5.9, for privileged containers.
+/// Every capability up to Linux 5.9, for privileged containers, in bit order (`CAP_CHOWN` = 0).
 const ALL_CAPS: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
@@ -138,6 +138,18 @@ pub struct SpecContext<'a> {
     pub volumes_dir: &'a Path,
     /// The host's hostname, used with host networking.
     pub host_hostname: &'a str,
+    /// The host's capability bounding set (`CapBnd` of `/proc/self/status`), when known:
+    /// "all capabilities" (privileged, `cap_add: [ALL]`) means all of these, as runc cannot
+    /// grant a capability the host lacks.
+    pub host_caps: Option<u64>,
+}
+
+/// Reads the `CapBnd` mask out of the text of `/proc/self/status`.
+pub fn parse_cap_bounding(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
 }
 
 /// The host directories the named volumes of `spec` need.
@@ -243,24 +255,27 @@ fn parse_rlimit(name: &str) -> Result<PosixRlimitType, SpecError> {
         .map_err(|_| SpecError::UnknownUlimit(name.to_owned()))
 }
 
-fn capabilities(spec: &ContainerSpec) -> Result<Capabilities, SpecError> {
-    let base = if spec.privileged {
-        ALL_CAPS
-    } else {
-        DEFAULT_CAPS
-    };
-    let mut caps: HashSet<Capability> = base
+/// All capabilities the host can grant.
+fn all_caps(host_caps: Option<u64>) -> Result<Vec<Capability>, SpecError> {
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| host_caps.is_none_or(|mask| mask & (1u64 << bit) != 0))
+        .map(|(_, c)| parse_capability(c))
+        .collect()
+}
+
+fn capabilities(spec: &ContainerSpec, host_caps: Option<u64>) -> Result<Capabilities, SpecError> {
+    if spec.privileged {
+        return Ok(all_caps(host_caps)?.into_iter().collect());
+    }
+    let mut caps: HashSet<Capability> = DEFAULT_CAPS
         .iter()
         .map(|c| parse_capability(c))
         .collect::<Result<_, _>>()?;
-    if spec.privileged {
-        return Ok(caps);
-    }
     for name in &spec.cap_add {
         if name.eq_ignore_ascii_case("ALL") {
-            for c in ALL_CAPS {
-                caps.insert(parse_capability(c)?);
-            }
+            caps.extend(all_caps(host_caps)?);
         } else {
             caps.insert(parse_capability(name)?);
         }
@@ -362,7 +377,7 @@ pub fn build_spec(
         None => (0, 0),
     };
     process.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
-    let caps = capabilities(spec)?;
+    let caps = capabilities(spec, ctx.host_caps)?;
     let mut linux_caps = LinuxCapabilities::default();
     linux_caps.set_bounding(Some(caps.clone()));
     linux_caps.set_effective(Some(caps.clone()));
@@ -482,6 +497,7 @@ mod tests {
             cgroup_parent: "/shoal",
             volumes_dir: Path::new("/var/lib/shoal/volumes"),
             host_hostname: "node-a",
+            host_caps: None,
         }
     }
 
@@ -734,6 +750,31 @@ mod tests {
             .clone()
             .unwrap();
         assert!(devices[0].allow());
+    }
+
+    #[test]
+    fn all_capabilities_means_all_the_host_has() {
+        // A host without CAP_SYS_RESOURCE (bit 24), as some VMs are.
+        let status = "Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n";
+        let mask = parse_cap_bounding(status);
+        assert_eq!(mask, Some(0x1fffeffffff));
+        let mut c = ctx();
+        c.host_caps = mask;
+        for spec in [
+            ContainerSpec {
+                privileged: true,
+                ..Default::default()
+            },
+            ContainerSpec {
+                cap_add: vec!["ALL".into()],
+                ..Default::default()
+            },
+        ] {
+            let caps = effective(&build_spec(&spec, &busybox(), &c).unwrap());
+            assert!(caps.contains(&Capability::SysAdmin));
+            assert!(!caps.contains(&Capability::SysResource));
+            assert_eq!(caps.len(), ALL_CAPS.len() - 1);
+        }
     }
 
     #[test]
