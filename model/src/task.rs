@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContainerSpec, Millis};
+use crate::{ContainerSpec, Millis, RestartPolicy, ServiceMode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -17,6 +17,12 @@ pub struct Task {
     pub message: String,
     pub exit_code: Option<i32>,
     pub spec: ContainerSpec,
+    /// How the agent restarts the container in place when it exits or turns unhealthy.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Jobs run to completion; services run until told to stop.
+    #[serde(default)]
+    pub mode: ServiceMode,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
