@@ -123,7 +123,10 @@ impl Agent for AgentApi {
                     return;
                 }
             }
-            while follow {
+            if !follow {
+                return;
+            }
+            loop {
                 tokio::time::sleep(FOLLOW_POLL).await;
                 for (i, path) in [&out, &err].into_iter().enumerate() {
                     let data = match read_from(path, offsets[i]).await {

@@ -727,4 +727,126 @@ mod tests {
             .collect();
         assert_eq!(ids, vec!["a", "b", "c"]);
     }
+
+    /// Every combination of task state, desired state, container status, bookkeeping, busy and
+    /// authority: the invariants hold in all of them.
+    #[test]
+    fn invariants_hold_in_every_combination() {
+        use TaskState::*;
+        let states = [
+            Assigned, Preparing, Starting, Running, Complete, Shutdown, Failed, Rejected,
+        ];
+        let statuses = [
+            None,
+            Some(ContainerStatus::Created),
+            Some(ContainerStatus::Running),
+            Some(ContainerStatus::Stopped),
+        ];
+        let healths = [
+            None,
+            Some(HealthStatus::Healthy),
+            Some(HealthStatus::Unhealthy),
+        ];
+        let mut checked = 0;
+        for &reported in &states {
+            for desired_state in [Running, Shutdown] {
+                for &status in &statuses {
+                    for &health in &healths {
+                        for attached in [false, true] {
+                            for busy in [false, true] {
+                                for authoritative in [false, true] {
+                                    for assigned in [false, true] {
+                                        let mut t = task("a");
+                                        t.desired_state = desired_state;
+                                        let mut observed: Vec<ContainerInfo> = status
+                                            .map(|s| container("a", s, Some(1)))
+                                            .into_iter()
+                                            .collect();
+                                        observed.push(container(
+                                            "x",
+                                            ContainerStatus::Running,
+                                            None,
+                                        ));
+                                        let c = Case {
+                                            desired: if assigned { vec![t] } else { vec![] },
+                                            authoritative,
+                                            observed,
+                                            records: [(
+                                                "a".into(),
+                                                TaskRecord {
+                                                    attached,
+                                                    health: health.map(|h| (h, 0)),
+                                                    ..Default::default()
+                                                },
+                                            )]
+                                            .into(),
+                                            reported: [("a".into(), reported)].into(),
+                                            busy: if busy {
+                                                ["a".to_owned()].into()
+                                            } else {
+                                                BTreeSet::new()
+                                            },
+                                            now: 10_000,
+                                        };
+                                        let acts = c.run();
+                                        check_invariants(&c, &acts);
+                                        checked += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 2 * 4 * 3 * 2 * 2 * 2 * 2);
+    }
+
+    fn check_invariants(c: &Case, acts: &[Action]) {
+        let assigned: BTreeSet<&str> = c.desired.iter().map(|t| t.id.as_str()).collect();
+        for a in acts {
+            let ctx = || {
+                format!(
+                    "{a:?} from {:?} {:?} {:?}",
+                    c.reported, c.records, c.observed
+                )
+            };
+            // Removal only with the coordinator's word, and never of an assigned task.
+            if let Action::Remove { container_id, .. } = a {
+                assert!(c.authoritative, "{}", ctx());
+                assert!(!assigned.contains(container_id.as_str()), "{}", ctx());
+            }
+            let touched = match a {
+                Action::CreateStart { task }
+                | Action::Start { task }
+                | Action::Adopt { task, .. }
+                | Action::Restart { task, .. } => Some(task.id.as_str()),
+                Action::Stop { task_id, .. } => Some(task_id.as_str()),
+                Action::Remove { container_id, .. } => Some(container_id.as_str()),
+                Action::Report(u) => Some(u.task_id.as_str()),
+                Action::WakeAt(_) => None,
+            };
+            // Busy tasks are left alone.
+            if let Some(id) = touched {
+                assert!(!c.busy.contains(id), "{}", ctx());
+            }
+            // Reports never move a task backwards; terminal tasks are never (re)started.
+            let reported = c.reported.get("a").copied().unwrap_or_default();
+            match a {
+                Action::Report(u) => {
+                    assert!(u.state >= reported || !reported.is_terminal(), "{}", ctx())
+                }
+                Action::CreateStart { .. } | Action::Start { .. } | Action::Restart { .. } => {
+                    assert!(!reported.is_terminal(), "{}", ctx());
+                    assert_eq!(c.desired[0].desired_state, TaskState::Running, "{}", ctx());
+                }
+                _ => {}
+            }
+        }
+        // The unassigned container "x" goes exactly when a coordinator has spoken.
+        let removes_x = acts
+            .iter()
+            .any(|a| matches!(a, Action::Remove { container_id, .. } if container_id == "x"));
+        assert_eq!(removes_x, c.authoritative);
+    }
 }

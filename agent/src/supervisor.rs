@@ -503,7 +503,7 @@ impl Supervisor {
             now,
         });
         for action in actions {
-            self.execute(action, now);
+            self.execute(action);
         }
     }
 
@@ -520,7 +520,7 @@ impl Supervisor {
         });
     }
 
-    fn execute(&mut self, action: Action, now: u64) {
+    fn execute(&mut self, action: Action) {
         debug!(?action, "action");
         let ctx = self.ctx.clone();
         match action {
@@ -556,7 +556,6 @@ impl Supervisor {
                 stop_first,
             } => {
                 self.stop_monitor(&task.id);
-                let _ = now;
                 self.spawn(task.id.clone(), restart(ctx, task, reason, stop_first));
             }
             Action::Stop {
