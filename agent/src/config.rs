@@ -12,17 +12,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/agent.toml";
 /// Everything that can be wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file `{path}`: {source}")]
+    // The cause is part of the message (not a `source`), so that error chains do not repeat it.
+    #[error("config file `{path}`: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("config file `{path}`: {source}")]
+    #[error("config file `{path}`: {error}")]
     Parse {
         path: PathBuf,
-        #[source]
-        source: toml::de::Error,
+        error: toml::de::Error,
     },
     #[error("label `{0}`: expected `key=value` with a non-empty key")]
     BadLabel(String),
@@ -115,9 +114,9 @@ pub struct AgentConfig {
 impl FileConfig {
     /// Parses a config file's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
@@ -126,9 +125,9 @@ impl FileConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read {
+            Err(error) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
         }
     }

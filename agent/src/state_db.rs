@@ -15,12 +15,8 @@ const ASSIGNMENTS_KEY: &[u8] = b"assignments";
 /// What can go wrong with the local db.
 #[derive(Debug, thiserror::Error)]
 pub enum StateDbError {
-    #[error("state db `{path}`: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
+    #[error("state db `{path}`: {error}")]
+    Open { path: PathBuf, error: sled::Error },
     #[error("state db: {0}")]
     Sled(#[from] sled::Error),
     #[error("state db: record `{key}`: {source}")]
@@ -95,7 +91,7 @@ impl StateDb {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                Err(source) => return Err(StateDbError::Open { path, source }),
+                Err(error) => return Err(StateDbError::Open { path, error }),
             }
         };
         Ok(Self {
