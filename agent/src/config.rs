@@ -74,6 +74,12 @@ pub struct Flags {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// A container's stdout or stderr file larger than this is rotated.
+    #[arg(long)]
+    pub log_max_bytes: Option<u64>,
+    /// Rotated log files kept per stream.
+    #[arg(long)]
+    pub log_keep: Option<u32>,
 }
 
 /// The config file's shape; every field is optional.
@@ -92,6 +98,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub import_images: Vec<PathBuf>,
     pub log_json: bool,
+    pub log_max_bytes: Option<u64>,
+    pub log_keep: Option<u32>,
 }
 
 /// The resolved configuration the agent runs with.
@@ -109,6 +117,8 @@ pub struct AgentConfig {
     pub listen: String,
     pub import_images: Vec<PathBuf>,
     pub log_json: bool,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
 }
 
 impl FileConfig {
@@ -219,6 +229,11 @@ impl AgentConfig {
             data_dir,
             import_images,
             log_json: flags.log_json || file.log_json,
+            log_max_bytes: flags
+                .log_max_bytes
+                .or(file.log_max_bytes)
+                .unwrap_or(50 << 20),
+            log_keep: flags.log_keep.or(file.log_keep).unwrap_or(3),
         })
     }
 
@@ -255,6 +270,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal/agent"));
         assert_eq!(c.role, NodeRole::Worker);
         assert!(c.coordinators.is_empty());
+        assert_eq!((c.log_max_bytes, c.log_keep), (50 << 20, 3));
     }
 
     #[test]

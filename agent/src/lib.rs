@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod health;
+pub mod log_rotation;
 pub mod node_info;
 pub mod reconcile;
 pub mod reporter;

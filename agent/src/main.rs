@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use shoal_agent::api::AgentApi;
 use shoal_agent::config::{AgentConfig, Flags};
+use shoal_agent::log_rotation::{self, RotationPolicy};
 use shoal_agent::node_info::local_node;
 use shoal_agent::reporter::Reporter;
 use shoal_agent::runtime::{ContainerRuntime, ContainerdConfig, ContainerdRuntime};
@@ -96,6 +97,14 @@ async fn main() -> Result<()> {
         assignments: assign_tx,
     };
     tokio::spawn(session.run());
+    tokio::spawn(log_rotation::run(
+        cfg.log_dir.clone(),
+        RotationPolicy {
+            max_bytes: cfg.log_max_bytes,
+            keep: cfg.log_keep,
+        },
+        Duration::from_secs(10),
+    ));
 
     let api = AgentApi::new(rt, cfg.log_dir.clone());
     let server = tonic::transport::Server::builder()
