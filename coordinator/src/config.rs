@@ -25,6 +25,26 @@ pub struct Config {
     /// Existing members to ask for membership when the data dir is new.
     pub join: Vec<String>,
     pub raft: RaftTuning,
+    pub agents: AgentTuning,
+}
+
+/// How agents are watched.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentTuning {
+    /// How often agents heartbeat.
+    pub heartbeat_ms: u64,
+    /// A node silent for this long is declared down and its replicated tasks move.
+    pub grace_ms: u64,
+}
+
+impl Default for AgentTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 500,
+            grace_ms: 2_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -52,6 +72,7 @@ impl Default for Config {
             bootstrap: false,
             join: Vec::new(),
             raft: RaftTuning::default(),
+            agents: AgentTuning::default(),
         }
     }
 }
@@ -60,8 +81,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             keep_logs_after_snapshot: 1000,
         }
@@ -127,6 +148,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "raft: `election_timeout_max_ms` must be greater than `election_timeout_min_ms`"
                     .into(),
+            ));
+        }
+        if self.agents.heartbeat_ms == 0 || self.agents.grace_ms <= self.agents.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "agents: `grace_ms` must be greater than `heartbeat_ms` > 0".into(),
             ));
         }
         if t.snapshot_logs == 0 {

@@ -4,5 +4,8 @@ pub mod api;
 pub mod config;
 pub mod coordinator;
 pub mod identity_file;
+pub mod orchestrator;
 pub mod raft;
+pub mod scheduler;
+pub mod stack;
 pub mod state;

@@ -7,10 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use shoal_coordinator::api::control::ControlService;
+use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::identity_file;
+use shoal_coordinator::orchestrator::{self, liveness::Liveness};
 use shoal_coordinator::raft::identity::ClusterTag;
 use shoal_coordinator::raft::network::{Channels, NetworkFactory};
 use shoal_coordinator::raft::types::Raft;
@@ -18,6 +20,7 @@ use shoal_coordinator::raft::Store;
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::control_server::ControlServer;
 use shoal_proto::control::ClusterAddRequest;
+use shoal_proto::dispatcher::dispatcher_server::DispatcherServer;
 use shoal_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -220,6 +223,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tag,
     };
 
+    let liveness = Liveness::new(
+        Duration::from_millis(cfg.agents.heartbeat_ms),
+        Duration::from_millis(cfg.agents.grace_ms),
+    );
+    let dispatcher = || {
+        DispatcherServer::new(DispatcherService {
+            coord: coord.clone(),
+            liveness: liveness.clone(),
+        })
+    };
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -234,10 +247,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(ControlServer::new(ControlService {
             coord: coord.clone(),
         }))
+        .add_service(dispatcher())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });
     let server = tokio::spawn(server);
+    let (halt_tx, halt_rx) = tokio::sync::watch::channel(false);
+    if let Some(agent_listen) = &cfg.agent_listen {
+        let l = TcpListener::bind(agent_listen)
+            .await
+            .with_context(|| format!("cannot listen on {agent_listen}"))?;
+        let mut halt = halt_rx.clone();
+        let agents = tonic::transport::Server::builder()
+            .add_service(dispatcher())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                let _ = halt.changed().await;
+            });
+        tokio::spawn(agents);
+    }
+    tokio::spawn(orchestrator::runner::run(
+        coord.clone(),
+        liveness.clone(),
+        halt_rx,
+    ));
     tracing::info!(node_id = cfg.id, name = %cfg.name, listen = %cfg.listen, advertise = %addr,
         data_dir = %cfg.data_dir.display(), "coordinator serving");
 
@@ -268,6 +300,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     let _ = stop_tx.send(());
+    let _ = halt_tx.send(true);
     // In-flight requests finish; new connections are refused.
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     let _ = raft.shutdown().await;

@@ -1,7 +1,10 @@
 //! `shoalctl`: the operator's command line.
 
 mod client;
+mod node_cmds;
 mod output;
+mod stack_cmds;
+mod task_cmds;
 
 use std::path::PathBuf;
 
@@ -37,7 +40,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -61,7 +64,51 @@ enum Cmd {
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Keep streaming new events.
+        #[arg(long, short)]
+        follow: bool,
     },
+    /// Apply a stack file: create, update and remove its services, all at once.
+    Apply {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Stack name (default: the file's top-level `name`).
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Show what applying a stack file would do, and where each task would run, changing nothing.
+    Plan {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Stacks.
+    #[command(subcommand)]
+    Stack(StackCmd),
+    /// A task's output (stdout and stderr), from the agent that runs it.
+    Logs {
+        task: String,
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u64>,
+    },
+    /// Run a command inside a task's container; prints its output, exits with its exit code.
+    Exec {
+        task: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StackCmd {
+    /// List stacks.
+    Ls,
+    /// Remove a stack's services (their containers stop).
+    Rm { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,12 +145,37 @@ enum ServiceCmd {
     Inspect { name: String },
     /// Remove a service.
     Rm { name: String },
+    /// A service's tasks, with why pending ones are not placed.
+    Ps { name: String },
+    /// Set a service's replica count: `shoalctl service scale api=3`.
+    Scale { target: String },
 }
 
 #[derive(Subcommand, Debug)]
 enum NodeCmd {
     /// List nodes.
     Ls,
+    /// Show one node.
+    Inspect { name: String },
+    /// Node labels.
+    #[command(subcommand)]
+    Label(LabelCmd),
+    /// Move the node's replicated tasks elsewhere and stop its global ones.
+    Drain { name: String },
+    /// Place nothing new on the node.
+    Pause { name: String },
+    /// Make the node schedulable again.
+    Activate { name: String },
+    /// Forget a node that is down.
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabelCmd {
+    /// Add or change a label: `shoalctl node label add NODE role=controller`.
+    Add { node: String, label: String },
+    /// Remove a label.
+    Rm { node: String, key: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +184,8 @@ enum TaskCmd {
     Ls {
         #[arg(long)]
         service: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
     },
 }
 
@@ -249,57 +323,93 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Task(TaskCmd::Ls { service }) => {
-            let q = json!({"type": "tasks", "service": service, "node": null});
-            let v = query(&mut client, q, cli.stale).await?;
-            print_list(
-                fmt,
-                &v,
-                &[
-                    "ID", "SERVICE", "SLOT", "NODE", "DESIRED", "STATE", "MESSAGE",
-                ],
-                |t| {
-                    vec![
-                        str_at(t, "/id"),
-                        str_at(t, "/service"),
-                        str_at(t, "/slot"),
-                        str_at(t, "/node"),
-                        str_at(t, "/desired_state"),
-                        str_at(t, "/state"),
-                        str_at(t, "/message"),
-                    ]
-                },
-            );
+        Cmd::Apply { file, stack } => {
+            stack_cmds::apply(&mut client, file, stack.as_deref(), fmt).await
+        }
+        Cmd::Plan { file, stack } => {
+            stack_cmds::plan(&mut client, file, stack.as_deref(), fmt).await
+        }
+        Cmd::Stack(StackCmd::Ls) => stack_cmds::ls(&mut client, fmt, cli.stale).await,
+        Cmd::Stack(StackCmd::Rm { name }) => {
+            let cmd = json!({"type": "remove_stack", "stack": name});
+            apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;
+            println!("stack {name} removed");
             Ok(())
         }
-        Cmd::Events { after } => {
-            let v = query(
-                &mut client,
-                json!({"type": "events", "after": after}),
-                cli.stale,
-            )
-            .await?;
-            print_list(
-                fmt,
-                &v,
-                &["SEQ", "AT", "KIND", "OBJECT", "ACTION", "MESSAGE"],
-                |e| {
-                    vec![
-                        str_at(e, "/seq"),
-                        str_at(e, "/at"),
-                        str_at(e, "/kind"),
-                        str_at(e, "/object"),
-                        str_at(e, "/action"),
-                        str_at(e, "/message"),
-                    ]
-                },
-            );
+        Cmd::Service(ServiceCmd::Ps { name }) => {
+            let q = json!({"type": "tasks", "service": name, "node": null});
+            let v = query(&mut client, q, cli.stale).await?;
+            task_cmds::print_tasks(fmt, &v);
             Ok(())
+        }
+        Cmd::Service(ServiceCmd::Scale { target }) => {
+            let (name, n) = target
+                .split_once('=')
+                .and_then(|(n, r)| Some((n.to_string(), r.parse::<u32>().ok()?)))
+                .context("expected NAME=REPLICAS, e.g. api=3")?;
+            let v = query(&mut client, json!({"type": "service", "name": name}), false).await?;
+            if v.is_null() {
+                bail!("service `{name}` not found");
+            }
+            let mut spec = v["spec"].clone();
+            spec["replicas"] = json!(n);
+            let cmd = json!({"type": "update_service", "name": name, "spec": spec});
+            apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;
+            println!("service {name} scaled to {n}");
+            Ok(())
+        }
+        Cmd::Node(NodeCmd::Inspect { name }) => {
+            let v = query(&mut client, json!({"type": "nodes"}), cli.stale).await?;
+            let node = v
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["name"] == json!(name)))
+                .with_context(|| format!("node `{name}` not found"))?;
+            println!("{}", serde_json::to_string_pretty(node)?);
+            Ok(())
+        }
+        Cmd::Node(NodeCmd::Label(LabelCmd::Add { node, label })) => {
+            let (k, v) = label.split_once('=').context("expected KEY=VALUE")?;
+            node_cmds::update(&mut client, node, None, vec![(k.into(), v.into())], vec![]).await
+        }
+        Cmd::Node(NodeCmd::Label(LabelCmd::Rm { node, key })) => {
+            node_cmds::update(&mut client, node, None, vec![], vec![key.clone()]).await
+        }
+        Cmd::Node(NodeCmd::Drain { name }) => {
+            node_cmds::update(&mut client, name, Some("drain"), vec![], vec![]).await
+        }
+        Cmd::Node(NodeCmd::Pause { name }) => {
+            node_cmds::update(&mut client, name, Some("pause"), vec![], vec![]).await
+        }
+        Cmd::Node(NodeCmd::Activate { name }) => {
+            node_cmds::update(&mut client, name, Some("active"), vec![], vec![]).await
+        }
+        Cmd::Node(NodeCmd::Rm { name }) => {
+            let cmd = json!({"type": "remove_node", "name": name});
+            apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;
+            println!("node {name} removed");
+            Ok(())
+        }
+        Cmd::Logs { task, follow, tail } => {
+            task_cmds::logs(&mut client, task, *follow, *tail).await
+        }
+        Cmd::Exec { task, command } => task_cmds::exec(&mut client, task, command).await,
+        Cmd::Task(TaskCmd::Ls { service, node }) => {
+            let q = json!({"type": "tasks", "service": service, "node": node});
+            let v = query(&mut client, q, cli.stale).await?;
+            task_cmds::print_tasks(fmt, &v);
+            Ok(())
+        }
+        Cmd::Events { after, follow } => {
+            task_cmds::events(&mut client, *after, *follow, fmt, cli.stale).await
         }
     }
 }
 
-async fn apply(client: &mut Client, request_id: &str, cmd: &Value) -> anyhow::Result<Value> {
+pub(crate) async fn apply(
+    client: &mut Client,
+    request_id: &str,
+    cmd: &Value,
+) -> anyhow::Result<Value> {
     let command_json = serde_json::to_vec(cmd)?;
     let reply = client
         .call(|mut c| {
@@ -317,7 +427,7 @@ async fn apply(client: &mut Client, request_id: &str, cmd: &Value) -> anyhow::Re
     Ok(v)
 }
 
-async fn query(client: &mut Client, q: Value, stale: bool) -> anyhow::Result<Value> {
+pub(crate) async fn query(client: &mut Client, q: Value, stale: bool) -> anyhow::Result<Value> {
     let query_json = serde_json::to_vec(&q)?;
     let reply = client
         .call(|mut c| {
@@ -483,7 +593,7 @@ async fn member_status(addr: &str) -> Option<ClusterStatusReply> {
     Some(r.into_inner())
 }
 
-fn str_at(v: &Value, ptr: &str) -> String {
+pub(crate) fn str_at(v: &Value, ptr: &str) -> String {
     match v.pointer(ptr) {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
@@ -498,7 +608,12 @@ fn print_value(fmt: Format, v: &Value, human: impl FnOnce() -> String) {
     }
 }
 
-fn print_list(fmt: Format, v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+pub(crate) fn print_list(
+    fmt: Format,
+    v: &Value,
+    header: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) {
     match fmt {
         Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
         Format::Table => {

@@ -30,6 +30,8 @@ pub struct ServiceSpec {
     pub restart_policy: RestartPolicy,
     /// `(service, condition)` pairs that must hold before this service's tasks start.
     pub depends_on: Vec<(String, String)>,
+    /// Service labels (`deploy.labels`); container labels live in [`ContainerSpec::labels`].
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,13 @@ pub enum ServiceMode {
     Global,
     ReplicatedJob,
     GlobalJob,
+}
+
+impl ServiceMode {
+    /// Jobs run to completion once per spec version.
+    pub fn is_job(self) -> bool {
+        matches!(self, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

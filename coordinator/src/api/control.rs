@@ -4,13 +4,42 @@ use shoal_proto::control::control_server::Control;
 use shoal_proto::control::{
     ApplyReply, ApplyRequest, ClusterAddRequest, ClusterChangeReply, ClusterInitRequest,
     ClusterRemoveRequest, ClusterStatusReply, ClusterStatusRequest, QueryReply, QueryRequest,
+    StackFileRequest, StackReply,
 };
 use shoal_proto::convert::{decode_json, encode_json};
 use tonic::{Request, Response, Status};
 
 use super::status_of;
 use crate::coordinator::{CoordError, Coordinator, Forwarded, ForwardedReply};
+use crate::orchestrator::preview::preview;
+use crate::stack::parse_stack;
 use crate::state::{Command, Query};
+
+/// Parses a stack file into the one Raft command that applies it, or a clear error naming the
+/// file, line, column and key.
+fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
+    let file = if req.file.is_empty() {
+        "stack.yaml"
+    } else {
+        req.file.as_str()
+    };
+    let stack =
+        parse_stack(file, &req.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let name = if !req.stack.is_empty() {
+        req.stack.clone()
+    } else if let Some(n) = &stack.name {
+        n.clone()
+    } else {
+        return Err(bad_request(format!(
+            "{file}: the stack has no `name:`; pass a stack name (shoalctl apply -f FILE --stack NAME)"
+        )));
+    };
+    let cmd = Command::ApplyStack {
+        stack: name.clone(),
+        services: stack.services,
+    };
+    Ok((name, cmd))
+}
 
 pub struct ControlService {
     pub coord: Coordinator,
@@ -107,6 +136,53 @@ impl Control for ControlService {
         Ok(Response::new(ApplyReply {
             response_json: encode_json(&response),
             log_index,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(file = %req.get_ref().file))]
+    async fn stack_apply(
+        &self,
+        req: Request<StackFileRequest>,
+    ) -> Result<Response<StackReply>, Status> {
+        let req = req.into_inner();
+        let (name, cmd) = stack_command(&req)?;
+        // The plan doubles as the summary: what this apply creates, changes and removes.
+        let summary = self
+            .coord
+            .read_with(|s| preview(s, &name, cmd.clone()))
+            .await
+            .map_err(status_of)?
+            .map_err(|e| status_of(CoordError::Refused(e)))?;
+        let (response, log_index) = self
+            .coord
+            .write(self.coord.request(None, cmd))
+            .await
+            .map_err(status_of)?;
+        if let Some(err) = response.error {
+            return Err(status_of(CoordError::Refused(err)));
+        }
+        Ok(Response::new(StackReply {
+            plan_json: encode_json(&summary),
+            log_index,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(file = %req.get_ref().file))]
+    async fn stack_plan(
+        &self,
+        req: Request<StackFileRequest>,
+    ) -> Result<Response<StackReply>, Status> {
+        let req = req.into_inner();
+        let (name, cmd) = stack_command(&req)?;
+        let p = self
+            .coord
+            .read_with(|s| preview(s, &name, cmd))
+            .await
+            .map_err(status_of)?
+            .map_err(|e| status_of(CoordError::Refused(e)))?;
+        Ok(Response::new(StackReply {
+            plan_json: encode_json(&p),
+            log_index: 0,
         }))
     }
 

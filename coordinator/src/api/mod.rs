@@ -1,6 +1,7 @@
 //! gRPC services a coordinator serves: the peer API (Raft) and the control API.
 
 pub mod control;
+pub mod dispatcher;
 pub mod raft_service;
 
 use crate::coordinator::CoordError;

@@ -1,7 +1,7 @@
 //! The Raft log entry ([`Request`]) and what applying it returns ([`Response`]).
 
 use serde::{Deserialize, Serialize};
-use shoal_model::{Millis, Node, ServiceSpec, TaskState};
+use shoal_model::{Millis, Node, NodeAvailability, ServiceSpec, Task, TaskState};
 
 /// One Raft log entry: a command, with the proposer's clock and an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,58 @@ pub enum Command {
         node: String,
         updates: Vec<TaskStatusUpdate>,
     },
+    /// Creates, updates and removes the services of one stack at once.
+    ApplyStack {
+        stack: String,
+        services: Vec<(String, ServiceSpec)>,
+    },
+    RemoveStack {
+        stack: String,
+    },
+    /// Operator changes to a node.
+    UpdateNode {
+        name: String,
+        availability: Option<NodeAvailability>,
+        add_labels: Vec<(String, String)>,
+        remove_labels: Vec<String>,
+    },
+    RemoveNode {
+        name: String,
+    },
+    /// The leader saw no heartbeat within the grace period.
+    MarkNodeDown {
+        name: String,
+    },
+    /// Orchestrator output: one reconciliation pass.
+    Reconcile(Box<Reconcile>),
+}
+
+/// What one orchestrator pass decided; applied as one log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// New tasks (state pending, or assigned when the scheduler already placed them).
+    pub create: Vec<Task>,
+    /// (task id, node) placements for pending tasks.
+    pub assign: Vec<(String, String)>,
+    /// (task id, reasons) for pending tasks that cannot be placed.
+    pub unplaceable: Vec<(String, String)>,
+    /// Tasks whose desired state becomes shutdown, with the reason.
+    pub shutdown: Vec<(String, String)>,
+    /// Tasks that become orphaned (their node is down), with the reason.
+    pub orphan: Vec<(String, String)>,
+    /// Terminal tasks to forget.
+    pub forget: Vec<String>,
+}
+
+impl Reconcile {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty()
+            && self.assign.is_empty()
+            && self.unplaceable.is_empty()
+            && self.shutdown.is_empty()
+            && self.orphan.is_empty()
+            && self.forget.is_empty()
+    }
 }
 
 impl Command {
@@ -53,6 +105,10 @@ impl Command {
             Command::CreateService { .. }
                 | Command::UpdateService { .. }
                 | Command::RemoveService { .. }
+                | Command::ApplyStack { .. }
+                | Command::RemoveStack { .. }
+                | Command::UpdateNode { .. }
+                | Command::RemoveNode { .. }
         )
     }
 }

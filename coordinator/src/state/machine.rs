@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shoal_model::{Node, NodeStatus, Service, Task};
+use shoal_model::{Node, NodeStatus, Service, ServiceSpec, Task, TaskState};
 
-use super::{Command, Event, Query, Request, Response};
+use super::{Command, Event, Query, Reconcile, Request, Response};
 
 /// How many events the state keeps.
 pub const EVENT_RING: usize = 10_000;
@@ -154,6 +154,216 @@ impl ClusterState {
                     self.event(now, "task", &id, u.state.as_str(), &msg);
                 }
                 Response::ok()
+            }
+            Command::ApplyStack { stack, services } => self.apply_stack(now, stack, services),
+            Command::RemoveStack { stack } => {
+                let names: Vec<String> = self
+                    .services
+                    .values()
+                    .filter(|s| s.stack.as_deref() == Some(stack.as_str()))
+                    .map(|s| s.name.clone())
+                    .collect();
+                if names.is_empty() {
+                    return Response::refused(format!("stack `{stack}` not found"));
+                }
+                for name in names {
+                    self.services.remove(&name);
+                    self.event(
+                        now,
+                        "service",
+                        &name,
+                        "remove",
+                        &format!("stack {stack} removed"),
+                    );
+                }
+                Response::ok()
+            }
+            Command::UpdateNode {
+                name,
+                availability,
+                add_labels,
+                remove_labels,
+            } => {
+                let Some(node) = self.nodes.get_mut(name) else {
+                    return Response::refused(format!("node `{name}` not found"));
+                };
+                if let Some(a) = availability {
+                    node.availability = *a;
+                }
+                for (k, v) in add_labels {
+                    node.labels.insert(k.clone(), v.clone());
+                }
+                for k in remove_labels {
+                    node.labels.remove(k);
+                }
+                let msg = format!(
+                    "availability {:?}, labels {:?}",
+                    node.availability, node.labels
+                );
+                self.event(now, "node", name, "update", &msg);
+                Response::ok()
+            }
+            Command::RemoveNode { name } => match self.nodes.get(name) {
+                None => Response::refused(format!("node `{name}` not found")),
+                Some(n) if n.status == NodeStatus::Ready => Response::refused(format!(
+                    "node `{name}` is ready: drain it and stop its agent before removing it"
+                )),
+                Some(_) => {
+                    self.nodes.remove(name);
+                    self.event(now, "node", name, "remove", "node removed");
+                    Response::ok()
+                }
+            },
+            Command::MarkNodeDown { name } => match self.nodes.get_mut(name) {
+                None => Response::refused(format!("node `{name}` not found")),
+                Some(n) => {
+                    if n.status != NodeStatus::Down {
+                        n.status = NodeStatus::Down;
+                        self.event(now, "node", name, "down", "missed heartbeats");
+                    }
+                    Response::ok()
+                }
+            },
+            Command::Reconcile(r) => {
+                self.reconcile(now, r);
+                Response::ok()
+            }
+        }
+    }
+
+    fn apply_stack(
+        &mut self,
+        now: u64,
+        stack: &str,
+        services: &[(String, ServiceSpec)],
+    ) -> Response {
+        if let Err(e) = validate_name("stack", stack) {
+            return Response::refused(e);
+        }
+        for (name, _) in services {
+            if let Err(e) = validate_name("service", name) {
+                return Response::refused(e);
+            }
+            if let Some(existing) = self.services.get(name) {
+                if existing.stack.as_deref() != Some(stack) {
+                    return Response::refused(format!(
+                        "service `{name}` already exists outside stack `{stack}`; nothing applied"
+                    ));
+                }
+            }
+        }
+        let keep: std::collections::BTreeSet<&str> =
+            services.iter().map(|(n, _)| n.as_str()).collect();
+        let stale: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| s.stack.as_deref() == Some(stack) && !keep.contains(s.name.as_str()))
+            .map(|s| s.name.clone())
+            .collect();
+        for name in stale {
+            self.services.remove(&name);
+            self.event(
+                now,
+                "service",
+                &name,
+                "remove",
+                &format!("not in stack {stack}"),
+            );
+        }
+        for (name, spec) in services {
+            match self.services.get_mut(name) {
+                Some(svc) if &svc.spec == spec => {}
+                Some(svc) => {
+                    svc.spec = spec.clone();
+                    svc.version += 1;
+                    svc.updated_at = now;
+                    let v = svc.version;
+                    self.event(now, "service", name, "update", &format!("version {v}"));
+                }
+                None => {
+                    let svc = Service {
+                        name: name.clone(),
+                        stack: Some(stack.to_string()),
+                        spec: spec.clone(),
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    self.services.insert(name.clone(), svc);
+                    self.event(now, "service", name, "create", &format!("stack {stack}"));
+                }
+            }
+        }
+        Response::ok()
+    }
+
+    fn reconcile(&mut self, now: u64, r: &Reconcile) {
+        for t in &r.create {
+            if self.tasks.contains_key(&t.id) {
+                continue;
+            }
+            let mut t = t.clone();
+            t.created_at = now;
+            t.updated_at = now;
+            let msg = match &t.node {
+                Some(n) => format!("created on {n}"),
+                None => "created".to_string(),
+            };
+            self.event(now, "task", &t.id, t.state.as_str(), &msg);
+            self.tasks.insert(t.id.clone(), t);
+        }
+        for (id, node) in &r.assign {
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            if t.state != TaskState::Pending || t.desired_state != TaskState::Running {
+                continue;
+            }
+            t.node = Some(node.clone());
+            t.state = TaskState::Assigned;
+            t.message = format!("assigned to {node}");
+            t.updated_at = now;
+            self.event(now, "task", id, "assigned", &format!("assigned to {node}"));
+        }
+        for (id, reasons) in &r.unplaceable {
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            if t.state == TaskState::Pending && t.message != *reasons {
+                t.message = reasons.clone();
+                t.updated_at = now;
+            }
+        }
+        for (id, reason) in &r.shutdown {
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            if t.desired_state == TaskState::Shutdown {
+                continue;
+            }
+            t.desired_state = TaskState::Shutdown;
+            t.updated_at = now;
+            if t.state < TaskState::Assigned {
+                t.state = TaskState::Shutdown;
+            }
+            t.message = reason.clone();
+            self.event(now, "task", id, "shutdown", reason);
+        }
+        for (id, reason) in &r.orphan {
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            if t.state.is_terminal() {
+                continue;
+            }
+            t.state = TaskState::Orphaned;
+            t.message = reason.clone();
+            t.updated_at = now;
+            self.event(now, "task", id, "orphaned", reason);
+        }
+        for id in &r.forget {
+            if self.tasks.get(id).is_some_and(|t| t.state.is_terminal()) {
+                self.tasks.remove(id);
             }
         }
     }

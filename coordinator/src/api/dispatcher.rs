@@ -1,0 +1,209 @@
+//! The dispatcher API that agents call: registration, heartbeats, assignments and status.
+//!
+//! Only the leader serves agents; other members answer `Unavailable` with the leader's address
+//! in the `shoal-leader` header, and the agent moves there.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use shoal_model::{NodeStatus, TaskState};
+use shoal_proto::convert::{encode_json, node_from_json, StatusUpdate};
+use shoal_proto::dispatcher::dispatcher_server::Dispatcher;
+use shoal_proto::dispatcher::{
+    AssignmentSet, AssignmentsRequest, HeartbeatReply, HeartbeatRequest, RegisterReply,
+    RegisterRequest, StatusReply, StatusReport,
+};
+use tonic::{Request, Response, Status};
+
+use super::status_of;
+use crate::coordinator::Coordinator;
+use crate::orchestrator::liveness::Liveness;
+use crate::state::{Command, TaskStatusUpdate};
+
+/// gRPC metadata key naming the leader's address on a redirect.
+pub const LEADER_HEADER: &str = "shoal-leader";
+
+pub struct DispatcherService {
+    pub coord: Coordinator,
+    pub liveness: Liveness,
+}
+
+impl DispatcherService {
+    fn require_leader(&self) -> Result<(), Status> {
+        let m = self.coord.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.coord.id) {
+            return Ok(());
+        }
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        let mut status = Status::unavailable(match &addr {
+            Some(a) => format!("not the leader; leader at {a}"),
+            None => "not the leader; no leader elected".to_string(),
+        });
+        if let Some(v) = addr.and_then(|a| a.parse().ok()) {
+            status.metadata_mut().insert(LEADER_HEADER, v);
+        }
+        Err(status)
+    }
+
+    fn period_ms(&self) -> u64 {
+        self.liveness.heartbeat_period.as_millis() as u64
+    }
+
+    /// The tasks an agent must know about: everything assigned to it and not finished.
+    fn tasks_for(&self, node: &str) -> Vec<shoal_model::Task> {
+        self.coord.sm.read(|s| {
+            s.tasks
+                .values()
+                .filter(|t| t.node.as_deref() == Some(node) && !t.state.is_terminal())
+                .filter(|t| t.state >= TaskState::Assigned)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+type AssignmentStream = Pin<Box<dyn Stream<Item = Result<AssignmentSet, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Dispatcher for DispatcherService {
+    #[tracing::instrument(skip_all)]
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterReply>, Status> {
+        self.require_leader()?;
+        let node = node_from_json(&req.get_ref().node_json)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let name = node.name.clone();
+        let (resp, _) = self
+            .coord
+            .write(self.coord.request(None, Command::RegisterNode { node }))
+            .await
+            .map_err(status_of)?;
+        if let Some(e) = resp.error {
+            return Err(Status::invalid_argument(e));
+        }
+        self.liveness.seen(&name);
+        tracing::info!(node = %name, "agent registered");
+        Ok(Response::new(RegisterReply {
+            heartbeat_period_ms: self.period_ms(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        self.require_leader()?;
+        let name = req.into_inner().node;
+        let status = self.coord.sm.read(|s| s.nodes.get(&name).map(|n| n.status));
+        match status {
+            None => {
+                return Err(Status::not_found(format!(
+                    "node `{name}` is not registered"
+                )))
+            }
+            Some(NodeStatus::Ready) => {}
+            Some(_) => {
+                // Back from the dead: one Raft write, not one per heartbeat.
+                let cmd = Command::NodeHeartbeat { name: name.clone() };
+                self.coord
+                    .write(self.coord.request(None, cmd))
+                    .await
+                    .map_err(status_of)?;
+            }
+        }
+        self.liveness.seen(&name);
+        Ok(Response::new(HeartbeatReply {
+            heartbeat_period_ms: self.period_ms(),
+        }))
+    }
+
+    type AssignmentsStream = AssignmentStream;
+
+    async fn assignments(
+        &self,
+        req: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        self.require_leader()?;
+        let node = req.into_inner().node;
+        if self.coord.sm.read(|s| !s.nodes.contains_key(&node)) {
+            return Err(Status::not_found(format!(
+                "node `{node}` is not registered"
+            )));
+        }
+        let me = DispatcherService {
+            coord: self.coord.clone(),
+            liveness: self.liveness.clone(),
+        };
+        let stream = async_stream(me, node);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_status(
+        &self,
+        req: Request<StatusReport>,
+    ) -> Result<Response<StatusReply>, Status> {
+        let StatusReport { node, updates } = req.into_inner();
+        let mut out = Vec::with_capacity(updates.len());
+        for u in &updates {
+            let u =
+                StatusUpdate::try_from(u).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            out.push(TaskStatusUpdate {
+                task_id: u.task_id,
+                state: u.state,
+                message: u.message,
+                exit_code: u.exit_code,
+            });
+        }
+        if !out.is_empty() {
+            let cmd = Command::ReportTaskStatus { node, updates: out };
+            self.coord
+                .write(self.coord.request(None, cmd))
+                .await
+                .map_err(status_of)?;
+        }
+        Ok(Response::new(StatusReply {}))
+    }
+}
+
+/// Sends the node's full task set now and whenever it changes, until leadership is lost.
+fn async_stream(
+    me: DispatcherService,
+    node: String,
+) -> impl Stream<Item = Result<AssignmentSet, Status>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut applied = me.coord.sm.watch_applied();
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            if let Err(s) = me.require_leader() {
+                let _ = tx.send(Err(s)).await;
+                return;
+            }
+            let tasks = me.tasks_for(&node);
+            let json = encode_json(&tasks);
+            if last.as_ref() != Some(&json) {
+                let set = AssignmentSet {
+                    tasks_json: json.clone(),
+                    applied_index: me.coord.sm.applied_index(),
+                };
+                if tx.send(Ok(set)).await.is_err() {
+                    return; // the agent went away
+                }
+                last = Some(json);
+            }
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

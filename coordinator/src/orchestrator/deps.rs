@@ -1,0 +1,41 @@
+//! `depends_on` conditions: whether a service's tasks may start.
+
+use shoal_model::{Service, TaskState};
+
+use crate::state::ClusterState;
+
+/// Why a service's dependencies do not hold yet, or `None` when they all do.
+pub fn unmet(state: &ClusterState, svc: &Service) -> Option<String> {
+    for (dep, condition) in &svc.spec.depends_on {
+        let Some(dep_svc) = state.services.get(dep) else {
+            return Some(format!("waiting for service {dep}: it does not exist"));
+        };
+        let tasks: Vec<_> = state
+            .tasks
+            .values()
+            .filter(|t| &t.service == dep && t.service_version == dep_svc.version)
+            .filter(|t| t.desired_state == TaskState::Running || t.state == TaskState::Complete)
+            .collect();
+        let ok = match condition.as_str() {
+            "service_started" => tasks.iter().any(|t| t.state == TaskState::Running),
+            "service_healthy" => {
+                let has_check = dep_svc.spec.container.healthcheck.is_some();
+                !tasks.is_empty()
+                    && tasks.iter().all(|t| {
+                        t.state == TaskState::Running && (!has_check || t.message == "healthy")
+                    })
+            }
+            "service_completed_successfully" => {
+                !tasks.is_empty()
+                    && tasks
+                        .iter()
+                        .all(|t| t.state == TaskState::Complete && t.exit_code == Some(0))
+            }
+            _ => false,
+        };
+        if !ok {
+            return Some(format!("waiting for {dep}: {condition}"));
+        }
+    }
+    None
+}

@@ -1,0 +1,269 @@
+//! [`plan`]: desired state versus tasks, as one deterministic [`Reconcile`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use shoal_model::{Node, NodeAvailability, NodeStatus, Service, ServiceMode, Task, TaskState};
+
+use super::deps;
+use crate::scheduler::{
+    self, ClusterView, Constraint, NodeTask, NodeView, PendingTask, Requirements,
+};
+use crate::state::{ClusterState, Reconcile};
+
+/// Terminal tasks kept per slot (or per node for global services) for `service ps`.
+pub const KEEP_TERMINAL_PER_SLOT: usize = 5;
+
+fn eligible(node: &Node, constraints: &[Constraint]) -> bool {
+    node.status == NodeStatus::Ready
+        && node.availability == NodeAvailability::Active
+        && constraints
+            .iter()
+            .all(|c| c.matches(&node.name, node.role, &node.labels))
+}
+
+fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
+    Task {
+        id,
+        service: svc.name.clone(),
+        service_version: svc.version,
+        slot,
+        node: node.map(str::to_string),
+        desired_state: TaskState::Running,
+        state: TaskState::Pending,
+        message: "pending".into(),
+        exit_code: None,
+        spec: svc.spec.container.clone(),
+        restart_policy: svc.spec.restart_policy.clone(),
+        mode: svc.spec.mode,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// Computes one reconciliation pass. `next_id` names new tasks (the caller makes ids unique).
+pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) -> Reconcile {
+    let mut r = Reconcile::default();
+    // Tasks this pass already ends (orphaned or shut down): not live any more.
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+
+    for t in state.tasks.values().filter(|t| !t.state.is_terminal()) {
+        if let Some(n) = &t.node {
+            let down = state
+                .nodes
+                .get(n)
+                .is_none_or(|node| node.status == NodeStatus::Down);
+            if down {
+                r.orphan.push((t.id.clone(), format!("node {n} is down")));
+                gone.insert(t.id.clone());
+                continue;
+            }
+        }
+        if t.desired_state != TaskState::Running {
+            continue;
+        }
+        let reason = match state.services.get(&t.service) {
+            None => Some("service removed".to_string()),
+            Some(svc) if svc.version != t.service_version => {
+                Some(format!("replaced by version {}", svc.version))
+            }
+            Some(_) => t
+                .node
+                .as_ref()
+                .and_then(|n| state.nodes.get(n))
+                .filter(|n| n.availability == NodeAvailability::Drain)
+                .map(|n| format!("node {} drained", n.name)),
+        };
+        if let Some(reason) = reason {
+            r.shutdown.push((t.id.clone(), reason));
+            gone.insert(t.id.clone());
+        }
+    }
+
+    let mut pending: Vec<Task> = Vec::new();
+    for svc in state.services.values() {
+        let constraints: Vec<Constraint> = svc
+            .spec
+            .constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect();
+        let tasks: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| t.service == svc.name && t.service_version == svc.version)
+            .filter(|t| !gone.contains(&t.id))
+            .collect();
+        let live = |t: &&Task| t.desired_state == TaskState::Running && !t.state.is_terminal();
+        let blocked = deps::unmet(state, svc);
+        let is_job = matches!(
+            svc.spec.mode,
+            ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
+        );
+        // A job slot is done once a task of this version completed or failed for good.
+        let satisfied = |t: &&Task| {
+            live(t) || (is_job && matches!(t.state, TaskState::Complete | TaskState::Failed))
+        };
+        match svc.spec.mode {
+            ServiceMode::Replicated | ServiceMode::ReplicatedJob => {
+                for slot in 1..=svc.spec.replicas {
+                    let mut in_slot: Vec<&&Task> = tasks
+                        .iter()
+                        .filter(|t| t.slot == slot && satisfied(t))
+                        .collect();
+                    in_slot.sort_by_key(|t| (t.created_at, t.id.clone()));
+                    if in_slot.is_empty() {
+                        if blocked.is_none() {
+                            pending.push(new_task(svc, slot, None, next_id(&svc.name, slot)));
+                        }
+                    } else {
+                        // Keep the newest; extra copies of a slot stop.
+                        for extra in &in_slot[..in_slot.len() - 1] {
+                            if live(extra) {
+                                r.shutdown
+                                    .push((extra.id.clone(), "duplicate in slot".into()));
+                            }
+                        }
+                    }
+                }
+                for t in tasks
+                    .iter()
+                    .filter(|t| live(t) && t.slot > svc.spec.replicas)
+                {
+                    r.shutdown.push((t.id.clone(), "scaled down".into()));
+                }
+            }
+            ServiceMode::Global | ServiceMode::GlobalJob => {
+                for node in state.nodes.values() {
+                    let here: Vec<&&Task> = tasks
+                        .iter()
+                        .filter(|t| t.node.as_deref() == Some(&node.name) && satisfied(t))
+                        .collect();
+                    let ok = eligible(node, &constraints);
+                    if here.is_empty() && ok && blocked.is_none() {
+                        pending.push(new_task(svc, 0, Some(&node.name), next_id(&svc.name, 0)));
+                    }
+                    if !ok && node.status == NodeStatus::Ready {
+                        for t in here.iter().filter(|t| live(t)) {
+                            r.shutdown.push((
+                                t.id.clone(),
+                                format!("node {} no longer eligible", node.name),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(reason) = &blocked {
+            // Tasks created before a dependency broke keep running; new ones wait.
+            tracing::trace!(service = %svc.name, %reason, "dependencies not met");
+        }
+    }
+
+    // Place new tasks and those still pending from earlier passes.
+    let old_pending: Vec<&Task> = state
+        .tasks
+        .values()
+        .filter(|t| t.state == TaskState::Pending && t.desired_state == TaskState::Running)
+        .filter(|t| !gone.contains(&t.id))
+        .collect();
+    let view = cluster_view(state, &gone);
+    let mut reqs: BTreeMap<(String, u64), Arc<Requirements>> = BTreeMap::new();
+    let mut to_place: Vec<PendingTask> = Vec::new();
+    for t in pending.iter().chain(old_pending.iter().copied()) {
+        let Some(svc) = state.services.get(&t.service) else {
+            continue;
+        };
+        let req = reqs
+            .entry((svc.name.clone(), svc.version))
+            .or_insert_with(|| Arc::new(Requirements::from_spec(&svc.spec)))
+            .clone();
+        to_place.push(PendingTask {
+            id: t.id.clone(),
+            service: t.service.clone(),
+            node: t.node.clone(),
+            requirements: req,
+        });
+    }
+    let decisions = scheduler::schedule(&view, &to_place);
+    let mut placed: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for d in decisions {
+        match d {
+            scheduler::Decision::Place { task_id, node } => {
+                placed.insert(task_id, node);
+            }
+            scheduler::Decision::Unplaceable { task_id, reasons } => {
+                failed.insert(task_id, format!("no suitable node: {}", reasons.join("; ")));
+            }
+        }
+    }
+    for mut t in pending {
+        match placed.remove(&t.id) {
+            Some(node) => {
+                t.message = format!("assigned to {node}");
+                t.node = Some(node);
+                t.state = TaskState::Assigned;
+            }
+            None => {
+                if let Some(why) = failed.remove(&t.id) {
+                    t.message = why;
+                }
+                // A global task that cannot go on its node waits there, pending.
+            }
+        }
+        r.create.push(t);
+    }
+    r.assign.extend(placed);
+    // Only news: a reason already recorded is not proposed again.
+    r.unplaceable.extend(
+        failed
+            .into_iter()
+            .filter(|(id, why)| state.tasks.get(id).is_some_and(|t| &t.message != why)),
+    );
+
+    // Forget old terminal tasks beyond the history kept per slot.
+    let mut history: BTreeMap<(String, u32, Option<String>), Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values().filter(|t| t.state.is_terminal()) {
+        let node_key = if t.slot == 0 { t.node.clone() } else { None };
+        history
+            .entry((t.service.clone(), t.slot, node_key))
+            .or_default()
+            .push(t);
+    }
+    for (_, mut ts) in history {
+        ts.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.id.clone())));
+        for t in ts.into_iter().skip(KEEP_TERMINAL_PER_SLOT) {
+            r.forget.push(t.id.clone());
+        }
+    }
+    r
+}
+
+fn cluster_view(state: &ClusterState, gone: &BTreeSet<String>) -> ClusterView {
+    let mut per_node: BTreeMap<&str, Vec<NodeTask>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        if t.state.is_terminal() || gone.contains(&t.id) {
+            continue;
+        }
+        let (Some(node), Some(svc)) = (&t.node, state.services.get(&t.service)) else {
+            continue;
+        };
+        if t.state == TaskState::Pending {
+            continue;
+        }
+        per_node.entry(node).or_default().push(NodeTask {
+            service: t.service.clone(),
+            cpu_millis: svc.spec.cpu_reservation_millis,
+            memory_bytes: svc.spec.memory_reservation_bytes,
+            host_ports: t.spec.host_ports.clone(),
+        });
+    }
+    ClusterView {
+        nodes: state
+            .nodes
+            .values()
+            .map(|n| NodeView::from_node(n, per_node.remove(n.name.as_str()).unwrap_or_default()))
+            .collect(),
+    }
+}

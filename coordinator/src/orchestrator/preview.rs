@@ -1,0 +1,138 @@
+//! What applying a stack would do, computed on a copy of the state: `shoalctl plan`.
+
+use serde::Serialize;
+use shoal_model::TaskState;
+
+use super::plan;
+use crate::state::{ClusterState, Command, Request, TaskStatusUpdate};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    pub stack: String,
+    pub services: Vec<ServiceChange>,
+    pub tasks: Vec<TaskPreview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceChange {
+    pub name: String,
+    /// `create`, `update`, `remove` or `unchanged`.
+    pub action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskPreview {
+    pub service: String,
+    pub slot: u32,
+    pub node: Option<String>,
+    pub state: String,
+    pub message: String,
+}
+
+/// Applies `cmd` (an `ApplyStack`) to a copy of `state` and runs the orchestrator to a fixed
+/// point, pretending every started task runs healthy and every job succeeds.
+pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Preview, String> {
+    let mut s = state.clone();
+    let before = state.clone();
+    let r = s.apply(&Request {
+        request_id: None,
+        now: 0,
+        command: cmd,
+    });
+    if let Some(e) = r.error {
+        return Err(e);
+    }
+    let mut seq = 0u64;
+    for _ in 0..50 {
+        let r = plan(&s, &mut |svc: &str, slot: u32| {
+            seq += 1;
+            format!("{svc}.{slot}.preview{seq}")
+        });
+        if r.is_empty() {
+            break;
+        }
+        s.apply(&Request {
+            request_id: None,
+            now: 0,
+            command: Command::Reconcile(Box::new(r)),
+        });
+        // Pretend: assigned tasks start (healthy), jobs succeed.
+        let started: Vec<(String, String, TaskState)> = s
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Assigned)
+            .filter_map(|t| {
+                let done = if t.mode.is_job() {
+                    TaskState::Complete
+                } else {
+                    TaskState::Running
+                };
+                t.node.clone().map(|n| (t.id.clone(), n, done))
+            })
+            .collect();
+        for (id, node, state) in started {
+            let exit_code = (state == TaskState::Complete).then_some(0);
+            let updates = vec![TaskStatusUpdate {
+                task_id: id,
+                state,
+                message: "healthy".into(),
+                exit_code,
+            }];
+            s.apply(&Request {
+                request_id: None,
+                now: 0,
+                command: Command::ReportTaskStatus { node, updates },
+            });
+        }
+    }
+    let mut services = Vec::new();
+    for (name, svc) in &s.services {
+        if svc.stack.as_deref() != Some(stack) {
+            continue;
+        }
+        let action = match before.services.get(name) {
+            None => "create",
+            Some(old) if old.version != svc.version => "update",
+            Some(_) => "unchanged",
+        };
+        services.push(ServiceChange {
+            name: name.clone(),
+            action: action.into(),
+        });
+    }
+    for (name, svc) in &before.services {
+        if svc.stack.as_deref() == Some(stack) && !s.services.contains_key(name) {
+            services.push(ServiceChange {
+                name: name.clone(),
+                action: "remove".into(),
+            });
+        }
+    }
+    let tasks = s
+        .tasks
+        .values()
+        .filter(|t| !before.tasks.contains_key(&t.id))
+        .filter(|t| t.desired_state == TaskState::Running || t.state == TaskState::Complete)
+        .map(|t| TaskPreview {
+            service: t.service.clone(),
+            slot: t.slot,
+            node: t.node.clone(),
+            state: if t.state == TaskState::Pending {
+                "pending"
+            } else {
+                "placed"
+            }
+            .into(),
+            message: if t.state == TaskState::Pending {
+                t.message.clone()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    Ok(Preview {
+        stack: stack.to_string(),
+        services,
+        tasks,
+    })
+}

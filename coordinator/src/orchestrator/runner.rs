@@ -1,0 +1,84 @@
+//! The orchestrator loop: on the leader, declare silent nodes down and propose each
+//! reconciliation pass through Raft.
+
+use std::time::Duration;
+
+use shoal_model::NodeStatus;
+
+use super::liveness::Liveness;
+use super::plan;
+use crate::coordinator::Coordinator;
+use crate::state::Command;
+
+/// How often the loop runs when nothing else wakes it.
+const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(
+    coord: Coordinator,
+    liveness: Liveness,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut applied = coord.sm.watch_applied();
+    let mut metrics = coord.raft.metrics();
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = applied.changed() => {}
+            _ = metrics.changed() => {}
+            _ = stop.changed() => return,
+        }
+        let is_leader = coord.raft.metrics().borrow().current_leader == Some(coord.id);
+        if is_leader != was_leader {
+            liveness.became_leader(is_leader);
+            was_leader = is_leader;
+            tracing::info!(leader = is_leader, "orchestrator leadership changed");
+        }
+        if !is_leader {
+            continue;
+        }
+        if let Err(e) = pass(&coord, &liveness).await {
+            tracing::warn!(error = %e, "orchestrator pass failed");
+            tokio::time::sleep(TICK).await;
+        }
+    }
+}
+
+async fn pass(
+    coord: &Coordinator,
+    liveness: &Liveness,
+) -> Result<(), crate::coordinator::CoordError> {
+    let down = coord.sm.read(|s| {
+        let ready: Vec<String> = s
+            .nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Ready)
+            .map(|n| n.name.clone())
+            .collect();
+        liveness.expired(ready.iter().map(String::as_str))
+    });
+    for name in down {
+        tracing::warn!(node = %name, "node missed its heartbeats; marking it down");
+        coord
+            .write(coord.request(None, Command::MarkNodeDown { name }))
+            .await?;
+    }
+    let mut next_id = |service: &str, slot: u32| {
+        let uid = uuid::Uuid::new_v4().simple().to_string();
+        format!("{service}.{slot}.{}", &uid[..10])
+    };
+    let r = coord.sm.read(|s| plan(s, &mut next_id));
+    if !r.is_empty() {
+        tracing::debug!(
+            create = r.create.len(),
+            assign = r.assign.len(),
+            shutdown = r.shutdown.len(),
+            orphan = r.orphan.len(),
+            "orchestrator pass"
+        );
+        coord
+            .write(coord.request(None, Command::Reconcile(Box::new(r))))
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! Orchestrator plans over hand-built cluster states, applied through the real state machine.
+
+use shoal_model::{
+    Node, NodeAvailability, NodeResources, NodeRole, NodeStatus, ServiceMode, ServiceSpec,
+    TaskState,
+};
+
+use super::plan;
+use crate::state::{ClusterState, Command, Request, TaskStatusUpdate};
+
+fn node(name: &str, role: &str) -> Node {
+    Node {
+        name: name.into(),
+        role: NodeRole::Worker,
+        labels: [("role".to_string(), role.to_string())].into(),
+        availability: NodeAvailability::Active,
+        status: NodeStatus::Ready,
+        resources: NodeResources {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+        },
+        address: String::new(),
+        agent_version: String::new(),
+        runtime_version: String::new(),
+        registered_at: 0,
+        last_heartbeat: 0,
+    }
+}
+
+fn apply(s: &mut ClusterState, command: Command) {
+    let r = s.apply(&Request {
+        request_id: None,
+        now: 1,
+        command,
+    });
+    assert!(r.error.is_none(), "{r:?}");
+}
+
+/// Runs plan + apply until nothing changes (at most 10 passes).
+fn converge(s: &mut ClusterState) {
+    let mut n = 0;
+    for _ in 0..10 {
+        let r = plan(s, &mut |svc: &str, slot: u32| {
+            n += 1;
+            format!("{svc}.{slot}.{n}")
+        });
+        if r.is_empty() {
+            return;
+        }
+        apply(s, Command::Reconcile(Box::new(r)));
+    }
+    panic!("did not converge in 10 passes");
+}
+
+fn cluster(nodes: &[(&str, &str)]) -> ClusterState {
+    let mut s = ClusterState::default();
+    for (n, role) in nodes {
+        apply(
+            &mut s,
+            Command::RegisterNode {
+                node: node(n, role),
+            },
+        );
+    }
+    s
+}
+
+fn service(s: &mut ClusterState, name: &str, spec: ServiceSpec) {
+    apply(
+        s,
+        Command::CreateService {
+            name: name.into(),
+            spec,
+        },
+    );
+}
+
+fn live(s: &ClusterState, svc: &str) -> Vec<(u32, Option<String>, TaskState)> {
+    s.tasks
+        .values()
+        .filter(|t| {
+            t.service == svc && t.desired_state == TaskState::Running && !t.state.is_terminal()
+        })
+        .map(|t| (t.slot, t.node.clone(), t.state))
+        .collect()
+}
+
+fn report(
+    s: &mut ClusterState,
+    svc: &str,
+    state: TaskState,
+    exit_code: Option<i32>,
+    message: &str,
+) {
+    let tasks: Vec<_> = s
+        .tasks
+        .values()
+        .filter(|t| t.service == svc && !t.state.is_terminal())
+        .map(|t| (t.id.clone(), t.node.clone().unwrap()))
+        .collect();
+    for (id, node) in tasks {
+        let updates = vec![TaskStatusUpdate {
+            task_id: id,
+            state,
+            message: message.into(),
+            exit_code,
+        }];
+        apply(s, Command::ReportTaskStatus { node, updates });
+    }
+}
+
+#[test]
+fn replicas_spread_over_nodes() {
+    let mut s = cluster(&[
+        ("a", "controller"),
+        ("b", "controller"),
+        ("c", "controller"),
+    ]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 3,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    let mut nodes: Vec<_> = live(&s, "api")
+        .into_iter()
+        .map(|(_, n, _)| n.unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["a", "b", "c"]);
+}
+
+#[test]
+fn constraint_keeps_tasks_on_matching_nodes_and_explains_failures() {
+    let mut s = cluster(&[("c1", "controller"), ("w1", "compute")]);
+    let spec = ServiceSpec {
+        replicas: 2,
+        constraints: vec!["node.labels.role == compute".into()],
+        max_replicas_per_node: Some(1),
+        ..Default::default()
+    };
+    service(&mut s, "nova", spec);
+    converge(&mut s);
+    let tasks = live(&s, "nova");
+    assert_eq!(tasks.len(), 2);
+    let placed: Vec<_> = tasks.iter().filter(|t| t.1.is_some()).collect();
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].1.as_deref(), Some("w1"));
+    let pending = s
+        .tasks
+        .values()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap();
+    assert!(
+        pending.message.contains("constraint"),
+        "{}",
+        pending.message
+    );
+}
+
+#[test]
+fn dependencies_gate_task_creation() {
+    let mut s = cluster(&[("a", "x")]);
+    service(
+        &mut s,
+        "db-init",
+        ServiceSpec {
+            replicas: 1,
+            mode: ServiceMode::ReplicatedJob,
+            ..Default::default()
+        },
+    );
+    let api = ServiceSpec {
+        replicas: 1,
+        depends_on: vec![("db-init".into(), "service_completed_successfully".into())],
+        ..Default::default()
+    };
+    service(&mut s, "api", api);
+    converge(&mut s);
+    assert!(
+        live(&s, "api").is_empty(),
+        "api started before its job completed"
+    );
+    report(&mut s, "db-init", TaskState::Running, None, "");
+    converge(&mut s);
+    assert!(live(&s, "api").is_empty());
+    report(&mut s, "db-init", TaskState::Complete, Some(0), "exited 0");
+    converge(&mut s);
+    assert_eq!(live(&s, "api").len(), 1);
+    // The job ran exactly once.
+    assert_eq!(
+        s.tasks.values().filter(|t| t.service == "db-init").count(),
+        1
+    );
+}
+
+#[test]
+fn down_node_tasks_are_orphaned_and_replaced() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    service(
+        &mut s,
+        "mq",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    apply(&mut s, Command::MarkNodeDown { name: "a".into() });
+    converge(&mut s);
+    let tasks = live(&s, "mq");
+    assert_eq!(tasks.len(), 2);
+    assert!(
+        tasks.iter().all(|t| t.1.as_deref() == Some("b")),
+        "{tasks:?}"
+    );
+    assert!(s.tasks.values().any(|t| t.state == TaskState::Orphaned));
+}
+
+#[test]
+fn drain_moves_replicated_and_stops_global() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    service(
+        &mut s,
+        "ovs",
+        ServiceSpec {
+            mode: ServiceMode::Global,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    assert_eq!(live(&s, "ovs").len(), 2);
+    let update = Command::UpdateNode {
+        name: "a".into(),
+        availability: Some(NodeAvailability::Drain),
+        add_labels: vec![],
+        remove_labels: vec![],
+    };
+    apply(&mut s, update);
+    converge(&mut s);
+    assert!(live(&s, "api").iter().all(|t| t.1.as_deref() == Some("b")));
+    assert_eq!(live(&s, "api").len(), 2);
+    assert_eq!(live(&s, "ovs").len(), 1);
+}
+
+#[test]
+fn scale_down_and_host_ports_never_share_a_node() {
+    let mut s = cluster(&[("a", "x"), ("b", "x"), ("c", "x")]);
+    let mut web = ServiceSpec {
+        replicas: 3,
+        ..Default::default()
+    };
+    web.container.host_ports = vec![80];
+    service(&mut s, "web", web.clone());
+    let mut other = ServiceSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    other.container.host_ports = vec![80];
+    service(&mut s, "other", other);
+    converge(&mut s);
+    // Four users of port 80, three nodes: three placed, never two on one node.
+    let mut users: Vec<String> = ["web", "other"]
+        .iter()
+        .flat_map(|svc| live(&s, svc))
+        .filter_map(|t| t.1)
+        .collect();
+    assert_eq!(users.len(), 3);
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 3, "two users of port 80 share a node");
+    let waiting = s
+        .tasks
+        .values()
+        .find(|t| t.state == TaskState::Pending)
+        .unwrap();
+    assert!(waiting.message.contains("port 80"), "{}", waiting.message);
+    web.replicas = 1;
+    apply(
+        &mut s,
+        Command::UpdateService {
+            name: "web".into(),
+            spec: web,
+        },
+    );
+    converge(&mut s);
+    // Version changed: old tasks stop, one new replica runs; `other` gets a free node.
+    report(&mut s, "web", TaskState::Running, None, "");
+    converge(&mut s);
+    assert_eq!(live(&s, "web").len(), 1);
+    // With web scaled down, the waiting user of port 80 found a node.
+    assert!(live(&s, "other").iter().all(|t| t.1.is_some()));
+}
+
+#[test]
+fn plan_is_deterministic() {
+    let mut a = cluster(&[("a", "x"), ("b", "x"), ("c", "y")]);
+    service(
+        &mut a,
+        "s1",
+        ServiceSpec {
+            replicas: 5,
+            ..Default::default()
+        },
+    );
+    service(
+        &mut a,
+        "g",
+        ServiceSpec {
+            mode: ServiceMode::Global,
+            ..Default::default()
+        },
+    );
+    let b = a.clone();
+    let ids = |svc: &str, slot: u32| format!("{svc}-{slot}");
+    assert_eq!(plan(&a, &mut ids.clone()), plan(&b, &mut ids.clone()));
+    converge(&mut a);
+    assert_eq!(
+        plan(&a, &mut ids.clone()),
+        crate::state::Reconcile::default()
+    );
+}

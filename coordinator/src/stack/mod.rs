@@ -1,0 +1,137 @@
+//! Stack files: a Compose-shaped YAML file (with Swarm's `deploy:` keys) read and validated into
+//! domain types, with no I/O. Every error names the file, line, column and key.
+//!
+//! Shoal's additions live under `x-shoal-*` keys (the `x-shoal-http` and `x-shoal-tcp` health
+//! probes, see `healthcheck.rs`); any other `x-` key is an extension and is ignored wherever it
+//! appears, so YAML anchors can be parked under `x-` keys and merged with `<<: *anchor`.
+//!
+//! Host networking is the only network: `ports` lists the host ports a service binds (short form
+//! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
+
+mod depends;
+mod deploy;
+mod duration;
+mod error;
+mod fields;
+mod healthcheck;
+mod mounts;
+mod ports;
+mod service;
+mod shell_words;
+mod size;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use shoal_model::ServiceSpec;
+
+pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
+pub use error::StackError;
+
+use error::{Ctx, Result};
+use fields::Fields;
+use yaml::join;
+
+/// A parsed, validated stack file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stack {
+    /// Top-level `name:`, if given.
+    pub name: Option<String>,
+    /// Services in file order.
+    pub services: Vec<(String, ServiceSpec)>,
+    /// Named volumes declared in the top-level `volumes:`, by name.
+    pub volumes: BTreeMap<String, VolumeSpec>,
+}
+
+/// A named volume declaration. Only the `local` driver exists: a directory on each node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeSpec {
+    /// `external: true`: the operator creates it; Shoal never removes it.
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Parses and validates a stack file. `file` is only used in error messages.
+pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, StackError> {
+    let ctx = Ctx { file };
+    let root = yaml::load(ctx, source)?;
+    let mut top = Fields::new(ctx, &root, "")?;
+    let mut stack = Stack::default();
+
+    if let Some(n) = top.take("name") {
+        let name = fields::string(ctx, n, "name")?;
+        check_name(ctx, n.loc, "name", &name)?;
+        stack.name = Some(name);
+    }
+    if let Some(n) = top.take("version") {
+        fields::scalar_text(ctx, n, "version")?;
+    }
+    if let Some(n) = top.take("volumes") {
+        stack.volumes = volumes(ctx, n, "volumes")?;
+    }
+    let Some(services_node) = top.take("services") else {
+        return Err(ctx.error(root.loc, "", "missing required key `services`"));
+    };
+    let mut deps = Vec::new();
+    for (key, node) in fields::entries(ctx, services_node, "services")? {
+        let path = join("services", &key.name);
+        check_name(ctx, key.loc, &path, &key.name)?;
+        let parsed = service::parse(ctx, node, &path, &stack.volumes)?;
+        deps.push((key.name.clone(), parsed.depends_on));
+        stack.services.push((key.name.clone(), parsed.spec));
+    }
+    top.finish()?;
+    depends::check(ctx, &deps, &stack.services)?;
+    Ok(stack)
+}
+
+fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<String, VolumeSpec>> {
+    let mut out = BTreeMap::new();
+    for (key, v) in fields::entries(ctx, node, path)? {
+        let p = join(path, &key.name);
+        check_name(ctx, key.loc, &p, &key.name)?;
+        let mut spec = VolumeSpec::default();
+        if v.value != yaml::Value::Null {
+            let mut f = Fields::new(ctx, v, &p)?;
+            if let Some(n) = f.take("driver") {
+                let dp = f.child("driver");
+                let driver = fields::string(ctx, n, &dp)?;
+                if driver != "local" {
+                    return Err(ctx.error(
+                        n.loc,
+                        &dp,
+                        format!("unsupported driver {driver:?} (only local)"),
+                    ));
+                }
+            }
+            if let Some(n) = f.take("external") {
+                spec.external = fields::boolean(ctx, n, &f.child("external"))?;
+            }
+            if let Some(n) = f.take("labels") {
+                spec.labels = fields::string_map(ctx, n, &f.child("labels"))?;
+            }
+            f.finish()?;
+        }
+        out.insert(key.name.clone(), spec);
+    }
+    Ok(out)
+}
+
+/// Names of stacks, services and volumes: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ctx.error(
+            loc,
+            path,
+            format!("invalid name {name:?} (letters, digits, `_`, `.`, `-`)"),
+        ))
+    }
+}
