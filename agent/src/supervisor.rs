@@ -375,7 +375,15 @@ impl Supervisor {
     }
 
     /// A full assignment set arrived from a coordinator.
-    fn set_assignments(&mut self, tasks: Vec<Task>) {
+    fn set_assignments(&mut self, mut tasks: Vec<Task>) {
+        let node = self.ctx.cfg.node.as_str();
+        tasks.retain(|t| match t.node.as_deref() {
+            Some(n) if n != node => {
+                warn!(task_id = %t.id, task_node = n, "ignoring a task assigned to another node");
+                false
+            }
+            _ => true,
+        });
         info!(tasks = tasks.len(), "assignment set received");
         if let Some(db) = &self.db {
             if let Err(error) = db.save_assignments(&tasks) {
@@ -728,6 +736,18 @@ mod tests {
         // Stays failed: no more restarts.
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(pid(&env, "a").await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_of_other_nodes_are_ignored() {
+        let env = env();
+        let mut other = task("other");
+        other.node = Some("n2".into());
+        env.tx.send(vec![other, task("mine")]).await.unwrap();
+        until(&env, "mine", |u| u.state == TaskState::Running).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(env.reporter.last("other").is_none());
+        assert!(env.rt.config("other").is_none());
     }
 
     #[tokio::test(start_paused = true)]
