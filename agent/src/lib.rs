@@ -1,3 +1,13 @@
 //! Shoal's node agent: registers with the coordinators and runs its tasks on containerd.
 
+pub mod api;
+pub mod config;
+pub mod health;
+pub mod log_rotation;
+pub mod node_info;
+pub mod reconcile;
+pub mod reporter;
 pub mod runtime;
+pub mod session;
+pub mod state_db;
+pub mod supervisor;

@@ -1,6 +1,120 @@
-//! `shoal-agent`: the per-node agent binary.
+//! `shoal-agent`: the per-node agent binary. SIGTERM stops the agent, never its containers.
 
-fn main() {
-    eprintln!("shoal-agent: not implemented yet");
-    std::process::exit(2);
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use shoal_agent::api::AgentApi;
+use shoal_agent::config::{AgentConfig, Flags};
+use shoal_agent::log_rotation::{self, RotationPolicy};
+use shoal_agent::node_info::local_node;
+use shoal_agent::reporter::Reporter;
+use shoal_agent::runtime::{ContainerRuntime, ContainerdConfig, ContainerdRuntime};
+use shoal_agent::session::Session;
+use shoal_agent::state_db::StateDb;
+use shoal_agent::supervisor::{Supervisor, SupervisorConfig};
+use shoal_proto::agent::agent_server::AgentServer;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Connects to containerd, retrying every second until it answers.
+async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
+    let mut cd = ContainerdConfig::new(&cfg.containerd_socket);
+    cd.namespace = cfg.namespace.clone();
+    cd.volumes_dir = cfg.volumes_dir.clone();
+    cd.exec_dir = cfg.data_dir.join("exec");
+    cd.log_helper = cfg.data_dir.join("bin/shoal-log-copy");
+    loop {
+        match ContainerdRuntime::connect(cd.clone()).await {
+            Ok(rt) => return rt,
+            Err(error) => {
+                warn!(%error, "cannot reach containerd; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let flags = Flags::parse();
+    let cfg = AgentConfig::load(&flags).context("loading the agent configuration")?;
+    init_tracing(cfg.log_json);
+    info!(node = %cfg.node_name, namespace = %cfg.namespace, coordinators = ?cfg.coordinators, "shoal-agent starting");
+    for dir in [&cfg.data_dir, &cfg.log_dir] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory `{}`", dir.display()))?;
+    }
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let db = StateDb::open(&cfg.data_dir).context("opening the agent's state db")?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding the agent API to `{}`", cfg.listen))?;
+    let rt = connect_runtime(&cfg).await;
+    for image in &cfg.import_images {
+        let r = rt
+            .import_image(image)
+            .await
+            .with_context(|| format!("importing image `{}`", image.display()))?;
+        info!(image = %r.name, digest = %r.digest, "image imported");
+    }
+    let runtime_version = rt.version().await.unwrap_or_else(|error| {
+        warn!(%error, "cannot read containerd's version");
+        "unknown".to_owned()
+    });
+    let rt: Arc<dyn ContainerRuntime> = rt;
+    let reporter = Arc::new(Reporter::new(Some(db.clone())));
+    let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(16);
+    let supervisor = Supervisor::new(
+        rt.clone(),
+        reporter.clone(),
+        Some(db),
+        SupervisorConfig {
+            node: cfg.node_name.clone(),
+            log_dir: cfg.log_dir.clone(),
+            resync: Duration::from_secs(2),
+        },
+    );
+    tokio::spawn(supervisor.run(assign_rx));
+    let session = Session {
+        endpoints: cfg.coordinators.clone(),
+        node: local_node(&cfg, &runtime_version),
+        reporter,
+        assignments: assign_tx,
+    };
+    tokio::spawn(session.run());
+    tokio::spawn(log_rotation::run(
+        cfg.log_dir.clone(),
+        RotationPolicy {
+            max_bytes: cfg.log_max_bytes,
+            keep: cfg.log_keep,
+        },
+        Duration::from_secs(10),
+    ));
+
+    let api = AgentApi::new(rt, cfg.log_dir.clone());
+    let server = tonic::transport::Server::builder()
+        .add_service(AgentServer::new(api))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    info!(listen = %cfg.listen, "agent API listening");
+    tokio::select! {
+        r = server => r.context("agent API server")?,
+        _ = sigterm.recv() => info!("SIGTERM: stopping the agent; containers keep running"),
+        _ = sigint.recv() => info!("SIGINT: stopping the agent; containers keep running"),
+    }
+    Ok(())
 }

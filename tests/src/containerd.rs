@@ -69,21 +69,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 opt = base.join("opt").display(),
             ),
         )?;
-        let log = std::fs::File::create(base.join("containerd.log"))?;
-        let child = Command::new("containerd")
-            .arg("--address")
-            .arg(&socket)
-            .arg("--root")
-            .arg(base.join("root"))
-            .arg("--state")
-            .arg(base.join("state"))
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawning containerd")?;
+        let child = spawn(base, &socket)?;
         let mut me = Self {
             dir,
             child: Some(child),
@@ -91,6 +77,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         };
         me.wait_ready(Duration::from_secs(20))?;
         Ok(me)
+    }
+
+    /// Stops containerd (SIGTERM; its containers keep running under their shims) and starts it
+    /// again on the same socket, root and state.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop_process();
+        self.child = Some(spawn(self.dir.path(), &self.socket)?);
+        self.wait_ready(Duration::from_secs(20))
+    }
+
+    /// Stops the containerd process only, leaving containers alone.
+    fn stop_process(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<()> {
@@ -172,22 +187,28 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         self.kill_leftovers();
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(5) {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_process();
     }
+}
+
+/// Starts a containerd process on `socket` with root, state and config under `base`.
+fn spawn(base: &Path, socket: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(base.join("containerd.log"))?;
+    Command::new("containerd")
+        .arg("--address")
+        .arg(socket)
+        .arg("--root")
+        .arg(base.join("root"))
+        .arg("--state")
+        .arg(base.join("state"))
+        .arg("--config")
+        .arg(base.join("config.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("spawning containerd")
 }

@@ -1,0 +1,333 @@
+//! The agent's configuration: a TOML file (default `/etc/shoal/agent.toml`) with flags overriding it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shoal_model::NodeRole;
+
+/// Where the agent looks for its config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/agent.toml";
+
+/// Everything that can be wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    // The cause is part of the message (not a `source`), so that error chains do not repeat it.
+    #[error("config file `{path}`: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("config file `{path}`: {error}")]
+    Parse {
+        path: PathBuf,
+        error: toml::de::Error,
+    },
+    #[error("label `{0}`: expected `key=value` with a non-empty key")]
+    BadLabel(String),
+    #[error("role `{0}`: expected `worker` or `coordinator`")]
+    BadRole(String),
+    #[error("node name: none configured and the hostname cannot be read: {0}")]
+    NoHostname(String),
+}
+
+/// Command-line flags; each one overrides the config file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(name = "shoal-agent", version, about = "Shoal's node agent")]
+pub struct Flags {
+    /// Config file (TOML); a missing default file is fine, a missing explicit one is not.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node name (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Node label `key=value`; repeatable, adds to (and overrides) the file's labels.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Node role: `worker` or `coordinator`.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Coordinator API addresses, `host:port`, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub coordinators: Vec<String>,
+    /// containerd's gRPC socket.
+    #[arg(long)]
+    pub containerd_socket: Option<PathBuf>,
+    /// containerd namespace of the agent's containers.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The agent's own state (sled db, helper programs).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Containers' stdout/stderr files.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Named volumes.
+    #[arg(long)]
+    pub volumes_dir: Option<PathBuf>,
+    /// Address of the agent API (logs, exec).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// OCI/docker-save image tar imported at start; repeatable.
+    #[arg(long = "import-image")]
+    pub import_images: Vec<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+    /// A container's stdout or stderr file larger than this is rotated.
+    #[arg(long)]
+    pub log_max_bytes: Option<u64>,
+    /// Rotated log files kept per stream.
+    #[arg(long)]
+    pub log_keep: Option<u32>,
+}
+
+/// The config file's shape; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub node_name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub role: Option<String>,
+    pub coordinators: Vec<String>,
+    pub containerd_socket: Option<PathBuf>,
+    pub namespace: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub volumes_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub import_images: Vec<PathBuf>,
+    pub log_json: bool,
+    pub log_max_bytes: Option<u64>,
+    pub log_keep: Option<u32>,
+}
+
+/// The resolved configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub role: NodeRole,
+    pub coordinators: Vec<String>,
+    pub containerd_socket: PathBuf,
+    pub namespace: String,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub volumes_dir: PathBuf,
+    pub listen: String,
+    pub import_images: Vec<PathBuf>,
+    pub log_json: bool,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
+}
+
+impl FileConfig {
+    /// Parses a config file's text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
+    /// Reads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
+            Err(error) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            }),
+        }
+    }
+}
+
+fn parse_role(s: &str) -> Result<NodeRole, ConfigError> {
+    match s {
+        "worker" => Ok(NodeRole::Worker),
+        "coordinator" => Ok(NodeRole::Coordinator),
+        other => Err(ConfigError::BadRole(other.to_owned())),
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(ConfigError::BadLabel(s.to_owned())),
+    }
+}
+
+fn hostname() -> Result<String, ConfigError> {
+    nix::unistd::gethostname()
+        .map_err(|e| ConfigError::NoHostname(e.to_string()))
+        .map(|h| h.to_string_lossy().into_owned())
+}
+
+impl AgentConfig {
+    /// Merges the file and the flags (flags win) and fills in defaults.
+    pub fn resolve(file: FileConfig, flags: &Flags) -> Result<Self, ConfigError> {
+        let node_name = match flags.node_name.clone().or(file.node_name) {
+            Some(n) => n,
+            None => hostname()?,
+        };
+        let mut labels = file.labels;
+        for l in &flags.labels {
+            let (k, v) = parse_label(l)?;
+            labels.insert(k, v);
+        }
+        let role = match flags.role.as_deref().or(file.role.as_deref()) {
+            Some(r) => parse_role(r)?,
+            None => NodeRole::Worker,
+        };
+        let coordinators: Vec<String> = if flags.coordinators.is_empty() {
+            file.coordinators
+        } else {
+            flags.coordinators.clone()
+        };
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/shoal/agent"));
+        let mut import_images = file.import_images;
+        import_images.extend(flags.import_images.iter().cloned());
+        Ok(Self {
+            node_name,
+            labels,
+            role,
+            coordinators: coordinators
+                .into_iter()
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            containerd_socket: flags
+                .containerd_socket
+                .clone()
+                .or(file.containerd_socket)
+                .unwrap_or_else(|| PathBuf::from("/run/containerd/containerd.sock")),
+            namespace: flags
+                .namespace
+                .clone()
+                .or(file.namespace)
+                .unwrap_or_else(|| "shoal".to_owned()),
+            log_dir: flags
+                .log_dir
+                .clone()
+                .or(file.log_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/log/shoal")),
+            volumes_dir: flags
+                .volumes_dir
+                .clone()
+                .or(file.volumes_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/shoal/volumes")),
+            listen: flags
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:7500".to_owned()),
+            data_dir,
+            import_images,
+            log_json: flags.log_json || file.log_json,
+            log_max_bytes: flags
+                .log_max_bytes
+                .or(file.log_max_bytes)
+                .unwrap_or(50 << 20),
+            log_keep: flags.log_keep.or(file.log_keep).unwrap_or(3),
+        })
+    }
+
+    /// Reads the config file named by the flags (or the default one) and merges the flags.
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(p) => FileConfig::load(p, true)?,
+            None => FileConfig::load(Path::new(DEFAULT_CONFIG_PATH), false)?,
+        };
+        Self::resolve(file, flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::parse_from(std::iter::once("shoal-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c =
+            AgentConfig::resolve(FileConfig::default(), &flags(&["--node-name", "n1"])).unwrap();
+        assert_eq!(c.node_name, "n1");
+        assert_eq!(c.namespace, "shoal");
+        assert_eq!(c.listen, "127.0.0.1:7500");
+        assert_eq!(
+            c.containerd_socket,
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/shoal/agent"));
+        assert_eq!(c.role, NodeRole::Worker);
+        assert!(c.coordinators.is_empty());
+        assert_eq!((c.log_max_bytes, c.log_keep), (50 << 20, 3));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(
+            r#"
+node_name = "from-file"
+namespace = "ns-file"
+coordinators = ["a:1"]
+labels = { rack = "r1", role = "compute" }
+"#,
+            Path::new("agent.toml"),
+        )
+        .unwrap();
+        let c = AgentConfig::resolve(
+            file,
+            &flags(&[
+                "--node-name",
+                "n2",
+                "--label",
+                "role=controller",
+                "--coordinators",
+                "b:2,c:3",
+                "--role",
+                "coordinator",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node_name, "n2");
+        assert_eq!(c.namespace, "ns-file");
+        assert_eq!(c.coordinators, vec!["b:2", "c:3"]);
+        assert_eq!(c.labels["role"], "controller");
+        assert_eq!(c.labels["rack"], "r1");
+        assert_eq!(c.role, NodeRole::Coordinator);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let e = FileConfig::parse("nodename = \"x\"", Path::new("/etc/a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/a.toml") && e.contains("nodename"), "{e}");
+        let e = AgentConfig::resolve(FileConfig::default(), &flags(&["--label", "novalue"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("novalue"), "{e}");
+        let e = AgentConfig::resolve(FileConfig::default(), &flags(&["--role", "boss"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("boss"), "{e}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let e = AgentConfig::load(&flags(&["--config", "/nonexistent/agent.toml"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/agent.toml"), "{e}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The agent's session with the coordinators' dispatcher: register, heartbeat, receive assignment
+//! sets, send status reports; follow the leader and reconnect within about a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_model::{Node, Task};
+use shoal_proto::convert::{encode_json, tasks_from_json, ConvertError};
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+use shoal_proto::dispatcher::{
+    AssignmentsRequest, HeartbeatRequest, RegisterRequest, StatusReport, TaskStatus,
+};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{info, warn};
+
+use crate::reporter::Reporter;
+
+/// Metadata key naming the leader in a coordinator's `Unavailable` answer.
+pub const LEADER_METADATA: &str = "shoal-leader";
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Status updates per `ReportStatus` call.
+const REPORT_BATCH: usize = 256;
+
+/// Why one session with a coordinator ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("coordinator `{addr}`: bad address: {source}")]
+    Address {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator `{addr}`: cannot connect: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("coordinator `{addr}`: not the leader (leader: {leader:?})")]
+    NotLeader {
+        addr: String,
+        leader: Option<String>,
+    },
+    #[error("coordinator `{addr}`: {op}: {status}")]
+    Rpc {
+        addr: String,
+        op: &'static str,
+        status: Status,
+    },
+    #[error("coordinator `{addr}`: {op}: no answer within {RPC_TIMEOUT:?}")]
+    Timeout { addr: String, op: &'static str },
+    #[error("coordinator `{addr}`: the assignment stream ended")]
+    StreamEnded { addr: String },
+    #[error("coordinator `{addr}`: bad assignment set: {source}")]
+    Decode {
+        addr: String,
+        #[source]
+        source: ConvertError,
+    },
+    #[error("the supervisor is gone")]
+    SupervisorGone,
+}
+
+/// The leader a coordinator named in a `not the leader` answer, if any.
+pub fn leader_hint(status: &Status) -> Option<String> {
+    if status.code() != Code::Unavailable {
+        return None;
+    }
+    if let Some(v) = status.metadata().get(LEADER_METADATA) {
+        if let Ok(s) = v.to_str() {
+            if !s.is_empty() {
+                return Some(s.to_owned());
+            }
+        }
+    }
+    status
+        .message()
+        .split_once("leader at ")
+        .map(|(_, rest)| rest.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// What the session needs.
+#[derive(Clone)]
+pub struct Session {
+    /// Coordinator API addresses, `host:port`.
+    pub endpoints: Vec<String>,
+    /// This node as it registers (name, labels, capacity, versions).
+    pub node: Node,
+    pub reporter: Arc<Reporter>,
+    /// Where full assignment sets go (the supervisor).
+    pub assignments: mpsc::Sender<Vec<Task>>,
+}
+
+impl Session {
+    /// Runs sessions forever, moving to the named leader or the next endpoint after each failure.
+    pub async fn run(self) {
+        if self.endpoints.is_empty() {
+            warn!("no coordinators configured: running from the local state only");
+            return;
+        }
+        let mut next = 0usize;
+        let mut hint: Option<String> = None;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let addr = match hint.take() {
+                Some(h) => h,
+                None => {
+                    let a = self.endpoints[next % self.endpoints.len()].clone();
+                    next = next.wrapping_add(1);
+                    a
+                }
+            };
+            let mut registered = false;
+            let err = self.once(&addr, &mut registered).await;
+            if registered {
+                backoff = FIRST_BACKOFF;
+            }
+            match err {
+                SessionError::SupervisorGone => return,
+                SessionError::NotLeader { leader, .. } => {
+                    info!(coordinator = %addr, leader = ?leader, "not the leader; moving on");
+                    if leader.as_deref() != Some(addr.as_str()) {
+                        hint = leader;
+                    }
+                }
+                e => warn!(coordinator = %addr, error = %e, "session ended"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn rpc_error(addr: &str, op: &'static str, status: Status) -> SessionError {
+        match leader_hint(&status) {
+            Some(leader) => SessionError::NotLeader {
+                addr: addr.to_owned(),
+                leader: Some(leader),
+            },
+            None if status.code() == Code::Unavailable
+                && status.message().contains("not the leader") =>
+            {
+                SessionError::NotLeader {
+                    addr: addr.to_owned(),
+                    leader: None,
+                }
+            }
+            None => SessionError::Rpc {
+                addr: addr.to_owned(),
+                op,
+                status,
+            },
+        }
+    }
+
+    async fn call<T>(
+        addr: &str,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, SessionError> {
+        match tokio::time::timeout(RPC_TIMEOUT, fut).await {
+            Err(_) => Err(SessionError::Timeout {
+                addr: addr.to_owned(),
+                op,
+            }),
+            Ok(Err(status)) => Err(Self::rpc_error(addr, op, status)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    async fn connect(addr: &str) -> Result<DispatcherClient<Channel>, SessionError> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|source| SessionError::Address {
+                addr: addr.to_owned(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| SessionError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        Ok(DispatcherClient::new(channel))
+    }
+
+    /// Sends every unacknowledged report, in order, in batches.
+    async fn flush(
+        &self,
+        client: &mut DispatcherClient<Channel>,
+        addr: &str,
+    ) -> Result<(), SessionError> {
+        loop {
+            let pending = self.reporter.pending();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let batch: Vec<_> = pending.into_iter().take(REPORT_BATCH).collect();
+            let updates: Vec<TaskStatus> = batch.iter().map(|(_, u)| TaskStatus::from(u)).collect();
+            let n = updates.len();
+            Self::call(
+                addr,
+                "ReportStatus",
+                client.report_status(StatusReport {
+                    node: self.node.name.clone(),
+                    updates,
+                }),
+            )
+            .await?;
+            let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
+            self.reporter.ack(&seqs);
+            tracing::debug!(coordinator = addr, updates = n, "status reported");
+        }
+    }
+
+    /// One session with `addr`; returns why it ended.
+    async fn once(&self, addr: &str, registered: &mut bool) -> SessionError {
+        match self.once_inner(addr, registered).await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn once_inner(
+        &self,
+        addr: &str,
+        registered: &mut bool,
+    ) -> Result<std::convert::Infallible, SessionError> {
+        let mut client = Self::connect(addr).await?;
+        let reply = Self::call(
+            addr,
+            "Register",
+            client.register(RegisterRequest {
+                node_json: encode_json(&self.node),
+            }),
+        )
+        .await?;
+        *registered = true;
+        let period = Duration::from_millis(if reply.heartbeat_period_ms == 0 {
+            1000
+        } else {
+            reply.heartbeat_period_ms
+        });
+        info!(coordinator = addr, heartbeat_ms = period.as_millis() as u64, node = %self.node.name, "registered");
+        let mut stream = Self::call(
+            addr,
+            "Assignments",
+            client.assignments(AssignmentsRequest {
+                node: self.node.name.clone(),
+            }),
+        )
+        .await?;
+        self.flush(&mut client, addr).await?;
+        let mut heartbeat = tokio::time::interval(period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.message() => match msg {
+                    Ok(Some(set)) => {
+                        let tasks = tasks_from_json(&set.tasks_json).map_err(|source| {
+                            SessionError::Decode { addr: addr.to_owned(), source }
+                        })?;
+                        info!(coordinator = addr, tasks = tasks.len(), applied_index = set.applied_index, "assignment set");
+                        self.assignments
+                            .send(tasks)
+                            .await
+                            .map_err(|_| SessionError::SupervisorGone)?;
+                    }
+                    Ok(None) => return Err(SessionError::StreamEnded { addr: addr.to_owned() }),
+                    Err(status) => return Err(Self::rpc_error(addr, "Assignments", status)),
+                },
+                _ = heartbeat.tick() => {
+                    let r = Self::call(
+                        addr,
+                        "Heartbeat",
+                        client.heartbeat(HeartbeatRequest { node: self.node.name.clone() }),
+                    )
+                    .await?;
+                    if r.heartbeat_period_ms > 0
+                        && Duration::from_millis(r.heartbeat_period_ms) != heartbeat.period()
+                    {
+                        heartbeat = tokio::time::interval(Duration::from_millis(r.heartbeat_period_ms));
+                        heartbeat.tick().await;
+                    }
+                    // Also retries reports whose notification was consumed by a failed flush.
+                    self.flush(&mut client, addr).await?;
+                }
+                _ = self.reporter.queued.notified() => self.flush(&mut client, addr).await?,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_hints() {
+        let mut s = Status::unavailable("not the leader; leader at 10.0.0.2:7000");
+        assert_eq!(leader_hint(&s).as_deref(), Some("10.0.0.2:7000"));
+        s.metadata_mut()
+            .insert(LEADER_METADATA, "10.0.0.3:7000".parse().unwrap());
+        assert_eq!(leader_hint(&s).as_deref(), Some("10.0.0.3:7000"));
+        assert_eq!(leader_hint(&Status::unavailable("not the leader")), None);
+        assert_eq!(
+            leader_hint(&Status::internal("not the leader; leader at x:1")),
+            None
+        );
+    }
+}

@@ -1,0 +1,591 @@
+//! The real `shoal-agent` binary against a private containerd and an in-test dispatcher:
+//! re-adoption after agent and containerd restarts, restarts without coordinators, health
+//! checks, logs and exec, and bad input. Needs root, containerd, runc and ctr.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_model::container::{HealthCheck, HealthProbe, Mount, MountKind};
+use shoal_model::{Task, TaskState};
+use shoal_proto::agent::agent_client::AgentClient;
+use shoal_proto::agent::{ExecRequest, LogsRequest};
+use shoal_proto::convert::StatusUpdate;
+use shoal_tests::containerd::{available, TestContainerd};
+use shoal_tests::image::{build_busybox_image, ImageOptions};
+use support::FakeDispatcher;
+
+const IMAGE: &str = "shoal.test/busybox:agent";
+const NS: &str = "shoal-agent-it";
+const NODE: &str = "node-it";
+const LONG: Duration = Duration::from_secs(60);
+
+/// A private containerd, the image tar, and where agents keep their files.
+struct Harness {
+    cd: TestContainerd,
+    image: PathBuf,
+    /// Prefix making task (container) ids unique on the machine.
+    prefix: String,
+}
+
+fn setup(name: &str) -> Option<Harness> {
+    if !available() {
+        assert!(
+            std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
+            "containerd tests need root, containerd, runc and ctr \
+             (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
+        );
+        eprintln!("skipping: no root/containerd");
+        return None;
+    }
+    let cd = TestContainerd::start().expect("start containerd");
+    let image = build_busybox_image(cd.dir(), &ImageOptions::new(IMAGE))
+        .expect("build image")
+        .path;
+    Some(Harness {
+        cd,
+        image,
+        prefix: format!("a{}-{name}", std::process::id()),
+    })
+}
+
+/// A running `shoal-agent` process; SIGKILLed on drop (its containers stay).
+struct AgentProc {
+    child: Option<Child>,
+    listen: String,
+    log: PathBuf,
+}
+
+impl Harness {
+    fn id(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    fn task(&self, name: &str, command: &[&str]) -> Task {
+        let mut t = support::task(&self.id(name), NODE, IMAGE, command);
+        t.spec.stop_signal = Some("SIGKILL".into());
+        t
+    }
+
+    /// Starts the agent binary with its data under the containerd's temp dir.
+    fn start_agent(&self, coordinator: &str) -> AgentProc {
+        let base = self.cd.dir().join("agent");
+        std::fs::create_dir_all(&base).unwrap();
+        let listen = shoal_tests::free_addr();
+        let log = base.join("agent.log");
+        // A config file with one setting the flags do not override: exercises --config.
+        std::fs::write(base.join("agent.toml"), "log_json = false\n").unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal-agent"))
+            .arg("--config")
+            .arg(base.join("agent.toml"))
+            .args(["--node-name", NODE, "--label", "role=controller"])
+            .args(["--coordinators", coordinator])
+            .arg("--containerd-socket")
+            .arg(self.cd.socket())
+            .args(["--namespace", NS])
+            .arg("--data-dir")
+            .arg(base.join("data"))
+            .arg("--log-dir")
+            .arg(base.join("logs"))
+            .arg("--volumes-dir")
+            .arg(base.join("volumes"))
+            .args(["--listen", &listen])
+            .arg("--import-image")
+            .arg(&self.image)
+            .env("RUST_LOG", "info,shoal_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn shoal-agent");
+        AgentProc {
+            child: Some(child),
+            listen,
+            log,
+        }
+    }
+
+    /// Running tasks in the agent's namespace: container id -> pid.
+    fn running_pids(&self) -> BTreeMap<String, u32> {
+        let out = self.cd.ctr_ok(&["-n", NS, "tasks", "ls"]).unwrap();
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (cols.len() >= 3 && cols[2] == "RUNNING")
+                    .then(|| (cols[0].to_owned(), cols[1].parse().unwrap()))
+            })
+            .collect()
+    }
+
+    fn kill_container(&self, id: &str) {
+        self.cd
+            .ctr_ok(&["-n", NS, "tasks", "kill", "-s", "SIGKILL", id])
+            .unwrap();
+    }
+
+    /// Waits until container `id` runs with a pid other than `old`.
+    async fn wait_new_pid(&self, id: &str, old: u32) -> u32 {
+        let start = Instant::now();
+        loop {
+            if let Some(&pid) = self.running_pids().get(id) {
+                if pid != old {
+                    return pid;
+                }
+            }
+            assert!(start.elapsed() < LONG, "{id} not restarted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl AgentProc {
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn sigterm(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "agent exited with {status}");
+        }
+    }
+
+    async fn client(&self) -> AgentClient<tonic::transport::Channel> {
+        let start = Instant::now();
+        loop {
+            match AgentClient::connect(format!("http://{}", self.listen)).await {
+                Ok(c) => return c,
+                Err(e) => assert!(start.elapsed() < LONG, "agent API: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- agent log (last lines) ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn messages(r: &[StatusUpdate]) -> Vec<String> {
+    r.iter().map(|u| u.message.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_survive_agent_kill_and_containerd_restart() {
+    let Some(mut h) = setup("adopt") else { return };
+    let d = FakeDispatcher::start();
+    let tasks: Vec<Task> = ["a", "b", "c"]
+        .iter()
+        .map(|n| h.task(n, &["sleep", "100000"]))
+        .collect();
+    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    d.assign(tasks);
+    let mut agent = h.start_agent(&d.addr);
+    for id in &ids {
+        let u = d.wait_state(id, TaskState::Running, LONG).await;
+        assert!(u.message.starts_with("started (pid "), "{u:?}");
+    }
+    let regs = d.registrations();
+    assert_eq!(regs[0].name, NODE);
+    assert_eq!(regs[0].labels["role"], "controller");
+    assert!(
+        regs[0].runtime_version.starts_with("containerd"),
+        "{regs:?}"
+    );
+    let pids = h.running_pids();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+
+    // SIGKILL the agent and start it again: same processes, reported running, none restarted.
+    agent.kill9();
+    d.clear_reports();
+    let agent2 = h.start_agent(&d.addr);
+    for id in &ids {
+        let r = d
+            .wait_for(id, "adopted", LONG, |r| {
+                r.iter()
+                    .any(|u| u.state == TaskState::Running && u.message.starts_with("adopted"))
+            })
+            .await;
+        let pid = pids[id];
+        assert_eq!(
+            r.last().unwrap().message,
+            format!("adopted running container (pid {pid})")
+        );
+    }
+    assert_eq!(h.running_pids(), pids);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.running_pids(), pids);
+    for id in &ids {
+        let m = messages(&d.reports_of(id));
+        assert!(
+            m.iter().all(|m| !m.contains("started")),
+            "{id} restarted: {m:?}"
+        );
+    }
+
+    // Restart containerd: the same processes still run, the agent reconnects, nothing restarts.
+    d.clear_reports();
+    h.cd.restart().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(h.running_pids(), pids);
+    assert!(d.reports().is_empty(), "{:?}", d.reports());
+    // ...and it still acts on exits through containerd's events.
+    let first = &ids[0];
+    h.kill_container(first);
+    h.wait_new_pid(first, pids[first]).await;
+    d.wait_for(first, "restart report", LONG, |r| {
+        r.iter().any(|u| {
+            u.state == TaskState::Running
+                && u.message
+                    .starts_with("restarted after exited with code 137")
+        })
+    })
+    .await;
+    for id in &ids[1..] {
+        assert_eq!(h.running_pids()[id], pids[id]);
+    }
+    drop(agent2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_crashed_containers_with_no_coordinator() {
+    let Some(h) = setup("static") else { return };
+    let mut d = FakeDispatcher::start();
+    let mut t = h.task("crash", &["sleep", "100000"]);
+    t.restart_policy.delay_ms = 300;
+    let id = t.id.clone();
+    d.assign(vec![t]);
+    let mut agent = h.start_agent(&d.addr);
+    d.wait_state(&id, TaskState::Running, LONG).await;
+    let pid1 = h.running_pids()[&id];
+
+    // Every coordinator gone: the agent restarts the crashed container by itself.
+    d.stop();
+    h.kill_container(&id);
+    let pid2 = h.wait_new_pid(&id, pid1).await;
+
+    // Even after an agent restart with no coordinator, from its local db.
+    agent.kill9();
+    let _agent = h.start_agent(&d.addr);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.running_pids()[&id], pid2, "adopted, not restarted");
+    h.kill_container(&id);
+    h.wait_new_pid(&id, pid2).await;
+
+    // The coordinator returns and gets the whole story, in order.
+    d.resume();
+    let r = d
+        .wait_for(&id, "the second restart", LONG, |r| {
+            r.iter()
+                .filter(|u| {
+                    u.message
+                        .starts_with("restarted after exited with code 137")
+                })
+                .count()
+                == 2
+        })
+        .await;
+    let m = messages(&r);
+    let pos = |p: &str| m.iter().position(|x| x.starts_with(p)).unwrap();
+    assert!(pos("exited with code 137; restart 1 in 300 ms") < pos("restarted after"));
+    assert!(pos("restarted after") < pos("adopted running container"));
+}
+
+fn health(probe: HealthProbe) -> Option<HealthCheck> {
+    Some(HealthCheck {
+        probe,
+        interval_ms: 300,
+        timeout_ms: 1000,
+        retries: 2,
+        start_period_ms: 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_drive_healthy_unhealthy_restart() {
+    let Some(h) = setup("health") else { return };
+    let d = FakeDispatcher::start();
+    let http_port = shoal_tests::free_addr()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    let tcp_port = shoal_tests::free_addr()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+
+    let mut exec = h.task("exec", &["sh", "-c", "touch /tmp/ok; exec sleep 100000"]);
+    exec.spec.healthcheck = health(HealthProbe::Exec {
+        command: vec!["test -f /tmp/ok".into()],
+    });
+    let http_cmd = format!(
+        "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec /bin/busybox httpd -f -p {http_port} -h /tmp/www"
+    );
+    let mut http = h.task("http", &["sh", "-c", &http_cmd]);
+    http.spec.healthcheck = health(HealthProbe::Http {
+        url: format!("http://127.0.0.1:{http_port}/index.html"),
+    });
+    let tcp_cmd = format!(
+        "/bin/busybox httpd -f -p {tcp_port} -h /tmp & echo $! > /tmp/httpd.pid; exec sleep 100000"
+    );
+    let mut tcp = h.task("tcp", &["sh", "-c", &tcp_cmd]);
+    tcp.spec.healthcheck = health(HealthProbe::Tcp {
+        address: format!("127.0.0.1:{tcp_port}"),
+    });
+    let breakers = [
+        (exec.id.clone(), "rm /tmp/ok"),
+        (http.id.clone(), "rm /tmp/www/index.html"),
+        (tcp.id.clone(), "kill $(cat /tmp/httpd.pid)"),
+    ];
+    d.assign(vec![exec, http, tcp]);
+    let agent = h.start_agent(&d.addr);
+    let mut client = agent.client().await;
+    for (id, _) in &breakers {
+        d.wait_for(id, "healthy", LONG, |r| {
+            r.iter().any(|u| u.message == "healthy")
+        })
+        .await;
+    }
+    let pids = h.running_pids();
+    for (id, breaker) in &breakers {
+        let out = client
+            .exec(ExecRequest {
+                task_id: id.clone(),
+                command: vec!["sh".into(), "-c".into(), (*breaker).into()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.exit_code, 0, "{id}: {out:?}");
+    }
+    for (id, _) in &breakers {
+        let r = d
+            .wait_for(id, "healthy again after a restart", LONG, |r| {
+                let m = messages(r);
+                let restarted = m
+                    .iter()
+                    .position(|x| x.starts_with("restarted after unhealthy"));
+                restarted.is_some_and(|p| m[p..].iter().any(|x| x == "healthy"))
+            })
+            .await;
+        let m = messages(&r);
+        let pos = |p: &str| m.iter().position(|x| x.starts_with(p)).unwrap();
+        assert!(pos("health: starting") < pos("healthy"), "{m:?}");
+        assert!(pos("healthy") < pos("unhealthy: "), "{m:?}");
+        assert!(
+            pos("unhealthy: ") < pos("restarted after unhealthy"),
+            "{m:?}"
+        );
+        assert!(r.iter().all(|u| u.state <= TaskState::Running), "{r:?}");
+        assert_ne!(h.running_pids()[id], pids[id], "{id} has a new process");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_through_the_agent_api() {
+    let Some(h) = setup("logs") else { return };
+    let d = FakeDispatcher::start();
+    let t = h.task(
+        "logger",
+        &[
+            "sh",
+            "-c",
+            "echo line1; echo err1 >&2; i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done",
+        ],
+    );
+    let id = t.id.clone();
+    d.assign(vec![t]);
+    let mut agent = h.start_agent(&d.addr);
+    d.wait_state(&id, TaskState::Running, LONG).await;
+    let mut client = agent.client().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let collect = |mut s: tonic::Streaming<shoal_proto::agent::LogChunk>| async move {
+        let mut all = Vec::new();
+        while let Some(c) = s.message().await.unwrap() {
+            all.extend_from_slice(&c.data);
+        }
+        String::from_utf8(all).unwrap()
+    };
+    let all = collect(
+        client
+            .logs(LogsRequest {
+                task_id: id.clone(),
+                follow: false,
+                tail: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert!(all.starts_with("line1\ntick1\n"), "{all}");
+    assert!(all.ends_with("err1\n"), "{all}");
+    let tail = collect(
+        client
+            .logs(LogsRequest {
+                task_id: id.clone(),
+                follow: false,
+                tail: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), 2, "one line of stdout, one of stderr: {tail}");
+    assert!(lines[0].starts_with("tick"), "{tail}");
+    assert_eq!(lines[1], "err1");
+
+    // Follow: new output keeps arriving.
+    let mut s = client
+        .logs(LogsRequest {
+            task_id: id.clone(),
+            follow: true,
+            tail: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = String::new();
+    let start = Instant::now();
+    let first_tick: u32 = lines[0].trim_start_matches("tick").parse().unwrap();
+    let target = format!("tick{}\n", first_tick + 5);
+    while !seen.contains(&target) {
+        assert!(start.elapsed() < Duration::from_secs(20), "{seen}");
+        let c = tokio::time::timeout(Duration::from_secs(5), s.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&c.data));
+    }
+    drop(s);
+
+    // Exec: output, error output and exit code.
+    let out = client
+        .exec(ExecRequest {
+            task_id: id.clone(),
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo hi; echo bad >&2; exit 3".into(),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+        (&b"hi\n"[..], &b"bad\n"[..], 3)
+    );
+    let err = client
+        .exec(ExecRequest {
+            task_id: "no-such-task".into(),
+            command: vec!["true".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    let err = client
+        .logs(LogsRequest {
+            task_id: "no-such-task".into(),
+            follow: false,
+            tail: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    // SIGTERM stops the agent, not its containers.
+    let pid = h.running_pids()[&id];
+    agent.sigterm();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.running_pids().get(&id), Some(&pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
+    let Some(h) = setup("bad") else { return };
+    let d = FakeDispatcher::start();
+    let mut noimage = h.task("noimage", &["true"]);
+    noimage.spec.image = "shoal.test/absent:1".into();
+    let missing = h.cd.dir().join("no-such-dir");
+    let mut nobind = h.task("nobind", &["true"]);
+    nobind.spec.mounts = vec![Mount {
+        kind: MountKind::Bind,
+        source: missing.display().to_string(),
+        target: "/conf".into(),
+        read_only: true,
+        propagation: None,
+    }];
+    let nocmd = h.task("nocmd", &["/bin/no-such-command"]);
+    let ids = [noimage.id.clone(), nobind.id.clone(), nocmd.id.clone()];
+    d.assign(vec![noimage, nobind, nocmd]);
+    let _agent = h.start_agent(&d.addr);
+
+    let u = d.wait_state(&ids[0], TaskState::Rejected, LONG).await;
+    assert_eq!(u.message, "image `shoal.test/absent:1` not found");
+    let u = d.wait_state(&ids[1], TaskState::Rejected, LONG).await;
+    assert_eq!(
+        u.message,
+        format!("bind source `{}` does not exist", missing.display())
+    );
+    let u = d.wait_state(&ids[2], TaskState::Failed, LONG).await;
+    assert!(u.message.contains("no-such-command"), "{u:?}");
+
+    // No stray container, task, snapshot or lease; and the failed tasks stay failed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let containers = h.cd.ctr_ok(&["-n", NS, "containers", "ls", "-q"]).unwrap();
+    assert_eq!(containers.trim(), "", "containers left: {containers}");
+    let tasks = h.cd.ctr_ok(&["-n", NS, "tasks", "ls", "-q"]).unwrap();
+    assert_eq!(tasks.trim(), "", "tasks left: {tasks}");
+    let snaps = h.cd.ctr_ok(&["-n", NS, "snapshots", "ls"]).unwrap();
+    for id in &ids {
+        assert!(
+            !snaps.contains(id.as_str()),
+            "snapshot of {id} left: {snaps}"
+        );
+    }
+    let leases = h.cd.ctr_ok(&["-n", NS, "leases", "ls", "-q"]).unwrap();
+    assert_eq!(leases.trim(), "", "leases left: {leases}");
+    for id in &ids {
+        let r = d.reports_of(id);
+        assert_eq!(
+            r.iter().filter(|u| u.state.is_terminal()).count(),
+            1,
+            "{id}: {r:?}"
+        );
+    }
+}
