@@ -58,6 +58,9 @@ impl Coord {
             "coordinator {} already running",
             self.id
         );
+        if let Some(parent) = self.log.parent() {
+            std::fs::create_dir_all(parent).expect("create coordinator log dir");
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -11,15 +11,21 @@ use std::path::PathBuf;
 /// Path of a workspace binary (`cargo build --workspace --bins` must have run).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace --bins` before the tests",
-        path.display()
-    );
-    path
+    // Tests live in target/<profile>/deps/, binaries such as raft-bench in target/<profile>/.
+    let dir = exe.parent().expect("exe dir");
+    let candidates = [
+        dir.join(name),
+        dir.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ];
+    let found = candidates.iter().find(|p| p.exists());
+    found
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found: run `cargo build --workspace --bins` before the tests",
+                candidates[1].display()
+            )
+        })
+        .clone()
 }
 
 /// A loopback address with a port that was free a moment ago.

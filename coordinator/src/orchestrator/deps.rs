@@ -1,19 +1,26 @@
 //! `depends_on` conditions: whether a service's tasks may start.
 
-use shoal_model::{Service, TaskState};
+use std::collections::BTreeMap;
+
+use shoal_model::{Service, Task, TaskState};
 
 use crate::state::ClusterState;
 
 /// Why a service's dependencies do not hold yet, or `None` when they all do.
-pub fn unmet(state: &ClusterState, svc: &Service) -> Option<String> {
+pub fn unmet(
+    state: &ClusterState,
+    svc: &Service,
+    by_service: &BTreeMap<&str, Vec<&Task>>,
+) -> Option<String> {
     for (dep, condition) in &svc.spec.depends_on {
         let Some(dep_svc) = state.services.get(dep) else {
             return Some(format!("waiting for service {dep}: it does not exist"));
         };
-        let tasks: Vec<_> = state
-            .tasks
-            .values()
-            .filter(|t| &t.service == dep && t.service_version == dep_svc.version)
+        let tasks: Vec<_> = by_service
+            .get(dep.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.service_version == dep_svc.version)
             .filter(|t| t.desired_state == TaskState::Running || t.state == TaskState::Complete)
             .collect();
         let ok = match condition.as_str() {

@@ -80,6 +80,11 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
         }
     }
 
+    // Tasks by service, built once: the per-service work below stays linear overall.
+    let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        by_service.entry(t.service.as_str()).or_default().push(t);
+    }
     let mut pending: Vec<Task> = Vec::new();
     for svc in state.services.values() {
         let constraints: Vec<Constraint> = svc
@@ -88,14 +93,15 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
             .iter()
             .filter_map(|c| Constraint::parse(c).ok())
             .collect();
-        let tasks: Vec<&Task> = state
-            .tasks
-            .values()
-            .filter(|t| t.service == svc.name && t.service_version == svc.version)
-            .filter(|t| !gone.contains(&t.id))
+        let tasks: Vec<&Task> = by_service
+            .get(svc.name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|t| t.service_version == svc.version && !gone.contains(&t.id))
             .collect();
         let live = |t: &&Task| t.desired_state == TaskState::Running && !t.state.is_terminal();
-        let blocked = deps::unmet(state, svc);
+        let blocked = deps::unmet(state, svc, &by_service);
         let is_job = matches!(
             svc.spec.mode,
             ServiceMode::ReplicatedJob | ServiceMode::GlobalJob

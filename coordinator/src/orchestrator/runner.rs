@@ -12,6 +12,8 @@ use crate::state::Command;
 
 /// How often the loop runs when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(250);
+/// Shortest time between two passes.
+const MIN_GAP: Duration = Duration::from_millis(50);
 
 pub async fn run(
     coord: Coordinator,
@@ -37,6 +39,8 @@ pub async fn run(
         if !is_leader {
             continue;
         }
+        // At most one pass per MIN_GAP: under a burst of writes, one pass sees them all.
+        tokio::time::sleep(MIN_GAP).await;
         if let Err(e) = pass(&coord, &liveness).await {
             tracing::warn!(error = %e, "orchestrator pass failed");
             tokio::time::sleep(TICK).await;

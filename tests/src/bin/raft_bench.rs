@@ -129,7 +129,7 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
                 let cmd = serde_json::json!({
                     "type": "create_service",
                     "name": format!("b{n}-{seq}"),
-                    "spec": { "container": { "image": "quay.io/openstack.kolla/keystone:2024.1" }, "replicas": 3 }
+                    "spec": { "container": { "image": "quay.io/openstack.kolla/keystone:2024.1", "command": ["kolla_start"], "env": {"KOLLA_CONFIG_STRATEGY": "COPY_ALWAYS"} }, "replicas": 0 }
                 });
                 let req = ApplyRequest {
                     request_id: format!("bench-{n}-{seq}"),
