@@ -207,6 +207,17 @@ async fn stack_converges_survives_a_dead_node_and_is_removed() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Watch events for the whole test, as an operator would.
+    let events_out = dir.path().join("events.jsonl");
+    let mut events = Command::new(binary("shoalctl"))
+        .arg("--coordinators")
+        .arg(endpoints.join(","))
+        .args(["-o", "json", "events", "--follow"])
+        .stdout(std::fs::File::create(&events_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
     let order_dir = dir.path().join("order");
     std::fs::create_dir_all(&order_dir).unwrap();
     let stack = dir.path().join("stack.yaml");
@@ -357,4 +368,43 @@ async fn stack_converges_survives_a_dead_node_and_is_removed() {
     for a in &agents {
         assert!(running_tasks(cd.socket(), &a.namespace).is_empty());
     }
+
+    // `shoalctl events --follow` showed whole task lifecycles: the db task from creation on a
+    // node through preparing, starting and running to its shutdown at `stack rm`.
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = events.kill();
+    let _ = events.wait();
+    let text = std::fs::read_to_string(&events_out).unwrap();
+    let mut lifecycles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let e: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad event line {line}: {e}"));
+        if e["kind"] == "task" {
+            lifecycles
+                .entry(e["object"].as_str().unwrap().to_string())
+                .or_default()
+                .push(e["action"].as_str().unwrap().to_string());
+        }
+    }
+    let want = ["assigned", "preparing", "starting", "running", "shutdown"];
+    let whole = lifecycles.iter().find(|(id, actions)| {
+        id.starts_with("db.") && want.iter().all(|w| actions.contains(&w.to_string()))
+    });
+    assert!(
+        whole.is_some(),
+        "no db task with a whole lifecycle in the event stream: {lifecycles:#?}"
+    );
+    let (_, actions) = whole.unwrap();
+    let pos = |w: &str| actions.iter().position(|a| a == w).unwrap();
+    assert!(
+        pos("assigned") < pos("preparing")
+            && pos("starting") < pos("running")
+            && pos("running") < pos("shutdown"),
+        "{actions:?}"
+    );
+    let job = lifecycles
+        .iter()
+        .find(|(id, _)| id.starts_with("init-job."))
+        .unwrap();
+    assert!(job.1.contains(&"complete".to_string()), "{job:?}");
 }
