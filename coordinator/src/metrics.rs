@@ -80,6 +80,9 @@ struct Inner {
     proposals: Counter,
     proposal_failures: Counter,
     snapshots: Counter,
+    snapshot_build_seconds: Histogram,
+    snapshot_bytes: Gauge,
+    leader_changes: Counter,
     // Cluster state, refreshed at scrape time.
     nodes: Family<StateLabel, Gauge>,
     services: Gauge,
@@ -123,6 +126,9 @@ impl Metrics {
             proposals: Counter::default(),
             proposal_failures: Counter::default(),
             snapshots: Counter::default(),
+            snapshot_build_seconds: seconds_histogram(),
+            snapshot_bytes: Gauge::default(),
+            leader_changes: Counter::default(),
             nodes: Family::default(),
             services: Gauge::default(),
             tasks: Family::default(),
@@ -186,6 +192,21 @@ impl Metrics {
             "raft_snapshots",
             "Snapshots this member built or installed since it started",
             i.snapshots.clone(),
+        );
+        r.register(
+            "raft_snapshot_build_duration_seconds",
+            "Time to build a snapshot of the state machine",
+            i.snapshot_build_seconds.clone(),
+        );
+        r.register(
+            "raft_snapshot_size_bytes",
+            "Size of the last snapshot this member built",
+            i.snapshot_bytes.clone(),
+        );
+        r.register(
+            "raft_leader_changes",
+            "Changes of the leader this member knows of (none counts as a change)",
+            i.leader_changes.clone(),
         );
         r.register("nodes", "Registered nodes by state", i.nodes.clone());
         r.register("services", "Services in the cluster", i.services.clone());
@@ -303,19 +324,50 @@ impl Metrics {
         }
     }
 
-    /// Follows openraft's metrics and counts each new snapshot (built or installed).
+    /// Follows openraft's metrics and the snapshot builder: counts new snapshots (built or
+    /// installed) and leader changes, and records how long each snapshot build took.
     pub fn watch_raft(&self, coord: &Coordinator) -> impl Future<Output = ()> + Send + 'static {
         let metrics = self.clone();
-        let mut rx = coord.raft.metrics();
+        let mut raft = coord.raft.metrics();
+        let mut builds = coord.sm.watch_snapshot_builds();
         async move {
-            let mut last = rx.borrow().snapshot.map(|l| l.index);
-            while rx.changed().await.is_ok() {
-                let now = rx.borrow().snapshot.map(|l| l.index);
-                if now > last {
-                    metrics.inner.snapshots.inc();
-                    tracing::debug!(index = ?now, "raft snapshot");
+            let i = &metrics.inner;
+            let (mut snapshot, mut leader) = {
+                let m = raft.borrow();
+                (m.snapshot.map(|l| l.index), m.current_leader)
+            };
+            let mut built = builds.borrow().count;
+            loop {
+                tokio::select! {
+                    r = raft.changed() => {
+                        if r.is_err() {
+                            return; // Raft shut down
+                        }
+                        let (now, now_leader) = {
+                            let m = raft.borrow_and_update();
+                            (m.snapshot.map(|l| l.index), m.current_leader)
+                        };
+                        if now > snapshot {
+                            i.snapshots.inc();
+                            snapshot = now;
+                        }
+                        if now_leader != leader {
+                            i.leader_changes.inc();
+                            leader = now_leader;
+                        }
+                    }
+                    r = builds.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        let b = *builds.borrow_and_update();
+                        if b.count > built {
+                            i.snapshot_build_seconds.observe(b.last_seconds);
+                            i.snapshot_bytes.set(as_gauge(b.last_bytes));
+                            built = b.count;
+                        }
+                    }
                 }
-                last = now.max(last);
             }
         }
     }

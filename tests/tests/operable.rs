@@ -32,7 +32,7 @@ fn http_get(addr: &str, path: &str, accept: Option<&str>) -> std::io::Result<(St
 }
 
 /// A bootstrapped single coordinator serving `/metrics` at the returned address.
-async fn coordinator_with_metrics(root: &Path) -> (Coord, String) {
+async fn coordinator_with_metrics(root: &Path, extra_args: &[&str]) -> (Coord, String) {
     let metrics = free_addr();
     let mut c = Coord::new(root, 1);
     c.extra_args = vec![
@@ -40,6 +40,8 @@ async fn coordinator_with_metrics(root: &Path) -> (Coord, String) {
         "--metrics-listen".into(),
         metrics.clone(),
     ];
+    c.extra_args
+        .extend(extra_args.iter().map(|s| s.to_string()));
     c.start();
     c.wait_serving().await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -56,6 +58,41 @@ async fn coordinator_with_metrics(root: &Path) -> (Coord, String) {
     (c, metrics)
 }
 
+/// The value of the unlabelled sample `name` in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_metrics_follow_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, metrics) = coordinator_with_metrics(dir.path(), &["--snapshot-logs", "5"]).await;
+    for n in 0..8 {
+        c.create_service(&format!("snap-{n}"), &format!("s{n}"))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = http_get(&metrics, "/metrics", None).unwrap();
+        let snapshots = sample(&text, "shoal_raft_snapshots_total").unwrap();
+        let builds = sample(&text, "shoal_raft_snapshot_build_duration_seconds_count").unwrap();
+        let index = sample(&text, "shoal_raft_snapshot_index").unwrap();
+        let bytes = sample(&text, "shoal_raft_snapshot_size_bytes").unwrap();
+        if snapshots >= 1.0 && builds >= 1.0 && index >= 5.0 && bytes > 0.0 {
+            // `web` from the harness and the eight above.
+            assert_eq!(sample(&text, "shoal_services"), Some(9.0), "{text}");
+            assert!(sample(&text, "shoal_raft_proposals_total").unwrap() >= 9.0);
+            assert!(sample(&text, "shoal_raft_leader_changes_total").unwrap() >= 1.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot in metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Kills a helper process (Prometheus) when the test ends, however it ends.
 struct KillOnDrop(Child);
 
@@ -69,7 +106,7 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_to_complain_about() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, metrics) = coordinator_with_metrics(dir.path()).await;
+    let (c, metrics) = coordinator_with_metrics(dir.path(), &[]).await;
     let (status, text) = http_get(&metrics, "/metrics", None).unwrap();
     assert!(status.contains("200"), "{status}\n{text}");
     for name in [
@@ -131,7 +168,7 @@ async fn promtool_finds_nothing_to_complain_about() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_coordinator() {
     let dir = tempfile::tempdir().unwrap();
-    let (c, metrics) = coordinator_with_metrics(dir.path()).await;
+    let (c, metrics) = coordinator_with_metrics(dir.path(), &[]).await;
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
