@@ -330,12 +330,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     // Raft is loaded and, once our own API answers, this coordinator serves: tell systemd.
-    wait_api_serving(api_addr).await?;
-    shoal_ops::systemd::ready();
+    let ready = tokio::spawn(async move {
+        wait_api_serving(api_addr).await;
+        shoal_ops::systemd::ready();
+    });
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    ready.abort();
     shoal_ops::systemd::stopping();
     let _ = stop_tx.send(());
     let _ = halt_tx.send(true);
@@ -346,8 +349,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Calls this coordinator's own control API until it answers (at most 10 s).
-async fn wait_api_serving(mut addr: std::net::SocketAddr) -> anyhow::Result<()> {
+/// Calls this coordinator's own control API until it answers, warning every 10 s it does not.
+async fn wait_api_serving(mut addr: std::net::SocketAddr) {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -355,7 +358,7 @@ async fn wait_api_serving(mut addr: std::net::SocketAddr) -> anyhow::Result<()> 
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut warn_at = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let call = async {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -369,12 +372,15 @@ async fn wait_api_serving(mut addr: std::net::SocketAddr) -> anyhow::Result<()> 
             anyhow::Ok(())
         };
         match call.await {
-            Ok(()) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(e.context(format!("the control API at {addr} does not answer")))
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= warn_at => {
+                tracing::warn!(error = %format!("{e:#}"), %addr,
+                    "the control API does not answer yet; not telling systemd READY");
+                warn_at += Duration::from_secs(10);
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => {}
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
