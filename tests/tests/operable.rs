@@ -107,6 +107,14 @@ impl Drop for KillOnDrop {
 async fn promtool_finds_nothing_to_complain_about() {
     let dir = tempfile::tempdir().unwrap();
     let (c, metrics) = coordinator_with_metrics(dir.path(), &[]).await;
+    // A refused request, so that the error family has a sample too.
+    let mut client = c.client().await.unwrap();
+    let bad = shoal_proto::control::ApplyRequest {
+        request_id: String::new(),
+        command_json: b"not json".to_vec(),
+    };
+    let err = client.apply(bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let (status, text) = http_get(&metrics, "/metrics", None).unwrap();
     assert!(status.contains("200"), "{status}\n{text}");
     for name in [
@@ -126,6 +134,7 @@ async fn promtool_finds_nothing_to_complain_about() {
         "shoal_dispatcher_agent_sessions 0",
         "shoal_api_requests_total{method=\"/shoal.control.v1.Control/ClusterStatus\"}",
         "shoal_api_request_duration_seconds_count{method=",
+        "shoal_api_errors_total{method=\"/shoal.control.v1.Control/Apply\",code=\"3\"} 1",
     ] {
         assert!(
             text.contains(name),
