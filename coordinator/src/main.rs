@@ -280,24 +280,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(agents);
     }
     if let Some(metrics_listen) = &cfg.metrics_listen {
-        let l = TcpListener::bind(metrics_listen)
-            .await
-            .with_context(|| format!("cannot listen on {metrics_listen} for /metrics"))?;
         let c = coord.clone();
         let render: shoal_ops::metrics_http::Render = std::sync::Arc::new(move || {
             let c = c.clone();
             Box::pin(async move { c.metrics.render(&c).await })
         });
         let mut halt = halt_rx.clone();
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = halt.changed().await;
-            };
-            if let Err(e) = shoal_ops::metrics_http::serve(l, render, stop).await {
-                tracing::error!(error = %e, "the /metrics server stopped");
-            }
-        });
-        tracing::info!(listen = %metrics_listen, "serving /metrics");
+        let stop = async move {
+            let _ = halt.changed().await;
+        };
+        let bound = shoal_ops::metrics_http::spawn(metrics_listen, render, stop)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_listen} for /metrics"))?;
+        tracing::info!(listen = %bound, "serving /metrics");
     }
     tokio::spawn(orchestrator::runner::run(
         coord.clone(),

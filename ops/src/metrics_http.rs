@@ -39,6 +39,23 @@ pub async fn serve(
         .await
 }
 
+/// Binds `addr` and serves `/metrics` there in a background task until `shutdown` resolves.
+/// Returns the bound address (useful with port 0).
+pub async fn spawn(
+    addr: &str,
+    render: Render,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, render, shutdown).await {
+            tracing::error!(error = %e, "the /metrics server stopped");
+        }
+    });
+    Ok(local)
+}
+
 fn respond(headers: &HeaderMap, rendered: Result<String, std::fmt::Error>) -> Response {
     let text = match rendered {
         Ok(t) => t,
