@@ -14,6 +14,7 @@ use shoal_proto::raft::RaftPayload;
 use tokio::time::Instant;
 
 use crate::identity_file::{self, Identity};
+use crate::metrics::Metrics;
 use crate::raft::identity::ClusterTag;
 use crate::raft::network::{tagged, Channels};
 use crate::raft::types::{NodeId, Raft};
@@ -63,6 +64,7 @@ pub struct Coordinator {
     pub sm: StateMachineStore,
     pub channels: Channels,
     pub tag: ClusterTag,
+    pub metrics: Metrics,
 }
 
 pub fn now_millis() -> u64 {
@@ -124,13 +126,17 @@ impl Coordinator {
     /// Does leader-only work on this member. Fails with `NotLeader` if it is not the leader.
     pub async fn local(&self, work: Forwarded) -> Result<ForwardedReply, CoordError> {
         match work {
-            Forwarded::Write(req) => match self.raft.client_write(*req).await {
-                Ok(r) => Ok(ForwardedReply::Written {
-                    response: r.data,
-                    log_index: r.log_id.index,
-                }),
-                Err(e) => Err(write_error(e)),
-            },
+            Forwarded::Write(req) => {
+                let result = self.raft.client_write(*req).await;
+                self.metrics.proposal(result.is_ok());
+                match result {
+                    Ok(r) => Ok(ForwardedReply::Written {
+                        response: r.data,
+                        log_index: r.log_id.index,
+                    }),
+                    Err(e) => Err(write_error(e)),
+                }
+            }
             Forwarded::AddMember { id, addr } => self.add_member(id, addr).await,
             Forwarded::RemoveMember { id } => self.remove_member(id).await,
         }

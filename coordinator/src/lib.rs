@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod coordinator;
 pub mod identity_file;
+pub mod metrics;
 pub mod orchestrator;
 pub mod raft;
 pub mod scheduler;

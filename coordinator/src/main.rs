@@ -12,6 +12,7 @@ use shoal_coordinator::api::raft_service::RaftService;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::identity_file;
+use shoal_coordinator::metrics::Metrics;
 use shoal_coordinator::orchestrator::{self, liveness::Liveness};
 use shoal_coordinator::raft::identity::ClusterTag;
 use shoal_coordinator::raft::network::{Channels, NetworkFactory};
@@ -19,7 +20,7 @@ use shoal_coordinator::raft::types::Raft;
 use shoal_coordinator::raft::Store;
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::control_server::ControlServer;
-use shoal_proto::control::ClusterAddRequest;
+use shoal_proto::control::{ClusterAddRequest, ClusterStatusRequest};
 use shoal_proto::dispatcher::dispatcher_server::DispatcherServer;
 use shoal_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
@@ -213,6 +214,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start raft")?;
+    // Liveness for systemd's watchdog: the Raft core answers a call on its state.
+    let probe_raft = raft.clone();
+    tokio::spawn(shoal_ops::systemd::watchdog(move || {
+        let raft = probe_raft.clone();
+        async move { raft.with_raft_state(|_| ()).await.is_ok() }
+    }));
     let coord = Coordinator {
         id: cfg.id,
         addr: addr.clone(),
@@ -221,7 +228,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sm,
         channels,
         tag,
+        metrics: Metrics::new(),
     };
+    tokio::spawn(coord.metrics.watch_raft(&coord));
 
     let liveness = Liveness::new(
         Duration::from_millis(cfg.agents.heartbeat_ms),
@@ -236,8 +245,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let api_addr = listener
+        .local_addr()
+        .context("cannot read the API listener's address")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .layer(coord.metrics.api().layer())
         .add_service(
             RaftServer::new(RaftService {
                 coord: coord.clone(),
@@ -259,11 +272,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {agent_listen}"))?;
         let mut halt = halt_rx.clone();
         let agents = tonic::transport::Server::builder()
+            .layer(coord.metrics.api().layer())
             .add_service(dispatcher())
             .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
                 let _ = halt.changed().await;
             });
         tokio::spawn(agents);
+    }
+    if let Some(metrics_listen) = &cfg.metrics_listen {
+        let c = coord.clone();
+        let render: shoal_ops::metrics_http::Render = std::sync::Arc::new(move || {
+            let c = c.clone();
+            Box::pin(async move { c.metrics.render(&c).await })
+        });
+        let mut halt = halt_rx.clone();
+        let stop = async move {
+            let _ = halt.changed().await;
+        };
+        let bound = shoal_ops::metrics_http::spawn(metrics_listen, render, stop)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_listen} for /metrics"))?;
+        tracing::info!(listen = %bound, "serving /metrics");
     }
     tokio::spawn(orchestrator::runner::run(
         coord.clone(),
@@ -295,10 +324,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Raft is loaded and, once our own API answers, this coordinator serves: tell systemd.
+    let ready = tokio::spawn(async move {
+        wait_api_serving(api_addr).await;
+        shoal_ops::systemd::ready();
+    });
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+    ready.abort();
+    shoal_ops::systemd::stopping();
     let _ = stop_tx.send(());
     let _ = halt_tx.send(true);
     // In-flight requests finish; new connections are refused.
@@ -306,6 +342,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = raft.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Calls this coordinator's own control API until it answers, warning every 10 s it does not.
+async fn wait_api_serving(mut addr: std::net::SocketAddr) {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut warn_at = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let call = async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await?;
+            ControlClient::new(channel)
+                .cluster_status(ClusterStatusRequest {})
+                .await?;
+            anyhow::Ok(())
+        };
+        match call.await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= warn_at => {
+                tracing::warn!(error = %format!("{e:#}"), %addr,
+                    "the control API does not answer yet; not telling systemd READY");
+                warn_at += Duration::from_secs(10);
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn dir_has_entries(p: &std::path::Path) -> bool {

@@ -20,6 +20,8 @@ pub struct Coord {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Extra environment variables for the process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -34,6 +36,7 @@ impl Coord {
             data_dir,
             log,
             extra_args: Vec::new(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -47,7 +50,8 @@ impl Coord {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,openraft=warn");
+            .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

@@ -89,6 +89,7 @@ impl Dispatcher for DispatcherService {
             return Err(Status::invalid_argument(e));
         }
         self.liveness.seen(&name);
+        self.coord.metrics.agent_registered();
         tracing::info!(node = %name, "agent registered");
         Ok(Response::new(RegisterReply {
             heartbeat_period_ms: self.period_ms(),
@@ -119,6 +120,7 @@ impl Dispatcher for DispatcherService {
             }
         }
         self.liveness.seen(&name);
+        self.coord.metrics.agent_heartbeat();
         Ok(Response::new(HeartbeatReply {
             heartbeat_period_ms: self.period_ms(),
         }))
@@ -179,6 +181,7 @@ fn async_stream(
 ) -> impl Stream<Item = Result<AssignmentSet, Status>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
+        let _session = me.coord.metrics.agent_session();
         let mut applied = me.coord.sm.watch_applied();
         let mut last: Option<Vec<u8>> = None;
         loop {

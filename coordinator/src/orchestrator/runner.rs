@@ -41,7 +41,12 @@ pub async fn run(
         }
         // At most one pass per MIN_GAP: under a burst of writes, one pass sees them all.
         tokio::time::sleep(MIN_GAP).await;
-        if let Err(e) = pass(&coord, &liveness).await {
+        let started = std::time::Instant::now();
+        let result = pass(&coord, &liveness).await;
+        coord
+            .metrics
+            .orchestrator_pass(started.elapsed().as_secs_f64(), result.is_ok());
+        if let Err(e) = result {
             tracing::warn!(error = %e, "orchestrator pass failed");
             tokio::time::sleep(TICK).await;
         }
@@ -66,12 +71,27 @@ async fn pass(
         coord
             .write(coord.request(None, Command::MarkNodeDown { name }))
             .await?;
+        coord.metrics.node_marked_down();
     }
     let mut next_id = |service: &str, slot: u32| {
         let uid = uuid::Uuid::new_v4().simple().to_string();
         format!("{service}.{slot}.{}", &uid[..10])
     };
+    let planned = std::time::Instant::now();
     let r = coord.sm.read(|s| plan(s, &mut next_id));
+    let placed = r.assign.len()
+        + r.create
+            .iter()
+            .filter(|t| t.state == shoal_model::TaskState::Assigned)
+            .count();
+    let failed = r.unplaceable.len()
+        + r.create
+            .iter()
+            .filter(|t| t.state == shoal_model::TaskState::Pending)
+            .count();
+    coord
+        .metrics
+        .plan(planned.elapsed().as_secs_f64(), placed, failed);
     if !r.is_empty() {
         tracing::debug!(
             create = r.create.len(),

@@ -76,11 +76,20 @@ fn decode_applied(meta: &SnapshotMeta, data: &[u8]) -> Result<Applied, serde_jso
     Ok(applied)
 }
 
+/// Snapshots this member built since it started, and the last one's cost (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SnapshotBuilds {
+    pub count: u64,
+    pub last_seconds: f64,
+    pub last_bytes: u64,
+}
+
 /// The Raft state machine and snapshot store. Clones share the same state.
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     applied_tx: Arc<watch::Sender<u64>>,
+    builds_tx: Arc<watch::Sender<SnapshotBuilds>>,
     snapshots: sled::Tree,
     /// Serializes writes of the current snapshot (a build runs concurrently with installs).
     snapshot_write: Arc<Mutex<()>>,
@@ -105,9 +114,15 @@ impl StateMachineStore {
         Self {
             applied: Arc::new(RwLock::new(applied)),
             applied_tx: Arc::new(applied_tx),
+            builds_tx: Arc::new(watch::channel(SnapshotBuilds::default()).0),
             snapshots,
             snapshot_write: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// Follows the snapshots this member builds.
+    pub fn watch_snapshot_builds(&self) -> watch::Receiver<SnapshotBuilds> {
+        self.builds_tx.subscribe()
     }
 
     // Poisoning is ignored: the lock is only written by `apply` (which panics only if
@@ -183,6 +198,7 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot> {
+        let started = std::time::Instant::now();
         let (data, last_applied, last_membership) = {
             let applied = self.lock_read();
             let data = serde_json::to_vec(&*applied).map_err(|e| {
@@ -207,6 +223,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         self.store_snapshot(&held, &meta, &data, Some(seq)).await?;
         drop(held);
+        self.builds_tx.send_modify(|b| {
+            b.count += 1;
+            b.last_seconds = started.elapsed().as_secs_f64();
+            b.last_bytes = data.len() as u64;
+        });
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "built snapshot");
         Ok(Snapshot {
             meta,

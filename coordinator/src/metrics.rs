@@ -1,0 +1,458 @@
+//! The coordinator's Prometheus metrics: one [`Metrics`] registry, shared by handle.
+//!
+//! Counters and histograms are updated where things happen (proposals in
+//! [`Coordinator::local`](crate::coordinator::Coordinator::local), the orchestrator runner, the
+//! dispatcher, the gRPC layer). Gauges for Raft and cluster state are computed at scrape time
+//! from `raft.metrics()` and the state machine, so they cannot drift. Snapshots are counted by
+//! [`Metrics::watch_raft`], which follows openraft's metrics.
+//!
+//! Names: `shoal_` prefix, base units, `_total` on counters (prometheus-client appends it),
+//! `_seconds` on latency histograms.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use openraft::ServerState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use shoal_model::{NodeStatus, TaskState};
+use shoal_ops::grpc_metrics::GrpcMetrics;
+
+use crate::coordinator::Coordinator;
+
+/// Every task state, for `shoal_tasks{state}` (a state with no task reads 0, not absent).
+const TASK_STATES: [TaskState; 11] = [
+    TaskState::New,
+    TaskState::Pending,
+    TaskState::Assigned,
+    TaskState::Preparing,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Complete,
+    TaskState::Shutdown,
+    TaskState::Failed,
+    TaskState::Rejected,
+    TaskState::Orphaned,
+];
+
+const NODE_STATES: [(NodeStatus, &str); 3] = [
+    (NodeStatus::Unknown, "unknown"),
+    (NodeStatus::Ready, "ready"),
+    (NodeStatus::Down, "down"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Handle on the coordinator's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    // Raft, refreshed at scrape time.
+    is_leader: Gauge,
+    term: Gauge,
+    last_log_index: Gauge,
+    committed_index: Gauge,
+    applied_index: Gauge,
+    snapshot_index: Gauge,
+    replication_lag: Family<PeerLabel, Gauge>,
+    // Raft, counted as it happens.
+    proposals: Counter,
+    proposal_failures: Counter,
+    snapshots: Counter,
+    snapshot_build_seconds: Histogram,
+    snapshot_bytes: Gauge,
+    leader_changes: Counter,
+    // Cluster state, refreshed at scrape time.
+    nodes: Family<StateLabel, Gauge>,
+    services: Gauge,
+    tasks: Family<StateLabel, Gauge>,
+    pending_tasks: Gauge,
+    // Orchestrator and scheduler.
+    placements: Counter,
+    placement_failures: Counter,
+    nodes_marked_down: Counter,
+    orchestrator_passes: Counter,
+    orchestrator_pass_failures: Counter,
+    orchestrator_pass_seconds: Histogram,
+    scheduler_plan_seconds: Histogram,
+    // Dispatcher.
+    agent_sessions: Gauge,
+    agent_registrations: Counter,
+    agent_heartbeats: Counter,
+    // API.
+    api: GrpcMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("shoal");
+        let api = GrpcMetrics::register(r);
+        let inner = Inner {
+            is_leader: Gauge::default(),
+            term: Gauge::default(),
+            last_log_index: Gauge::default(),
+            committed_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            snapshot_index: Gauge::default(),
+            replication_lag: Family::default(),
+            proposals: Counter::default(),
+            proposal_failures: Counter::default(),
+            snapshots: Counter::default(),
+            snapshot_build_seconds: seconds_histogram(),
+            snapshot_bytes: Gauge::default(),
+            leader_changes: Counter::default(),
+            nodes: Family::default(),
+            services: Gauge::default(),
+            tasks: Family::default(),
+            pending_tasks: Gauge::default(),
+            placements: Counter::default(),
+            placement_failures: Counter::default(),
+            nodes_marked_down: Counter::default(),
+            orchestrator_passes: Counter::default(),
+            orchestrator_pass_failures: Counter::default(),
+            orchestrator_pass_seconds: seconds_histogram(),
+            scheduler_plan_seconds: seconds_histogram(),
+            agent_sessions: Gauge::default(),
+            agent_registrations: Counter::default(),
+            agent_heartbeats: Counter::default(),
+            api,
+            registry: Registry::default(),
+        };
+        let i = &inner;
+        r.register(
+            "raft_is_leader",
+            "1 if this coordinator is the Raft leader",
+            i.is_leader.clone(),
+        );
+        r.register("raft_term", "Current Raft term", i.term.clone());
+        r.register(
+            "raft_last_log_index",
+            "Index of the last entry in this member's Raft log",
+            i.last_log_index.clone(),
+        );
+        r.register(
+            "raft_committed_index",
+            "Highest Raft log index known to be committed",
+            i.committed_index.clone(),
+        );
+        r.register(
+            "raft_applied_index",
+            "Highest Raft log index applied to the state machine",
+            i.applied_index.clone(),
+        );
+        r.register(
+            "raft_snapshot_index",
+            "Last Raft log index included in this member's snapshot",
+            i.snapshot_index.clone(),
+        );
+        r.register(
+            "raft_replication_lag_entries",
+            "On the leader: log entries a peer is behind the leader's last log index",
+            i.replication_lag.clone(),
+        );
+        r.register(
+            "raft_proposals",
+            "Entries this coordinator proposed to Raft as leader",
+            i.proposals.clone(),
+        );
+        r.register(
+            "raft_proposal_failures",
+            "Raft proposals that failed",
+            i.proposal_failures.clone(),
+        );
+        r.register(
+            "raft_snapshots",
+            "Snapshots this member built or installed since it started",
+            i.snapshots.clone(),
+        );
+        r.register(
+            "raft_snapshot_build_duration_seconds",
+            "Time to build a snapshot of the state machine",
+            i.snapshot_build_seconds.clone(),
+        );
+        r.register(
+            "raft_snapshot_size_bytes",
+            "Size of the last snapshot this member built",
+            i.snapshot_bytes.clone(),
+        );
+        r.register(
+            "raft_leader_changes",
+            "Changes of the leader this member knows of (none counts as a change)",
+            i.leader_changes.clone(),
+        );
+        r.register("nodes", "Registered nodes by state", i.nodes.clone());
+        r.register("services", "Services in the cluster", i.services.clone());
+        r.register("tasks", "Tasks by state", i.tasks.clone());
+        r.register(
+            "pending_tasks",
+            "Tasks waiting for a placement",
+            i.pending_tasks.clone(),
+        );
+        r.register(
+            "scheduler_placements",
+            "Tasks the scheduler placed on a node",
+            i.placements.clone(),
+        );
+        r.register(
+            "scheduler_placement_failures",
+            "Tasks the scheduler could not place (counted when the reason is new)",
+            i.placement_failures.clone(),
+        );
+        r.register(
+            "scheduler_plan_duration_seconds",
+            "Time to compute one reconciliation plan, placements included",
+            i.scheduler_plan_seconds.clone(),
+        );
+        r.register(
+            "orchestrator_passes",
+            "Orchestrator passes run on the leader",
+            i.orchestrator_passes.clone(),
+        );
+        r.register(
+            "orchestrator_pass_failures",
+            "Orchestrator passes that failed to propose their result",
+            i.orchestrator_pass_failures.clone(),
+        );
+        r.register(
+            "orchestrator_pass_duration_seconds",
+            "Time of one orchestrator pass, its Raft writes included",
+            i.orchestrator_pass_seconds.clone(),
+        );
+        r.register(
+            "dispatcher_nodes_marked_down",
+            "Nodes declared down after missing their heartbeats",
+            i.nodes_marked_down.clone(),
+        );
+        r.register(
+            "dispatcher_agent_sessions",
+            "Agents with an open assignments stream to this coordinator",
+            i.agent_sessions.clone(),
+        );
+        r.register(
+            "dispatcher_registrations",
+            "Agent registrations accepted",
+            i.agent_registrations.clone(),
+        );
+        r.register(
+            "dispatcher_heartbeats",
+            "Agent heartbeats accepted",
+            i.agent_heartbeats.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry: root,
+                ..inner
+            }),
+        }
+    }
+
+    /// The gRPC request metrics; wrap each tonic server with `api().layer()`.
+    pub fn api(&self) -> &GrpcMetrics {
+        &self.inner.api
+    }
+
+    pub fn proposal(&self, ok: bool) {
+        self.inner.proposals.inc();
+        if !ok {
+            self.inner.proposal_failures.inc();
+        }
+    }
+
+    pub fn node_marked_down(&self) {
+        self.inner.nodes_marked_down.inc();
+    }
+
+    /// One orchestrator pass: its duration, whether it succeeded.
+    pub fn orchestrator_pass(&self, seconds: f64, ok: bool) {
+        let i = &self.inner;
+        i.orchestrator_passes.inc();
+        i.orchestrator_pass_seconds.observe(seconds);
+        if !ok {
+            i.orchestrator_pass_failures.inc();
+        }
+    }
+
+    /// One plan computed: its duration, the tasks it placed and those it could not.
+    pub fn plan(&self, seconds: f64, placed: usize, failed: usize) {
+        let i = &self.inner;
+        i.scheduler_plan_seconds.observe(seconds);
+        i.placements.inc_by(placed as u64);
+        i.placement_failures.inc_by(failed as u64);
+    }
+
+    pub fn agent_registered(&self) {
+        self.inner.agent_registrations.inc();
+    }
+
+    pub fn agent_heartbeat(&self) {
+        self.inner.agent_heartbeats.inc();
+    }
+
+    /// Counts an open agent session until the guard drops.
+    pub fn agent_session(&self) -> SessionGuard {
+        self.inner.agent_sessions.inc();
+        SessionGuard {
+            metrics: self.clone(),
+        }
+    }
+
+    /// Follows openraft's metrics and the snapshot builder: counts new snapshots (built or
+    /// installed) and leader changes, and records how long each snapshot build took.
+    pub fn watch_raft(&self, coord: &Coordinator) -> impl Future<Output = ()> + Send + 'static {
+        let metrics = self.clone();
+        let mut raft = coord.raft.metrics();
+        let mut builds = coord.sm.watch_snapshot_builds();
+        async move {
+            let i = &metrics.inner;
+            let (mut snapshot, mut leader) = {
+                let m = raft.borrow();
+                (m.snapshot.map(|l| l.index), m.current_leader)
+            };
+            let mut built = builds.borrow().count;
+            loop {
+                tokio::select! {
+                    r = raft.changed() => {
+                        if r.is_err() {
+                            return; // Raft shut down
+                        }
+                        let (now, now_leader) = {
+                            let m = raft.borrow_and_update();
+                            (m.snapshot.map(|l| l.index), m.current_leader)
+                        };
+                        if now > snapshot {
+                            i.snapshots.inc();
+                            snapshot = now;
+                        }
+                        if now_leader != leader {
+                            i.leader_changes.inc();
+                            leader = now_leader;
+                        }
+                    }
+                    r = builds.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        let b = *builds.borrow_and_update();
+                        if b.count > built {
+                            i.snapshot_build_seconds.observe(b.last_seconds);
+                            i.snapshot_bytes.set(as_gauge(b.last_bytes));
+                            built = b.count;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes the scrape-time gauges from `coord` and encodes everything as OpenMetrics.
+    pub async fn render(&self, coord: &Coordinator) -> Result<String, std::fmt::Error> {
+        let committed = coord
+            .raft
+            .with_raft_state(|st| st.committed.map(|l| l.index).unwrap_or(0))
+            .await
+            .unwrap_or(0);
+        self.refresh(coord, committed);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+
+    fn refresh(&self, coord: &Coordinator, committed: u64) {
+        let i = &self.inner;
+        let m = coord.raft.metrics().borrow().clone();
+        let leader = m.state == ServerState::Leader;
+        let last_log = m.last_log_index.unwrap_or(0);
+        i.is_leader.set(i64::from(leader));
+        i.term.set(as_gauge(m.current_term));
+        i.last_log_index.set(as_gauge(last_log));
+        i.committed_index.set(as_gauge(committed));
+        i.applied_index
+            .set(as_gauge(m.last_applied.map(|l| l.index).unwrap_or(0)));
+        i.snapshot_index
+            .set(as_gauge(m.snapshot.map(|l| l.index).unwrap_or(0)));
+        i.replication_lag.clear();
+        if leader {
+            for (peer, matched) in m.replication.iter().flatten() {
+                if *peer == coord.id {
+                    continue;
+                }
+                let matched = matched.map(|l| l.index).unwrap_or(0);
+                i.replication_lag
+                    .get_or_create(&PeerLabel {
+                        peer: peer.to_string(),
+                    })
+                    .set(as_gauge(last_log.saturating_sub(matched)));
+            }
+        }
+        let (nodes, services, tasks, pending) = coord.sm.read(|s| {
+            let nodes =
+                NODE_STATES.map(|(st, _)| s.nodes.values().filter(|n| n.status == st).count());
+            let tasks = TASK_STATES.map(|st| s.tasks.values().filter(|t| t.state == st).count());
+            let pending = s
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Pending && t.desired_state == TaskState::Running)
+                .count();
+            (nodes, s.services.len(), tasks, pending)
+        });
+        for ((_, name), n) in NODE_STATES.iter().zip(nodes) {
+            i.nodes
+                .get_or_create(&StateLabel {
+                    state: (*name).to_string(),
+                })
+                .set(n as i64);
+        }
+        for (st, n) in TASK_STATES.iter().zip(tasks) {
+            i.tasks
+                .get_or_create(&StateLabel {
+                    state: st.as_str().to_string(),
+                })
+                .set(n as i64);
+        }
+        i.services.set(services as i64);
+        i.pending_tasks.set(pending as i64);
+    }
+}
+
+fn as_gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// An open agent session; dropping it closes the session in `shoal_dispatcher_agent_sessions`.
+pub struct SessionGuard {
+    metrics: Metrics,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.metrics.inner.agent_sessions.dec();
+    }
+}
