@@ -276,15 +276,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Service(ServiceCmd::Ls) => {
             let v = query(&mut client, json!({"type": "services"}), cli.stale).await?;
+            let q = json!({"type": "tasks", "service": null, "node": null});
+            let tasks = query(&mut client, q, cli.stale).await?;
+            // Running tasks per service (completed ones for jobs), against what is desired.
+            let mut running: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for t in tasks.as_array().into_iter().flatten() {
+                let e = running.entry(str_at(t, "/service")).or_default();
+                if t["desired_state"] == "running" {
+                    match t["state"].as_str() {
+                        Some("running") | Some("complete") => e.0 += 1,
+                        _ => {}
+                    }
+                    if !matches!(
+                        t["state"].as_str(),
+                        Some("failed" | "orphaned" | "rejected")
+                    ) {
+                        e.1 += 1;
+                    }
+                }
+            }
             print_list(
                 fmt,
                 &v,
                 &["NAME", "MODE", "REPLICAS", "IMAGE", "VERSION"],
                 |s| {
+                    let (up, want) = running
+                        .get(&str_at(s, "/name"))
+                        .copied()
+                        .unwrap_or_default();
+                    let desired = match s["spec"]["mode"].as_str() {
+                        Some("global") | Some("global-job") => want.to_string(),
+                        _ => str_at(s, "/spec/replicas"),
+                    };
                     vec![
                         str_at(s, "/name"),
                         str_at(s, "/spec/mode"),
-                        str_at(s, "/spec/replicas"),
+                        format!("{up}/{desired}"),
                         str_at(s, "/spec/container/image"),
                         str_at(s, "/version"),
                     ]
