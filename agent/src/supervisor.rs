@@ -24,7 +24,10 @@ use crate::reconcile::{
     DEFAULT_STOP_SIGNAL,
 };
 use crate::reporter::Reporter;
-use crate::runtime::{ContainerConfig, ContainerRuntime, ContainerStatus, RuntimeError};
+use crate::runtime::registry::auth_for;
+use crate::runtime::{
+    ContainerConfig, ContainerRuntime, ContainerStatus, Registries, RuntimeError,
+};
 use crate::state_db::StateDb;
 
 /// How the supervisor runs.
@@ -36,6 +39,8 @@ pub struct SupervisorConfig {
     pub log_dir: PathBuf,
     /// How often the runtime is listed even without events.
     pub resync: Duration,
+    /// Registries images are pulled from, by `host[:port]`.
+    pub registries: Registries,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -123,13 +128,26 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     match ctx.rt.ensure_image(&task.spec.image).await {
         Ok(true) => {}
         Ok(false) => {
+            let image = &task.spec.image;
             ctx.report(
                 id,
-                TaskState::Rejected,
-                format!("image `{}` not found", task.spec.image),
+                TaskState::Preparing,
+                format!("pulling image `{image}`"),
                 None,
             );
-            return Outcome::Other;
+            let auth = auth_for(&ctx.cfg.registries, image);
+            match ctx.rt.pull_image(image, &auth).await {
+                Ok(_) => {}
+                Err(error) if transient(&error) => {
+                    warn!(task_id = id, %error, "cannot pull the image; retrying later");
+                    return Outcome::Other;
+                }
+                Err(error) => {
+                    warn!(task_id = id, %error, "image pull failed");
+                    ctx.report(id, TaskState::Rejected, error.to_string(), None);
+                    return Outcome::Other;
+                }
+            }
         }
         Err(error) => {
             warn!(task_id = id, %error, "cannot check the image; retrying later");
@@ -637,6 +655,7 @@ mod tests {
             reporter.clone(),
             None,
             SupervisorConfig {
+                registries: Default::default(),
                 node: "n1".into(),
                 log_dir: "/tmp/shoal-test-logs".into(),
                 resync: Duration::from_secs(1),
@@ -779,7 +798,10 @@ mod tests {
         let u = until(&env, "noimg", |u| u.state.is_terminal()).await;
         assert_eq!(
             (u.state, u.message.as_str()),
-            (TaskState::Rejected, "image `absent` not found")
+            (
+                TaskState::Rejected,
+                "image `absent`: registry `docker.io`: manifest latest not found"
+            )
         );
         let u = until(&env, "nobind", |u| u.state.is_terminal()).await;
         assert_eq!(
@@ -844,6 +866,7 @@ mod tests {
             reporter.clone(),
             Some(db),
             SupervisorConfig {
+                registries: Default::default(),
                 node: "n1".into(),
                 log_dir: dir.path().join("logs"),
                 resync: Duration::from_secs(1),
