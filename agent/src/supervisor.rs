@@ -647,7 +647,10 @@ mod tests {
     }
 
     fn env() -> Env {
-        let rt = FakeRuntime::new();
+        env_with(FakeRuntime::new(), Default::default())
+    }
+
+    fn env_with(rt: FakeRuntime, registries: Registries) -> Env {
         rt.add_image("busybox");
         let reporter = Arc::new(Reporter::new(None));
         let sup = Supervisor::new(
@@ -655,7 +658,7 @@ mod tests {
             reporter.clone(),
             None,
             SupervisorConfig {
-                registries: Default::default(),
+                registries,
                 node: "n1".into(),
                 log_dir: "/tmp/shoal-test-logs".into(),
                 resync: Duration::from_secs(1),
@@ -779,6 +782,37 @@ mod tests {
         env.rt.exit("j", 0);
         let u = until(&env, "j", |u| u.state.is_terminal()).await;
         assert_eq!((u.state, u.exit_code), (TaskState::Complete, Some(0)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absent_images_are_pulled_with_the_registry_credentials() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test:5000/private:1", Some("pw"));
+        rt.add_registry_image("other.test/locked:1", Some("pw"));
+        let registries = Registries::from([(
+            "reg.test:5000".to_owned(),
+            crate::runtime::RegistryAuth {
+                insecure: true,
+                username: Some("u".into()),
+                password: Some("pw".into()),
+            },
+        )]);
+        let env = env_with(rt, registries);
+        let mut private = task("private");
+        private.spec.image = "reg.test:5000/private:1".into();
+        let mut locked = task("locked");
+        locked.spec.image = "other.test/locked:1".into();
+        env.tx.send(vec![private, locked]).await.unwrap();
+        until(&env, "private", |u| u.state == TaskState::Running).await;
+        assert_eq!(env.rt.pull_count("reg.test:5000/private:1"), 1);
+        let u = until(&env, "locked", |u| u.state.is_terminal()).await;
+        assert_eq!(
+            (u.state, u.message.as_str()),
+            (
+                TaskState::Rejected,
+                "image `other.test/locked:1`: registry `other.test`: unauthorized"
+            )
+        );
     }
 
     #[tokio::test(start_paused = true)]
