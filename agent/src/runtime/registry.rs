@@ -343,6 +343,90 @@ mod tests {
         check("x.io/b@sha256:ab", "x.io", "b", "sha256:ab");
     }
 
+    /// A one-repository registry that wants a bearer token, which its token endpoint gives for
+    /// basic credentials `u:p`: answers raw HTTP/1.1, one request per connection.
+    async fn bearer_registry() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let realm = realm.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let path = req.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                    let auth = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("authorization: "))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    let good_basic = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode("u:p")
+                    );
+                    let (status, headers, body) = if path.starts_with("/token") {
+                        if auth == good_basic && path.contains("scope=repository%3Arepo%3Apull") {
+                            ("200 OK", String::new(), r#"{"token":"t0k"}"#.to_owned())
+                        } else {
+                            ("401 Unauthorized", String::new(), String::new())
+                        }
+                    } else if auth == "Bearer t0k" {
+                        (
+                            "200 OK",
+                            "content-type: application/vnd.oci.image.manifest.v1+json\r\n"
+                                .to_owned(),
+                            "{}".to_owned(),
+                        )
+                    } else {
+                        (
+                            "401 Unauthorized",
+                            format!(
+                                "www-authenticate: Bearer realm=\"{realm}\",service=\"reg\",\
+                                 scope=\"repository:repo:pull\"\r\n"
+                            ),
+                            String::new(),
+                        )
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\
+                         connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bearer_token_auth() {
+        let addr = bearer_registry().await;
+        let image = format!("{addr}/repo:1");
+        let auth = |password: &str| RegistryAuth {
+            insecure: true,
+            username: Some("u".into()),
+            password: Some(password.into()),
+        };
+        let client = RegistryClient::new(&image, &auth("p")).unwrap();
+        let (body, media_type) = client.manifest("1").await.unwrap();
+        assert_eq!(body, b"{}");
+        assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+        let client = RegistryClient::new(&image, &auth("wrong")).unwrap();
+        let err = client.manifest("1").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("image `{image}`: registry `{addr}`: unauthorized")
+        );
+    }
+
     #[test]
     fn bearer_challenges() {
         let mut h = HeaderMap::new();
