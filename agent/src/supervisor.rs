@@ -136,7 +136,26 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
                 None,
             );
             let auth = auth_for(&ctx.cfg.registries, image);
-            match ctx.rt.pull_image(image, &auth).await {
+            let pull = ctx.rt.pull_image(image, &auth);
+            tokio::pin!(pull);
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.tick().await;
+            let pulled = loop {
+                tokio::select! {
+                    r = &mut pull => break r,
+                    _ = tick.tick() => {
+                        if let Some((done, total)) = ctx.rt.pull_progress(image) {
+                            ctx.report(
+                                id,
+                                TaskState::Preparing,
+                                format!("pulling image `{image}`: {done}/{total} bytes"),
+                                None,
+                            );
+                        }
+                    }
+                }
+            };
+            match pulled {
                 Ok(_) => {}
                 Err(error) if transient(&error) => {
                     warn!(task_id = id, %error, "cannot pull the image; retrying later");

@@ -102,6 +102,8 @@ pub struct ContainerdRuntime {
     exec_counter: AtomicU64,
     /// One lock per image being pulled, holding the last pull's result: one download per image.
     pulls: std::sync::Mutex<HashMap<String, PullSlot>>,
+    /// Layer bytes written and in total, per image being pulled.
+    pub(super) progress: std::sync::Mutex<HashMap<String, (u64, u64)>>,
 }
 
 type PullSlot = Arc<tokio::sync::Mutex<Option<ImageRef>>>;
@@ -190,6 +192,7 @@ impl ContainerdRuntime {
             events_task,
             exec_counter: AtomicU64::new(0),
             pulls: Default::default(),
+            progress: Default::default(),
         });
         rt.wait_subscribed(live_rx).await;
         Ok(rt)
@@ -697,6 +700,14 @@ impl ContainerRuntime for ContainerdRuntime {
         let image = self.pull(name, auth).await?;
         *done = Some(image.clone());
         Ok(image)
+    }
+
+    fn pull_progress(&self, name: &str) -> Option<(u64, u64)> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .copied()
     }
 
     async fn ensure_image(&self, name: &str) -> Result<bool> {

@@ -398,12 +398,28 @@ impl ContainerdRuntime {
         info!(image = name, registry = client.registry(), digest = %top.digest, "pulling image");
         let lease = self.create_lease("pull", Duration::from_secs(3600)).await?;
         let result = self.import_leased(&client, name, &top, &lease).await;
+        self.set_progress(name, None);
         self.delete_lease(&lease, result.is_err()).await;
         match &result {
             Ok(r) => info!(image = %r.name, digest = %r.digest, "image pulled"),
             Err(error) => warn!(image = %name, %error, "image pull failed"),
         }
         result
+    }
+
+    fn set_progress(&self, name: &str, bytes: Option<(i64, i64)>) {
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match bytes {
+            Some((done, total)) => {
+                progress.insert(name.to_owned(), (done as u64, total as u64));
+            }
+            None => {
+                progress.remove(name);
+            }
+        }
     }
 
     async fn import_leased(
@@ -462,6 +478,7 @@ impl ContainerdRuntime {
             .await?;
             done += layer.size;
             info!(image = name, layer = %layer.digest, "image layers: {done}/{total} bytes");
+            self.set_progress(name, Some((done, total)));
         }
         let chains = chain_ids(&diff_ids);
         let config_labels = HashMap::from([(

@@ -200,6 +200,10 @@ pub trait ContainerRuntime: Send + Sync {
     /// Pulls `name` (`host[:port]/repository[:tag|@digest]`) from its registry and unpacks it;
     /// concurrent pulls of one image make one download. On failure nothing of it is left.
     async fn pull_image(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef>;
+    /// Bytes of layers written so far and in total of a pull of `name` under way.
+    fn pull_progress(&self, _name: &str) -> Option<(u64, u64)> {
+        None
+    }
     /// Whether `name` is present and unpacked, ready for `create`.
     async fn ensure_image(&self, name: &str) -> Result<bool>;
     /// Creates the container (root filesystem and spec) without starting it.
