@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use shoal_model::NodeRole;
 
+use crate::runtime::Registries;
+
 /// Where the agent looks for its config file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/shoal/agent.toml";
 
@@ -100,6 +102,8 @@ pub struct FileConfig {
     pub log_json: bool,
     pub log_max_bytes: Option<u64>,
     pub log_keep: Option<u32>,
+    /// `[registries."host:port"]`: `insecure`, `username`, `password`.
+    pub registries: Registries,
 }
 
 /// The resolved configuration the agent runs with.
@@ -119,6 +123,7 @@ pub struct AgentConfig {
     pub log_json: bool,
     pub log_max_bytes: u64,
     pub log_keep: u32,
+    pub registries: Registries,
 }
 
 impl FileConfig {
@@ -234,6 +239,7 @@ impl AgentConfig {
                 .or(file.log_max_bytes)
                 .unwrap_or(50 << 20),
             log_keep: flags.log_keep.or(file.log_keep).unwrap_or(3),
+            registries: file.registries,
         })
     }
 
@@ -321,6 +327,28 @@ labels = { rack = "r1", role = "compute" }
             .unwrap_err()
             .to_string();
         assert!(e.contains("boss"), "{e}");
+    }
+
+    #[test]
+    fn registries() {
+        let text = r#"
+            [registries."127.0.0.1:5000"]
+            insecure = true
+            username = "u"
+            password = "p"
+            [registries."quay.io"]
+        "#;
+        let file = FileConfig::parse(text, Path::new("a.toml")).unwrap();
+        let r = &file.registries["127.0.0.1:5000"];
+        assert!(r.insecure);
+        assert_eq!(
+            (r.username.as_deref(), r.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert!(!file.registries["quay.io"].insecure);
+        let bad = "[registries.\"x\"]\ninsecur = true\n";
+        let e = FileConfig::parse(bad, Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("insecur"), "{e}");
     }
 
     #[test]

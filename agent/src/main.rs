@@ -87,6 +87,7 @@ async fn main() -> Result<()> {
             node: cfg.node_name.clone(),
             log_dir: cfg.log_dir.clone(),
             resync: Duration::from_secs(2),
+            registries: cfg.registries.clone(),
         },
     );
     tokio::spawn(supervisor.run(assign_rx));

@@ -24,7 +24,10 @@ use crate::reconcile::{
     DEFAULT_STOP_SIGNAL,
 };
 use crate::reporter::Reporter;
-use crate::runtime::{ContainerConfig, ContainerRuntime, ContainerStatus, RuntimeError};
+use crate::runtime::registry::auth_for;
+use crate::runtime::{
+    ContainerConfig, ContainerRuntime, ContainerStatus, Registries, RuntimeError,
+};
 use crate::state_db::StateDb;
 
 /// How the supervisor runs.
@@ -36,6 +39,8 @@ pub struct SupervisorConfig {
     pub log_dir: PathBuf,
     /// How often the runtime is listed even without events.
     pub resync: Duration,
+    /// Registries images are pulled from, by `host[:port]`.
+    pub registries: Registries,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -123,13 +128,45 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     match ctx.rt.ensure_image(&task.spec.image).await {
         Ok(true) => {}
         Ok(false) => {
+            let image = &task.spec.image;
             ctx.report(
                 id,
-                TaskState::Rejected,
-                format!("image `{}` not found", task.spec.image),
+                TaskState::Preparing,
+                format!("pulling image `{image}`"),
                 None,
             );
-            return Outcome::Other;
+            let auth = auth_for(&ctx.cfg.registries, image);
+            let pull = ctx.rt.pull_image(image, &auth);
+            tokio::pin!(pull);
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.tick().await;
+            let pulled = loop {
+                tokio::select! {
+                    r = &mut pull => break r,
+                    _ = tick.tick() => {
+                        if let Some((done, total)) = ctx.rt.pull_progress(image) {
+                            ctx.report(
+                                id,
+                                TaskState::Preparing,
+                                format!("pulling image `{image}`: {done}/{total} bytes"),
+                                None,
+                            );
+                        }
+                    }
+                }
+            };
+            match pulled {
+                Ok(_) => {}
+                Err(error) if transient(&error) => {
+                    warn!(task_id = id, %error, "cannot pull the image; retrying later");
+                    return Outcome::Other;
+                }
+                Err(error) => {
+                    warn!(task_id = id, %error, "image pull failed");
+                    ctx.report(id, TaskState::Rejected, error.to_string(), None);
+                    return Outcome::Other;
+                }
+            }
         }
         Err(error) => {
             warn!(task_id = id, %error, "cannot check the image; retrying later");
@@ -629,7 +666,10 @@ mod tests {
     }
 
     fn env() -> Env {
-        let rt = FakeRuntime::new();
+        env_with(FakeRuntime::new(), Default::default())
+    }
+
+    fn env_with(rt: FakeRuntime, registries: Registries) -> Env {
         rt.add_image("busybox");
         let reporter = Arc::new(Reporter::new(None));
         let sup = Supervisor::new(
@@ -637,6 +677,7 @@ mod tests {
             reporter.clone(),
             None,
             SupervisorConfig {
+                registries,
                 node: "n1".into(),
                 log_dir: "/tmp/shoal-test-logs".into(),
                 resync: Duration::from_secs(1),
@@ -763,6 +804,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn absent_images_are_pulled_with_the_registry_credentials() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test:5000/private:1", Some("pw"));
+        rt.add_registry_image("other.test/locked:1", Some("pw"));
+        let registries = Registries::from([(
+            "reg.test:5000".to_owned(),
+            crate::runtime::RegistryAuth {
+                insecure: true,
+                username: Some("u".into()),
+                password: Some("pw".into()),
+            },
+        )]);
+        let env = env_with(rt, registries);
+        let mut private = task("private");
+        private.spec.image = "reg.test:5000/private:1".into();
+        let mut locked = task("locked");
+        locked.spec.image = "other.test/locked:1".into();
+        env.tx.send(vec![private, locked]).await.unwrap();
+        until(&env, "private", |u| u.state == TaskState::Running).await;
+        assert_eq!(env.rt.pull_count("reg.test:5000/private:1"), 1);
+        let u = until(&env, "locked", |u| u.state.is_terminal()).await;
+        assert_eq!(
+            (u.state, u.message.as_str()),
+            (
+                TaskState::Rejected,
+                "image `other.test/locked:1`: registry `other.test`: unauthorized"
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn bad_input_is_rejected_with_the_cause() {
         let env = env();
         let mut noimg = task("noimg");
@@ -779,7 +851,10 @@ mod tests {
         let u = until(&env, "noimg", |u| u.state.is_terminal()).await;
         assert_eq!(
             (u.state, u.message.as_str()),
-            (TaskState::Rejected, "image `absent` not found")
+            (
+                TaskState::Rejected,
+                "image `absent`: registry `docker.io`: manifest latest not found"
+            )
         );
         let u = until(&env, "nobind", |u| u.state.is_terminal()).await;
         assert_eq!(
@@ -844,6 +919,7 @@ mod tests {
             reporter.clone(),
             Some(db),
             SupervisorConfig {
+                registries: Default::default(),
                 node: "n1".into(),
                 log_dir: dir.path().join("logs"),
                 resync: Duration::from_secs(1),

@@ -17,6 +17,7 @@ use shoal_proto::agent::{ExecRequest, LogsRequest};
 use shoal_proto::convert::StatusUpdate;
 use shoal_tests::containerd::{available, TestContainerd};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
+use shoal_tests::registry::{registry_available, Registry, USER};
 use support::FakeDispatcher;
 
 const IMAGE: &str = "shoal.test/busybox:agent";
@@ -73,12 +74,17 @@ impl Harness {
 
     /// Starts the agent binary with its data under the containerd's temp dir.
     fn start_agent(&self, coordinator: &str) -> AgentProc {
+        // A config file with one setting the flags do not override: exercises --config.
+        self.start_agent_with(coordinator, "log_json = false\n")
+    }
+
+    /// Starts the agent with `toml` as its config file.
+    fn start_agent_with(&self, coordinator: &str, toml: &str) -> AgentProc {
         let base = self.cd.dir().join("agent");
         std::fs::create_dir_all(&base).unwrap();
         let listen = shoal_tests::free_addr();
         let log = base.join("agent.log");
-        // A config file with one setting the flags do not override: exercises --config.
-        std::fs::write(base.join("agent.toml"), "log_json = false\n").unwrap();
+        std::fs::write(base.join("agent.toml"), toml).unwrap();
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -538,9 +544,44 @@ async fn logs_and_exec_through_the_agent_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
     let Some(h) = setup("bad") else { return };
+    if !registry_available() {
+        assert!(
+            std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
+            "needs docker-registry"
+        );
+        return;
+    }
     let d = FakeDispatcher::start();
+    // Images come from two local registries: one open, one that wants a password the agent's
+    // config gets wrong; a layer on the open one is corrupt.
+    let open = Registry::start(false);
+    let locked = Registry::start(true);
+    open.wait_ready().await;
+    locked.wait_ready().await;
+    let img = build_busybox_image(h.cd.dir(), &ImageOptions::new(IMAGE)).unwrap();
+    locked.push(&img, "shoal/private", "1").await;
+    let mut opts = ImageOptions::new("shoal.test/other:1");
+    opts.extra_file = Some(("/etc/other".into(), b"other".to_vec()));
+    let other = build_busybox_image(h.cd.dir(), &opts).unwrap();
+    open.push(&other, "shoal/corrupt", "1").await;
+    let file = open.blob_file(&other.layer_digest);
+    let mut data = std::fs::read(&file).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&file, data).unwrap();
+    let config = format!(
+        "log_json = false\n\
+         [registries.\"{}\"]\ninsecure = true\n\
+         [registries.\"{}\"]\ninsecure = true\nusername = \"{USER}\"\npassword = \"wrong\"\n",
+        open.addr, locked.addr
+    );
+
     let mut noimage = h.task("noimage", &["true"]);
-    noimage.spec.image = "shoal.test/absent:1".into();
+    noimage.spec.image = open.image("shoal/absent:1");
+    let mut noauth = h.task("noauth", &["true"]);
+    noauth.spec.image = locked.image("shoal/private:1");
+    let mut corrupt = h.task("corrupt", &["true"]);
+    corrupt.spec.image = open.image("shoal/corrupt:1");
     let missing = h.cd.dir().join("no-such-dir");
     let mut nobind = h.task("nobind", &["true"]);
     nobind.spec.mounts = vec![Mount {
@@ -551,12 +592,41 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
         propagation: None,
     }];
     let nocmd = h.task("nocmd", &["/bin/no-such-command"]);
-    let ids = [noimage.id.clone(), nobind.id.clone(), nocmd.id.clone()];
-    d.assign(vec![noimage, nobind, nocmd]);
-    let _agent = h.start_agent(&d.addr);
+    let ids = [
+        noimage.id.clone(),
+        nobind.id.clone(),
+        nocmd.id.clone(),
+        noauth.id.clone(),
+        corrupt.id.clone(),
+    ];
+    d.assign(vec![noimage, nobind, nocmd, noauth, corrupt]);
+    let _agent = h.start_agent_with(&d.addr, &config);
 
     let u = d.wait_state(&ids[0], TaskState::Rejected, LONG).await;
-    assert_eq!(u.message, "image `shoal.test/absent:1` not found");
+    assert_eq!(
+        u.message,
+        format!(
+            "image `{}`: registry `{}`: manifest 1 not found",
+            open.image("shoal/absent:1"),
+            open.addr
+        )
+    );
+    let u = d.wait_state(&ids[3], TaskState::Rejected, LONG).await;
+    assert_eq!(
+        u.message,
+        format!(
+            "image `{}`: registry `{}`: unauthorized",
+            locked.image("shoal/private:1"),
+            locked.addr
+        )
+    );
+    let u = d.wait_state(&ids[4], TaskState::Rejected, LONG).await;
+    assert!(
+        u.message.contains(&open.image("shoal/corrupt:1"))
+            && u.message.contains(&other.layer_digest)
+            && u.message.contains("digest mismatch"),
+        "{u:?}"
+    );
     let u = d.wait_state(&ids[1], TaskState::Rejected, LONG).await;
     assert_eq!(
         u.message,
@@ -580,6 +650,12 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
     }
     let leases = h.cd.ctr_ok(&["-n", NS, "leases", "ls", "-q"]).unwrap();
     assert_eq!(leases.trim(), "", "leases left: {leases}");
+    // Only the imported image, and none of the failed pulls' content.
+    let images = h.cd.ctr_ok(&["-n", NS, "images", "ls", "-q"]).unwrap();
+    assert_eq!(images.trim(), IMAGE, "images: {images}");
+    let content = h.cd.ctr_ok(&["-n", NS, "content", "ls", "-q"]).unwrap();
+    assert!(!content.contains(&other.layer_digest), "{content}");
+    assert!(!content.contains(&other.config_digest), "{content}");
     for id in &ids {
         let r = d.reports_of(id);
         assert_eq!(

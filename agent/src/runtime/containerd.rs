@@ -12,7 +12,7 @@
 //!   task, and `connect` publishes a marker event until the subscription is seen live.
 //! - TaskExit's `type_url` has no leading slash: the event's bytes are decoded directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 use super::spec::{build_spec, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext};
 use super::{
     labels, signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus,
-    ExecOutput, ExitEvent, ImageRef, Result, RuntimeError,
+    ExecOutput, ExitEvent, ImageRef, RegistryAuth, Result, RuntimeError,
 };
 
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -100,7 +100,13 @@ pub struct ContainerdRuntime {
     exits: broadcast::Sender<ExitEvent>,
     events_task: JoinHandle<()>,
     exec_counter: AtomicU64,
+    /// One lock per image being pulled, holding the last pull's result: one download per image.
+    pulls: std::sync::Mutex<HashMap<String, PullSlot>>,
+    /// Layer bytes written and in total, per image being pulled.
+    pub(super) progress: std::sync::Mutex<HashMap<String, (u64, u64)>>,
 }
+
+type PullSlot = Arc<tokio::sync::Mutex<Option<ImageRef>>>;
 
 impl Drop for ContainerdRuntime {
     fn drop(&mut self) {
@@ -185,6 +191,8 @@ impl ContainerdRuntime {
             exits,
             events_task,
             exec_counter: AtomicU64::new(0),
+            pulls: Default::default(),
+            progress: Default::default(),
         });
         rt.wait_subscribed(live_rx).await;
         Ok(rt)
@@ -672,6 +680,34 @@ fn status_of(p: &containerd_client::types::v1::Process) -> ContainerStatus {
 impl ContainerRuntime for ContainerdRuntime {
     async fn import_image(&self, tar_path: &Path) -> Result<ImageRef> {
         self.import(tar_path).await
+    }
+
+    async fn pull_image(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef> {
+        let slot = {
+            let mut pulls = self
+                .pulls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pulls.entry(name.to_owned()).or_default().clone()
+        };
+        let mut done = slot.lock().await;
+        if let Some(image) = done.as_ref() {
+            // Someone pulled it while we waited for the lock.
+            if self.ensure_unpacked(name).await? {
+                return Ok(image.clone());
+            }
+        }
+        let image = self.pull(name, auth).await?;
+        *done = Some(image.clone());
+        Ok(image)
+    }
+
+    fn pull_progress(&self, name: &str) -> Option<(u64, u64)> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .copied()
     }
 
     async fn ensure_image(&self, name: &str) -> Result<bool> {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
@@ -29,6 +30,7 @@ use tonic::Code;
 use tracing::{debug, info, warn};
 
 use super::containerd::{grpc, ContainerdRuntime};
+use super::registry::{RegistryAuth, RegistryClient};
 use super::{ImageRef, Result, RuntimeError};
 
 const CHUNK: usize = 1 << 20;
@@ -211,7 +213,7 @@ impl LayoutTar {
             .ok_or_else(|| self.bad(format!("blob {digest} missing")))
     }
 
-    async fn open(&self, digest: &str) -> Result<tokio::io::Take<tokio::fs::File>> {
+    async fn open_digest(&self, digest: &str) -> Result<tokio::io::Take<tokio::fs::File>> {
         let (offset, size) = self.locate(digest)?;
         let io = |source| RuntimeError::Io {
             what: "image archive",
@@ -222,29 +224,75 @@ impl LayoutTar {
         f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
         Ok(f.take(size))
     }
+}
 
-    /// Reads a small blob (index, manifest, config) whole, checking its digest.
-    async fn read_verified(&self, image: &str, digest: &str) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.open(digest)
-            .await?
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|source| RuntimeError::Io {
-                what: "image archive",
-                path: self.path.clone(),
-                source,
-            })?;
-        let actual = sha256_digest(&buf);
-        if actual != digest {
-            return Err(RuntimeError::DigestMismatch {
-                image: image.to_owned(),
-                digest: digest.to_owned(),
-                actual,
-            });
-        }
-        Ok(buf)
+/// A blob being read from its source.
+type BlobReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Where an import or a pull takes its blobs from: an OCI layout tar or a registry.
+#[async_trait]
+trait BlobSource: Send + Sync {
+    /// Opens the blob `desc` names (its digest is checked by the reader's caller).
+    async fn open(&self, image: &str, desc: &OciDescriptor) -> Result<BlobReader>;
+    /// The error for a failed read of blob `digest`.
+    fn read_error(&self, image: &str, digest: &str, error: std::io::Error) -> RuntimeError;
+}
+
+#[async_trait]
+impl BlobSource for LayoutTar {
+    async fn open(&self, _image: &str, desc: &OciDescriptor) -> Result<BlobReader> {
+        Ok(Box::new(self.open_digest(&desc.digest).await?))
     }
+
+    fn read_error(&self, _image: &str, _digest: &str, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io {
+            what: "image archive",
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+#[async_trait]
+impl BlobSource for RegistryClient {
+    async fn open(&self, _image: &str, desc: &OciDescriptor) -> Result<BlobReader> {
+        if desc.is_index() || desc.media_type.contains("manifest") {
+            let cached = self.manifests.lock().await.get(&desc.digest).cloned();
+            let data = match cached {
+                Some(d) => d,
+                None => self.manifest(&desc.digest).await?.0,
+            };
+            return Ok(Box::new(std::io::Cursor::new(data)));
+        }
+        Ok(Box::new(self.blob(&desc.digest).await?))
+    }
+
+    fn read_error(&self, image: &str, digest: &str, error: std::io::Error) -> RuntimeError {
+        RuntimeError::Registry {
+            image: image.to_owned(),
+            registry: self.registry().to_owned(),
+            message: format!("blob {digest}: {error}"),
+        }
+    }
+}
+
+/// Reads a small blob (index, manifest, config) whole, checking its digest.
+async fn read_verified(src: &dyn BlobSource, image: &str, desc: &OciDescriptor) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    src.open(image, desc)
+        .await?
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| src.read_error(image, &desc.digest, e))?;
+    let actual = sha256_digest(&buf);
+    if actual != desc.digest {
+        return Err(RuntimeError::DigestMismatch {
+            image: image.to_owned(),
+            digest: desc.digest.clone(),
+            actual,
+        });
+    }
+    Ok(buf)
 }
 
 /// Picks this machine's manifest out of an index.
@@ -316,16 +364,74 @@ impl ContainerdRuntime {
         result
     }
 
+    /// Pulls `name` from its registry; on any failure the lease goes and nothing stays.
+    #[tracing::instrument(skip(self, auth), fields(image = %name))]
+    pub(super) async fn pull(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef> {
+        let client = RegistryClient::new(name, auth)?;
+        let reference = client.reference.reference.clone();
+        let (data, media_type) = client.manifest(&reference).await?;
+        let digest = sha256_digest(&data);
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(RuntimeError::DigestMismatch {
+                image: name.to_owned(),
+                digest: reference,
+                actual: digest,
+            });
+        }
+        let media_type = if media_type.is_empty() {
+            // No Content-Type: the manifest says what it is.
+            serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_owned())
+        } else {
+            media_type
+        };
+        let top = OciDescriptor {
+            media_type,
+            digest: digest.clone(),
+            size: data.len() as i64,
+            annotations: HashMap::new(),
+            platform: None,
+        };
+        client.manifests.lock().await.insert(digest, data);
+        info!(image = name, registry = client.registry(), digest = %top.digest, "pulling image");
+        let lease = self.create_lease("pull", Duration::from_secs(3600)).await?;
+        let result = self.import_leased(&client, name, &top, &lease).await;
+        self.set_progress(name, None);
+        self.delete_lease(&lease, result.is_err()).await;
+        match &result {
+            Ok(r) => info!(image = %r.name, digest = %r.digest, "image pulled"),
+            Err(error) => warn!(image = %name, %error, "image pull failed"),
+        }
+        result
+    }
+
+    fn set_progress(&self, name: &str, bytes: Option<(i64, i64)>) {
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match bytes {
+            Some((done, total)) => {
+                progress.insert(name.to_owned(), (done as u64, total as u64));
+            }
+            None => {
+                progress.remove(name);
+            }
+        }
+    }
+
     async fn import_leased(
         &self,
-        tar: &LayoutTar,
+        tar: &dyn BlobSource,
         name: &str,
         top: &OciDescriptor,
         lease: &str,
     ) -> Result<ImageRef> {
         let mut index_blob = None;
         let manifest_desc = if top.is_index() {
-            let data = tar.read_verified(name, &top.digest).await?;
+            let data = read_verified(tar, name, top).await?;
             let nested: OciIndex = parse(name, "index", &data)?;
             let chosen = pick_platform(name, &nested)?;
             let labels = nested
@@ -339,9 +445,9 @@ impl ContainerdRuntime {
         } else {
             top.clone()
         };
-        let manifest_json = tar.read_verified(name, &manifest_desc.digest).await?;
+        let manifest_json = read_verified(tar, name, &manifest_desc).await?;
         let manifest: OciManifest = parse(name, "manifest", &manifest_json)?;
-        let config_json = tar.read_verified(name, &manifest.config.digest).await?;
+        let config_json = read_verified(tar, name, &manifest.config).await?;
         let rootfs: ConfigRootFs = parse(name, "config", &config_json)?;
         let diff_ids = rootfs.rootfs.diff_ids;
         if diff_ids.len() != manifest.layers.len() {
@@ -356,6 +462,8 @@ impl ContainerdRuntime {
         }
 
         // Children before parents, so every reference points at content that exists.
+        let total: i64 = manifest.layers.iter().map(|l| l.size).sum();
+        let mut done: i64 = 0;
         for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
             let labels = HashMap::from([(LABEL_UNCOMPRESSED.to_owned(), diff_id.clone())]);
             self.write_blob(
@@ -368,6 +476,9 @@ impl ContainerdRuntime {
                 lease,
             )
             .await?;
+            done += layer.size;
+            info!(image = name, layer = %layer.digest, "image layers: {done}/{total} bytes");
+            self.set_progress(name, Some((done, total)));
         }
         let chains = chain_ids(&diff_ids);
         let config_labels = HashMap::from([(
@@ -466,7 +577,7 @@ impl ContainerdRuntime {
     /// Writes one blob from the tar, checking its digest before committing it.
     async fn write_blob(
         &self,
-        tar: &LayoutTar,
+        tar: &dyn BlobSource,
         image: &str,
         blob: Blob<'_>,
         lease: &str,
@@ -515,7 +626,7 @@ impl ContainerdRuntime {
             Err(s) => return Err(grpc(op("write"))(s)),
         }
 
-        let mut reader = tar.open(&digest).await?;
+        let mut reader = tar.open(image, blob.desc).await?;
         let mut hasher = Sha256::new();
         let mut offset: i64 = 0;
         let mut buf = vec![0u8; CHUNK];
@@ -523,11 +634,7 @@ impl ContainerdRuntime {
             let n = reader
                 .read(&mut buf)
                 .await
-                .map_err(|source| RuntimeError::Io {
-                    what: "image archive",
-                    path: tar.path.clone(),
-                    source,
-                })?;
+                .map_err(|e| tar.read_error(image, &digest, e))?;
             if n == 0 {
                 break;
             }

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::{
     signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus, ExecOutput,
-    ExitEvent, ImageRef, Result, RuntimeError,
+    ExitEvent, ImageRef, RegistryAuth, Result, RuntimeError,
 };
 
 /// Exit code the fake reports for a container killed by `signal`: 128 + signal, as a shell does.
@@ -29,6 +29,10 @@ struct FakeContainer {
 #[derive(Debug, Default)]
 struct State {
     images: BTreeSet<String>,
+    /// Images `pull_image` finds, with the password their registry wants (if any).
+    registry: BTreeMap<String, Option<String>>,
+    /// How many pulls were made, per image.
+    pulls: BTreeMap<String, u32>,
     containers: BTreeMap<String, FakeContainer>,
     next_pid: u32,
     /// Containers that ignore polite signals and need SIGKILL.
@@ -73,6 +77,18 @@ impl FakeRuntime {
     /// Makes `name` present, as if imported.
     pub fn add_image(&self, name: &str) {
         self.lock().images.insert(name.to_owned());
+    }
+
+    /// Makes `name` pullable; with `password`, only with that password.
+    pub fn add_registry_image(&self, name: &str, password: Option<&str>) {
+        self.lock()
+            .registry
+            .insert(name.to_owned(), password.map(str::to_owned));
+    }
+
+    /// How many times `name` was pulled.
+    pub fn pull_count(&self, name: &str) -> u32 {
+        self.lock().pulls.get(name).copied().unwrap_or_default()
     }
 
     /// Makes the running container `id` exit with `code`, and reports it.
@@ -126,6 +142,31 @@ impl ContainerRuntime for FakeRuntime {
         Ok(ImageRef {
             digest: format!("sha256:fake-{name}"),
             name,
+        })
+    }
+
+    async fn pull_image(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef> {
+        let mut st = self.lock();
+        let reference = super::registry::ImageReference::parse(name)?;
+        let registry = reference.registry;
+        let Some(wanted) = st.registry.get(name).cloned() else {
+            return Err(RuntimeError::RegistryNotFound {
+                image: name.to_owned(),
+                registry,
+                what: format!("manifest {}", reference.reference),
+            });
+        };
+        if wanted.is_some() && wanted != auth.password {
+            return Err(RuntimeError::RegistryUnauthorized {
+                image: name.to_owned(),
+                registry,
+            });
+        }
+        *st.pulls.entry(name.to_owned()).or_default() += 1;
+        st.images.insert(name.to_owned());
+        Ok(ImageRef {
+            name: name.to_owned(),
+            digest: format!("sha256:fake-{name}"),
         })
     }
 

@@ -3,6 +3,7 @@
 pub mod containerd;
 mod containerd_image;
 pub mod fake;
+pub mod registry;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use tokio::sync::broadcast;
 
 pub use containerd::{ContainerdConfig, ContainerdRuntime};
 pub use fake::FakeRuntime;
+pub use registry::{Registries, RegistryAuth};
 
 /// Label keys the agent puts on every container it creates.
 pub mod labels {
@@ -131,6 +133,20 @@ pub enum RuntimeError {
     ContainerNotFound(String),
     #[error("container `{0}` already exists")]
     ContainerExists(String),
+    #[error("image `{image}`: registry `{registry}`: unauthorized")]
+    RegistryUnauthorized { image: String, registry: String },
+    #[error("image `{image}`: registry `{registry}`: {what} not found")]
+    RegistryNotFound {
+        image: String,
+        registry: String,
+        what: String,
+    },
+    #[error("image `{image}`: registry `{registry}`: {message}")]
+    Registry {
+        image: String,
+        registry: String,
+        message: String,
+    },
     #[error("image archive `{path}`: {message}")]
     BadArchive { path: PathBuf, message: String },
     #[error("image `{image}`: blob {digest}: digest mismatch, content has {actual}")]
@@ -181,6 +197,13 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 pub trait ContainerRuntime: Send + Sync {
     /// Imports an OCI image-layout tar (as `docker save`/`ctr export` write it) and unpacks it.
     async fn import_image(&self, tar_path: &std::path::Path) -> Result<ImageRef>;
+    /// Pulls `name` (`host[:port]/repository[:tag|@digest]`) from its registry and unpacks it;
+    /// concurrent pulls of one image make one download. On failure nothing of it is left.
+    async fn pull_image(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef>;
+    /// Bytes of layers written so far and in total of a pull of `name` under way.
+    fn pull_progress(&self, _name: &str) -> Option<(u64, u64)> {
+        None
+    }
     /// Whether `name` is present and unpacked, ready for `create`.
     async fn ensure_image(&self, name: &str) -> Result<bool>;
     /// Creates the container (root filesystem and spec) without starting it.
