@@ -355,22 +355,24 @@ fn read_u64(path: &Path) -> Option<u64> {
 /// `memory/…/memory.usage_in_bytes`), else cgroup v2 (`…/cpu.stat` `usage_usec`,
 /// `…/memory.current`).
 pub fn cgroup_usage(root: &Path, parent: &str, id: &str) -> CgroupUsage {
-    let v1_cpu = root.join("cpuacct").join(parent).join(id).join("cpuacct.usage");
+    let v1_cpu = root
+        .join("cpuacct")
+        .join(parent)
+        .join(id)
+        .join("cpuacct.usage");
     let v1_mem = root
         .join("memory")
         .join(parent)
         .join(id)
         .join("memory.usage_in_bytes");
     let v2 = root.join(parent).join(id);
-    let cpu_seconds = read_u64(&v1_cpu)
-        .map(|ns| ns as f64 / 1e9)
-        .or_else(|| {
-            let stat = std::fs::read_to_string(v2.join("cpu.stat")).ok()?;
-            stat.lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|us| us as f64 / 1e6)
-        });
+    let cpu_seconds = read_u64(&v1_cpu).map(|ns| ns as f64 / 1e9).or_else(|| {
+        let stat = std::fs::read_to_string(v2.join("cpu.stat")).ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|us| us as f64 / 1e6)
+    });
     let memory_bytes = read_u64(&v1_mem).or_else(|| read_u64(&v2.join("memory.current")));
     CgroupUsage {
         cpu_seconds,
@@ -392,7 +394,11 @@ mod tests {
         std::fs::write(r.join("cpuacct/shoal/a/cpuacct.usage"), "2500000000\n").unwrap();
         std::fs::write(r.join("memory/shoal/a/memory.usage_in_bytes"), "4096\n").unwrap();
         std::fs::create_dir_all(r.join("shoal/b")).unwrap();
-        std::fs::write(r.join("shoal/b/cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
+        std::fs::write(
+            r.join("shoal/b/cpu.stat"),
+            "usage_usec 1500000\nuser_usec 1\n",
+        )
+        .unwrap();
         std::fs::write(r.join("shoal/b/memory.current"), "8192\n").unwrap();
         assert_eq!(
             cgroup_usage(r, "shoal", "a"),
