@@ -109,3 +109,49 @@ impl ContainerRuntime for MeteredRuntime {
         self.timed("version", self.inner.version()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::FakeRuntime;
+    use shoal_model::container::ContainerSpec;
+
+    fn config(id: &str, image: &str) -> ContainerConfig {
+        ContainerConfig {
+            id: id.into(),
+            spec: ContainerSpec {
+                image: image.into(),
+                ..Default::default()
+            },
+            task_id: id.into(),
+            service: "svc".into(),
+            node: "n1".into(),
+            stdout_path: "/dev/null".into(),
+            stderr_path: "/dev/null".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_errors_starts_and_restarts_are_counted() {
+        let fake = FakeRuntime::new();
+        fake.add_image("busybox");
+        let metrics = Metrics::new();
+        let rt = MeteredRuntime::new(Arc::new(fake.clone()), metrics.clone());
+        rt.create(config("a", "busybox")).await.unwrap();
+        rt.create(config("b", "missing")).await.unwrap_err();
+        rt.start("a").await.unwrap();
+        fake.exit("a", 1);
+        rt.start("a").await.unwrap();
+        let text = metrics.encode().unwrap();
+        for want in [
+            "shoal_agent_runtime_calls_total{op=\"create\"} 2",
+            "shoal_agent_runtime_errors_total{op=\"create\"} 1",
+            "shoal_agent_runtime_calls_total{op=\"start\"} 2",
+            "shoal_agent_runtime_call_duration_seconds_count{op=\"start\"} 2",
+            "shoal_agent_container_starts_total 2",
+            "shoal_agent_container_restarts_total 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+    }
+}
