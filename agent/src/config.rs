@@ -70,6 +70,9 @@ pub struct Flags {
     /// Address of the agent API (logs, exec).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Address of the Prometheus `/metrics` endpoint (off when neither this nor the file sets it).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// OCI/docker-save image tar imported at start; repeatable.
     #[arg(long = "import-image")]
     pub import_images: Vec<PathBuf>,
@@ -98,6 +101,7 @@ pub struct FileConfig {
     pub log_dir: Option<PathBuf>,
     pub volumes_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub import_images: Vec<PathBuf>,
     pub log_json: bool,
     pub log_max_bytes: Option<u64>,
@@ -119,6 +123,8 @@ pub struct AgentConfig {
     pub log_dir: PathBuf,
     pub volumes_dir: PathBuf,
     pub listen: String,
+    /// Prometheus `/metrics` address; `None`: no metrics endpoint.
+    pub metrics_listen: Option<String>,
     pub import_images: Vec<PathBuf>,
     pub log_json: bool,
     pub log_max_bytes: u64,
@@ -231,6 +237,7 @@ impl AgentConfig {
                 .clone()
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:7500".to_owned()),
+            metrics_listen: flags.metrics_listen.clone().or(file.metrics_listen),
             data_dir,
             import_images,
             log_json: flags.log_json || file.log_json,
@@ -277,6 +284,17 @@ mod tests {
         assert_eq!(c.role, NodeRole::Worker);
         assert!(c.coordinators.is_empty());
         assert_eq!((c.log_max_bytes, c.log_keep), (50 << 20, 3));
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn the_example_file_parses_and_flags_override_it() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/agent.toml.example");
+        let file = FileConfig::load(&path, true).unwrap();
+        assert_eq!(file.metrics_listen.as_deref(), Some("127.0.0.1:9500"));
+        let c = AgentConfig::resolve(file, &flags(&["--metrics-listen", "127.0.0.1:0"])).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(c.listen, "127.0.0.1:7500");
     }
 
     #[test]

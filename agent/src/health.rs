@@ -105,10 +105,17 @@ pub async fn probe(
                 .map_err(|e| format!("tcp connect to {address}: {e}")),
         }
     };
-    match tokio::time::timeout(timeout, run).await {
+    let result = match tokio::time::timeout(timeout, run).await {
         Ok(r) => r,
         Err(_) => Err(format!("probe timed out after {} ms", timeout.as_millis())),
-    }
+    };
+    let counter = if result.is_ok() {
+        &crate::metrics::HEALTH_PROBES_PASSED
+    } else {
+        &crate::metrics::HEALTH_PROBES_FAILED
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    result
 }
 
 async fn exec_probe(rt: &dyn ContainerRuntime, id: &str, command: &[String]) -> Result<(), String> {

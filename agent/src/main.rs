@@ -8,9 +8,11 @@ use clap::Parser;
 use shoal_agent::api::AgentApi;
 use shoal_agent::config::{AgentConfig, Flags};
 use shoal_agent::log_rotation::{self, RotationPolicy};
+use shoal_agent::metrics::Metrics;
 use shoal_agent::node_info::local_node;
 use shoal_agent::reporter::Reporter;
 use shoal_agent::runtime::{ContainerRuntime, ContainerdConfig, ContainerdRuntime};
+use shoal_agent::runtime_metrics::MeteredRuntime;
 use shoal_agent::session::Session;
 use shoal_agent::state_db::StateDb;
 use shoal_agent::supervisor::{Supervisor, SupervisorConfig};
@@ -64,7 +66,21 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding the agent API to `{}`", cfg.listen))?;
-    let rt = connect_runtime(&cfg).await;
+    let reporter = Arc::new(Reporter::new(Some(db.clone())));
+    let metrics = Metrics::new();
+    if let Some(addr) = &cfg.metrics_listen {
+        let bound = shoal_ops::metrics_http::spawn(
+            addr,
+            metrics.render(reporter.clone()),
+            std::future::pending(),
+        )
+        .await
+        .with_context(|| format!("binding the metrics endpoint to `{addr}`"))?;
+        info!(metrics_listen = %bound, "serving /metrics");
+    }
+    let containerd: Arc<dyn ContainerRuntime> = connect_runtime(&cfg).await;
+    let rt: Arc<dyn ContainerRuntime> = Arc::new(MeteredRuntime::new(containerd, metrics.clone()));
+    tokio::spawn(metrics.clone().count_exits(rt.clone()));
     for image in &cfg.import_images {
         let r = rt
             .import_image(image)
@@ -76,8 +92,6 @@ async fn main() -> Result<()> {
         warn!(%error, "cannot read containerd's version");
         "unknown".to_owned()
     });
-    let rt: Arc<dyn ContainerRuntime> = rt;
-    let reporter = Arc::new(Reporter::new(Some(db.clone())));
     let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(16);
     let supervisor = Supervisor::new(
         rt.clone(),
@@ -94,7 +108,7 @@ async fn main() -> Result<()> {
     let session = Session {
         endpoints: cfg.coordinators.clone(),
         node: local_node(&cfg, &runtime_version),
-        reporter,
+        reporter: reporter.clone(),
         assignments: assign_tx,
     };
     tokio::spawn(session.run());
@@ -109,13 +123,36 @@ async fn main() -> Result<()> {
 
     let api = AgentApi::new(rt, cfg.log_dir.clone());
     let server = tonic::transport::Server::builder()
+        .layer(metrics.api().layer())
         .add_service(AgentServer::new(api))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let mut server = tokio::spawn(server);
     info!(listen = %cfg.listen, "agent API listening");
-    tokio::select! {
-        r = server => r.context("agent API server")?,
-        _ = sigterm.recv() => info!("SIGTERM: stopping the agent; containers keep running"),
-        _ = sigint.recv() => info!("SIGINT: stopping the agent; containers keep running"),
-    }
-    Ok(())
+    // containerd answered and the API's socket is bound and accepting: tell systemd.
+    shoal_ops::systemd::ready();
+    tokio::spawn(shoal_ops::systemd::watchdog(move || {
+        let reporter = reporter.clone();
+        async move {
+            // The runtime schedules tasks and the shared task state is not wedged.
+            tokio::task::yield_now().await;
+            let _ = reporter.states();
+            true
+        }
+    }));
+    let result = tokio::select! {
+        r = &mut server => match r {
+            Ok(r) => r.context("agent API server"),
+            Err(e) => Err(e).context("agent API server task"),
+        },
+        _ = sigterm.recv() => {
+            info!("SIGTERM: stopping the agent; containers keep running");
+            Ok(())
+        }
+        _ = sigint.recv() => {
+            info!("SIGINT: stopping the agent; containers keep running");
+            Ok(())
+        }
+    };
+    shoal_ops::systemd::stopping();
+    result
 }

@@ -223,10 +223,12 @@ impl Session {
 
     /// One session with `addr`; returns why it ended.
     async fn once(&self, addr: &str, registered: &mut bool) -> SessionError {
-        match self.once_inner(addr, registered).await {
+        let e = match self.once_inner(addr, registered).await {
             Ok(never) => match never {},
             Err(e) => e,
-        }
+        };
+        crate::metrics::SESSION_CONNECTED.store(false, std::sync::atomic::Ordering::Relaxed);
+        e
     }
 
     async fn once_inner(
@@ -259,6 +261,7 @@ impl Session {
         )
         .await?;
         self.flush(&mut client, addr).await?;
+        crate::metrics::SESSION_CONNECTED.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut heartbeat = tokio::time::interval(period);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;

@@ -13,6 +13,8 @@ pub struct Agent {
     pub root: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment for the agent process (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -60,6 +62,7 @@ impl Agent {
             log: root.join(format!("agent-{name}.log")),
             root: dir,
             args,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -76,6 +79,7 @@ impl Agent {
         let child = Command::new(binary("shoal-agent"))
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()
@@ -89,6 +93,22 @@ impl Agent {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM the agent and wait up to 15 s for its exit (then SIGKILL).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        c.wait().ok()
     }
 
     pub fn log_text(&self) -> String {

@@ -115,7 +115,15 @@ async fn promtool_finds_nothing_to_complain_about() {
     };
     let err = client.apply(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    let (status, text) = http_get(&metrics, "/metrics", None).unwrap();
+    // The orchestrator makes the service's task shortly after the write: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, text) = loop {
+        let (status, text) = http_get(&metrics, "/metrics", None).unwrap();
+        if text.contains("shoal_tasks{state=\"pending\"} 1") || Instant::now() > deadline {
+            break (status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(status.contains("200"), "{status}\n{text}");
     for name in [
         "shoal_raft_is_leader 1",
