@@ -373,7 +373,7 @@ fn main() -> Result<()> {
         cd.dir(),
         NODE,
         &[],
-        &[dispatcher.addr.clone()],
+        std::slice::from_ref(&dispatcher.addr),
         cd.socket(),
         &image.path,
     );
