@@ -87,6 +87,11 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// Process id of the running agent, if started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL the agent (its containers keep running).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
