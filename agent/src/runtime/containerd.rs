@@ -142,6 +142,8 @@ trap '' TERM
 /bin/cat <&4 >>"$2" 3<&- 4<&- 5>&- &
 exec 3<&- 4<&- 5>&-
 wait
+# An exec's output is complete now: tell the runtime, which waits for this before reading.
+case "$1" in *.out) : > "$1.done" ;; esac
 "#;
 
 /// Percent-encodes `s` for a URI query (Go's `url.ParseQuery` decodes it).
@@ -906,10 +908,22 @@ impl ContainerRuntime for ContainerdRuntime {
         let out = self.cfg.exec_dir.join(format!("{id}-{exec_id}.out"));
         let err = self.cfg.exec_dir.join(format!("{id}-{exec_id}.err"));
         let result = self.exec_inner(id, &exec_id, command, &out, &err).await;
+        let done = out.with_extension("out.done");
+        if result.is_ok() {
+            // The shim may return before the log helper has drained the pipes (seen under
+            // load); the helper marks the end of the output.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !tokio::fs::try_exists(&done).await.unwrap_or(false)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let stdout = tokio::fs::read(&out).await.unwrap_or_default();
         let stderr = tokio::fs::read(&err).await.unwrap_or_default();
         let _ = tokio::fs::remove_file(&out).await;
         let _ = tokio::fs::remove_file(&err).await;
+        let _ = tokio::fs::remove_file(&done).await;
         Ok(ExecOutput {
             exit_code: result?,
             stdout,
