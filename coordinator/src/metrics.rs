@@ -9,6 +9,7 @@
 //! Names: `shoal_` prefix, base units, `_total` on counters (prometheus-client appends it),
 //! `_seconds` on latency histograms.
 
+use shoal_ops::grpc_metrics::seconds_histogram;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use shoal_model::{NodeStatus, TaskState};
 use shoal_ops::grpc_metrics::GrpcMetrics;
@@ -53,11 +54,6 @@ struct StateLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabel {
     peer: String,
-}
-
-fn seconds_histogram() -> Histogram {
-    // 0.5 ms .. ~16 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 /// Handle on the coordinator's metrics; cheap to clone.

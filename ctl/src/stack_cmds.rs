@@ -58,22 +58,39 @@ fn print_plan(fmt: Format, v: &Value, applied: bool) {
     );
 }
 
+/// Sends the stack file to `StackApply` (`applied`) or `StackPlan` and prints the answer.
+async fn send(
+    client: &mut Client,
+    file: &Path,
+    stack: Option<&str>,
+    fmt: Format,
+    applied: bool,
+) -> anyhow::Result<()> {
+    let req = request(file, stack)?;
+    let reply = client
+        .call(|mut c| {
+            let req = req.clone();
+            async move {
+                if applied {
+                    c.stack_apply(req).await
+                } else {
+                    c.stack_plan(req).await
+                }
+            }
+        })
+        .await?;
+    let v: Value = serde_json::from_slice(&reply.plan_json).context("malformed reply")?;
+    print_plan(fmt, &v, applied);
+    Ok(())
+}
+
 pub async fn apply(
     client: &mut Client,
     file: &Path,
     stack: Option<&str>,
     fmt: Format,
 ) -> anyhow::Result<()> {
-    let req = request(file, stack)?;
-    let reply = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.stack_apply(req).await }
-        })
-        .await?;
-    let v: Value = serde_json::from_slice(&reply.plan_json).context("malformed reply")?;
-    print_plan(fmt, &v, true);
-    Ok(())
+    send(client, file, stack, fmt, true).await
 }
 
 pub async fn plan(
@@ -82,16 +99,7 @@ pub async fn plan(
     stack: Option<&str>,
     fmt: Format,
 ) -> anyhow::Result<()> {
-    let req = request(file, stack)?;
-    let reply = client
-        .call(|mut c| {
-            let req = req.clone();
-            async move { c.stack_plan(req).await }
-        })
-        .await?;
-    let v: Value = serde_json::from_slice(&reply.plan_json).context("malformed reply")?;
-    print_plan(fmt, &v, false);
-    Ok(())
+    send(client, file, stack, fmt, false).await
 }
 
 pub async fn ls(client: &mut Client, fmt: Format, stale: bool) -> anyhow::Result<()> {

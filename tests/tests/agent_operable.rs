@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use shoal_tests::containerd::{available, TestContainerd};
 use shoal_tests::coordinators::Coord;
 use shoal_tests::free_addr;
 use shoal_tests::image::{build_busybox_image, ImageOptions};
+use shoal_tests::probes::{http_get, recv_until};
 
 const IMAGE: &str = "docker.io/library/shoal-ops-test:latest";
 
@@ -33,21 +34,6 @@ fn skip() -> bool {
          (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
     );
     true
-}
-
-/// `GET path` over HTTP/1.0 (so no chunked bodies); returns the status line and the body.
-fn http_get(addr: &str, path: &str, accept: Option<&str>) -> std::io::Result<(String, String)> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Ok((status, body.to_string()))
 }
 
 fn example_config() -> PathBuf {
@@ -293,31 +279,6 @@ async fn prometheus_scrapes_a_coordinator_and_an_agent() {
     drop(c);
 }
 
-/// Reads notify datagrams until `want` arrives or `within` passes; records every message seen.
-async fn recv_until(
-    sock: &tokio::net::UnixDatagram,
-    want: &str,
-    within: Duration,
-    seen: &mut Vec<String>,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-                let hit = msg.lines().any(|l| l == want);
-                seen.push(msg);
-                if hit {
-                    return true;
-                }
-            }
-            Ok(Err(e)) => panic!("notify socket: {e}"),
-            Err(_) => return false,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_notifies_ready_when_serving_pings_the_watchdog_and_says_stopping() {
     if skip() {
@@ -369,7 +330,7 @@ async fn agent_notifies_ready_when_serving_pings_the_watchdog_and_says_stopping(
     }
     assert!(pings >= 4, "only {pings} WATCHDOG=1 in 2 s: {more:?}");
     assert!(
-        !more.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        !more.iter().any(|(_, m)| m.lines().any(|l| l == "READY=1")),
         "READY=1 sent twice: {more:?}"
     );
 

@@ -8,28 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_tests::coordinators::Coord;
+use shoal_tests::probes::{http_get, recv_until};
 use shoal_tests::{binary, free_addr};
-
-/// `GET path` over HTTP/1.0 (so no chunked bodies); returns the status line and the body.
-fn http_get(addr: &str, path: &str, accept: Option<&str>) -> std::io::Result<(String, String)> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{accept}\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Ok((status, body.to_string()))
-}
 
 /// A bootstrapped single coordinator serving `/metrics` at the returned address.
 async fn coordinator_with_metrics(root: &Path, extra_args: &[&str]) -> (Coord, String) {
@@ -345,31 +331,6 @@ async fn example_coordinator_config_starts_a_coordinator() {
     c.wait_serving().await;
     let (status, _) = http_get(&metrics, "/metrics", None).unwrap();
     assert!(status.contains("200"), "{status}");
-}
-
-/// Reads notify datagrams until `want` arrives or `within` passes; returns every message seen.
-async fn recv_until(
-    sock: &tokio::net::UnixDatagram,
-    want: &str,
-    within: Duration,
-    seen: &mut Vec<(Instant, String)>,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-                let hit = msg.lines().any(|l| l == want);
-                seen.push((Instant::now(), msg));
-                if hit {
-                    return true;
-                }
-            }
-            Ok(Err(e)) => panic!("notify socket: {e}"),
-            Err(_) => return false,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
