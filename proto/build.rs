@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft.proto",
         "proto/dispatcher.proto",
         "proto/agent.proto",
+        "proto/certificates.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -73,15 +73,28 @@ containerd --config "$QS/containerd.toml" --address "$QS/containerd.sock" \
 echo $! > "$QS/containerd.pid"
 for _ in $(seq 100); do [ -S "$QS/containerd.sock" ] && break; sleep 0.1; done
 
-echo "==> starting three coordinators"
-ENDPOINTS=""
-for i in 1 2 3; do
+echo "==> bootstrapping the first coordinator (cluster CA, admin certificate, join tokens)"
+"$BIN/shoal-coordinator" --id 1 --listen 127.0.0.1:17401 --data-dir "$QS/coordinator-1" --bootstrap \
+  >"$QS/coordinator-1.log" 2>&1 &
+echo $! > "$QS/pids/coordinator-1"
+# shoalctl authenticates with the admin certificate the bootstrap wrote.
+export SHOAL_TLS_DIR=$QS/coordinator-1/admin
+export SHOAL_COORDINATORS=127.0.0.1:17401
+for _ in $(seq 100); do
+  "$BIN/shoalctl" token show coordinator >"$QS/coordinator.token" 2>/dev/null && break
+  sleep 0.2
+done
+"$BIN/shoalctl" token show agent >"$QS/agent.token"
+chmod 600 "$QS/coordinator.token" "$QS/agent.token"
+
+echo "==> joining two more coordinators with the coordinator token"
+ENDPOINTS=127.0.0.1:17401
+for i in 2 3; do
   port=$((17400 + i))
   "$BIN/shoal-coordinator" --id "$i" --listen "127.0.0.1:$port" --data-dir "$QS/coordinator-$i" \
-    $([ "$i" = 1 ] && echo --bootstrap) $([ "$i" != 1 ] && echo --join 127.0.0.1:17401) \
-    >"$QS/coordinator-$i.log" 2>&1 &
+    --join 127.0.0.1:17401 --token-file "$QS/coordinator.token" >"$QS/coordinator-$i.log" 2>&1 &
   echo $! > "$QS/pids/coordinator-$i"
-  ENDPOINTS="$ENDPOINTS${ENDPOINTS:+,}127.0.0.1:$port"
+  ENDPOINTS="$ENDPOINTS,127.0.0.1:$port"
   sleep 1
 done
 export SHOAL_COORDINATORS=$ENDPOINTS
@@ -95,12 +108,13 @@ done
 echo "==> building the demo image"
 "$BIN/shoal-demo-image" "$QS/shoal-demo.tar" shoal-demo:latest
 
-echo "==> starting three agents"
+echo "==> starting three agents (each joins with the agent token)"
 for i in 1 2 3; do
   "$BIN/shoal-agent" --node-name "node-$i" --label "role=$([ "$i" = 3 ] && echo compute || echo controller)" \
     --coordinators "$ENDPOINTS" --containerd-socket "$QS/containerd.sock" --namespace "$NS_PREFIX-node-$i" \
     --data-dir "$QS/agent-$i/data" --log-dir "$QS/agent-$i/logs" --volumes-dir "$QS/agent-$i/volumes" \
-    --listen "127.0.0.1:$((17500 + i))" --import-image "$QS/shoal-demo.tar" >"$QS/agent-$i.log" 2>&1 &
+    --listen "127.0.0.1:$((17500 + i))" --import-image "$QS/shoal-demo.tar" \
+    --token-file "$QS/agent.token" >"$QS/agent-$i.log" 2>&1 &
   echo $! > "$QS/pids/agent-$i"
 done
 for _ in $(seq 200); do
@@ -140,8 +154,9 @@ fi
 cat <<MSG
 
 Shoal is running: three coordinators, three agents (node-1..3), the demo stack converged.
+Every connection is mutual TLS with the cluster's own CA; shoalctl uses the admin certificate.
 Try:
-  export SHOAL_COORDINATORS=$ENDPOINTS
+  export SHOAL_COORDINATORS=$ENDPOINTS SHOAL_TLS_DIR=$SHOAL_TLS_DIR
   $BIN/shoalctl cluster status
   $BIN/shoalctl service ps api
   $BIN/shoalctl events

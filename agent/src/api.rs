@@ -25,11 +25,38 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 pub struct AgentApi {
     rt: Arc<dyn ContainerRuntime>,
     log_dir: PathBuf,
+    /// Whether callers must present a certificate (the server's TLS checks it against the CA).
+    secure: bool,
 }
 
 impl AgentApi {
-    pub fn new(rt: Arc<dyn ContainerRuntime>, log_dir: PathBuf) -> Self {
-        Self { rt, log_dir }
+    pub fn new(rt: Arc<dyn ContainerRuntime>, log_dir: PathBuf, secure: bool) -> Self {
+        Self {
+            rt,
+            log_dir,
+            secure,
+        }
+    }
+
+    /// Logs and exec are for operators (admin certificates) and coordinators only.
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        if !self.secure {
+            return Ok(());
+        }
+        match shoal_pki::tls::peer_info(req) {
+            None => Err(Status::unauthenticated(
+                "the agent API requires a client certificate from the cluster CA",
+            )),
+            Some(Err(e)) => Err(Status::unauthenticated(e.to_string())),
+            Some(Ok(info)) => match info.identity.role {
+                shoal_pki::Role::Admin | shoal_pki::Role::Coordinator => Ok(()),
+                shoal_pki::Role::Agent => Err(Status::permission_denied(format!(
+                    "the agent API requires an admin certificate; the caller presented the \
+                     certificate of {}",
+                    info.identity
+                ))),
+            },
+        }
     }
 
     /// The task's stdout and stderr files: from its container's labels, else the default place.
@@ -104,6 +131,7 @@ impl Agent for AgentApi {
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn logs(&self, request: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
+        self.authorize(&request)?;
         let req = request.into_inner();
         let (out, err) = self.log_files(&req.task_id).await?;
         let tail = usize::try_from(req.tail).unwrap_or(usize::MAX);
@@ -155,6 +183,7 @@ impl Agent for AgentApi {
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecReply>, Status> {
+        self.authorize(&request)?;
         let req = request.into_inner();
         if req.command.is_empty() {
             return Err(Status::invalid_argument("exec: no command"));

@@ -85,6 +85,15 @@ pub struct Flags {
     /// Rotated log files kept per stream.
     #[arg(long)]
     pub log_keep: Option<u32>,
+    /// No TLS, no certificates: for a cluster started with --insecure (warns at every start).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Agent join token (`shoalctl token show agent`), used when the data dir has no certificate.
+    #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the agent join token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The config file's shape; every field is optional.
@@ -108,6 +117,8 @@ pub struct FileConfig {
     pub log_keep: Option<u32>,
     /// `[registries."host:port"]`: `insecure`, `username`, `password`.
     pub registries: Registries,
+    pub insecure: bool,
+    pub token_file: Option<PathBuf>,
 }
 
 /// The resolved configuration the agent runs with.
@@ -130,6 +141,10 @@ pub struct AgentConfig {
     pub log_max_bytes: u64,
     pub log_keep: u32,
     pub registries: Registries,
+    /// Plaintext, no certificates.
+    pub insecure: bool,
+    /// The agent join token, if one was given (flag, environment or file).
+    pub join_token: Option<String>,
 }
 
 impl FileConfig {
@@ -247,6 +262,16 @@ impl AgentConfig {
                 .unwrap_or(50 << 20),
             log_keep: flags.log_keep.or(file.log_keep).unwrap_or(3),
             registries: file.registries,
+            insecure: flags.insecure || file.insecure,
+            join_token: match flags.token_file.clone().or(file.token_file) {
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .map_err(|error| ConfigError::Read { path: p, error })?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => flags.token.clone(),
+            },
         })
     }
 

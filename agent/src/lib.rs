@@ -13,3 +13,4 @@ pub mod runtime_metrics;
 pub mod session;
 pub mod state_db;
 pub mod supervisor;
+pub mod tls;

@@ -16,6 +16,8 @@ use shoal_agent::runtime_metrics::MeteredRuntime;
 use shoal_agent::session::Session;
 use shoal_agent::state_db::StateDb;
 use shoal_agent::supervisor::{Supervisor, SupervisorConfig};
+use shoal_agent::tls::AgentTls;
+use shoal_pki::files::TlsDir;
 use shoal_proto::agent::agent_server::AgentServer;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
@@ -49,11 +51,71 @@ async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
     }
 }
 
+/// Serves the agent API; with TLS, starts over with the new certificate after each renewal.
+async fn serve_api(
+    api: Arc<AgentApi>,
+    mut listener: tokio::net::TcpListener,
+    listen: String,
+    metrics: Metrics,
+    tls: Option<Arc<AgentTls>>,
+) -> Result<()> {
+    let mut renewals = tls.as_ref().map(|t| t.renewals());
+    loop {
+        let mut renewed = renewals.clone();
+        let restart = async move {
+            match renewed.as_mut() {
+                Some(r) => {
+                    let _ = r.changed().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let router = tonic::transport::Server::builder()
+            .layer(metrics.api().layer())
+            .add_service(AgentServer::from_arc(api.clone()));
+        match &tls {
+            Some(t) => {
+                let config = t
+                    .server_config()
+                    .context("invalid TLS settings for the agent API")?;
+                let incoming = shoal_pki::server::incoming(listener, config, "agent-api");
+                router.serve_with_incoming_shutdown(incoming, restart).await
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                router.serve_with_incoming_shutdown(incoming, restart).await
+            }
+        }
+        .context("agent API server")?;
+        if let Some(r) = renewals.as_mut() {
+            r.borrow_and_update();
+        }
+        info!(listen = %listen, "agent API restarting with the renewed certificate");
+        // The old accept loop lets go of the port a moment after the server stops.
+        let mut tries = 0;
+        listener = loop {
+            match tokio::net::TcpListener::bind(&listen).await {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "agent API port not free yet");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("binding the agent API to `{listen}` again"))
+                }
+            }
+        };
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let flags = Flags::parse();
     let cfg = AgentConfig::load(&flags).context("loading the agent configuration")?;
     init_tracing(cfg.log_json);
+    shoal_pki::install_crypto();
     info!(node = %cfg.node_name, namespace = %cfg.namespace, coordinators = ?cfg.coordinators, "shoal-agent starting");
     for dir in [&cfg.data_dir, &cfg.log_dir] {
         std::fs::create_dir_all(dir)
@@ -62,6 +124,24 @@ async fn main() -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
+    let tls = if cfg.insecure {
+        let text = "INSECURE MODE: no TLS and no certificates; anyone who can reach this agent's \
+                    API can read logs and exec into its containers. Local experiments only.";
+        eprintln!("shoal-agent: WARNING: {text}");
+        warn!("{text}");
+        None
+    } else {
+        let tls = AgentTls::obtain(
+            TlsDir::new(cfg.data_dir.join("tls")),
+            &cfg.node_name,
+            &cfg.coordinators,
+            cfg.join_token.as_deref(),
+        )
+        .await
+        .context("cannot get this agent's certificate")?;
+        tokio::spawn(tls.clone().renew_loop(cfg.coordinators.clone()));
+        Some(tls)
+    };
     let db = StateDb::open(&cfg.data_dir).context("opening the agent's state db")?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -110,6 +190,7 @@ async fn main() -> Result<()> {
         node: local_node(&cfg, &runtime_version),
         reporter: reporter.clone(),
         assignments: assign_tx,
+        tls: tls.clone(),
     };
     tokio::spawn(session.run());
     tokio::spawn(log_rotation::run(
@@ -121,12 +202,14 @@ async fn main() -> Result<()> {
         Duration::from_secs(10),
     ));
 
-    let api = AgentApi::new(rt, cfg.log_dir.clone());
-    let server = tonic::transport::Server::builder()
-        .layer(metrics.api().layer())
-        .add_service(AgentServer::new(api))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
-    let mut server = tokio::spawn(server);
+    let api = Arc::new(AgentApi::new(rt, cfg.log_dir.clone(), tls.is_some()));
+    let mut server = tokio::spawn(serve_api(
+        api,
+        listener,
+        cfg.listen.clone(),
+        metrics.clone(),
+        tls,
+    ));
     info!(listen = %cfg.listen, "agent API listening");
     // containerd answered and the API's socket is bound and accepting: tell systemd.
     shoal_ops::systemd::ready();

@@ -94,6 +94,8 @@ pub struct Session {
     pub reporter: Arc<Reporter>,
     /// Where full assignment sets go (the supervisor).
     pub assignments: mpsc::Sender<Vec<Task>>,
+    /// The agent's certificate; `None` in insecure mode.
+    pub tls: Option<Arc<crate::tls::AgentTls>>,
 }
 
 impl Session {
@@ -172,8 +174,13 @@ impl Session {
         }
     }
 
-    async fn connect(addr: &str) -> Result<DispatcherClient<Channel>, SessionError> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    async fn connect(&self, addr: &str) -> Result<DispatcherClient<Channel>, SessionError> {
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{addr}"))
+                .and_then(|e| e.tls_config(tls.client_config())),
+            None => Endpoint::from_shared(format!("http://{addr}")),
+        };
+        let endpoint = endpoint
             .map_err(|source| SessionError::Address {
                 addr: addr.to_owned(),
                 source,
@@ -236,7 +243,7 @@ impl Session {
         addr: &str,
         registered: &mut bool,
     ) -> Result<std::convert::Infallible, SessionError> {
-        let mut client = Self::connect(addr).await?;
+        let mut client = self.connect(addr).await?;
         let reply = Self::call(
             addr,
             "Register",

@@ -94,6 +94,7 @@ impl Harness {
             .arg("--config")
             .arg(base.join("agent.toml"))
             .args(["--node-name", NODE, "--label", "role=controller"])
+            .arg("--insecure")
             .args(["--coordinators", coordinator])
             .arg("--containerd-socket")
             .arg(self.cd.socket())

@@ -26,6 +26,30 @@ pub struct Config {
     pub join: Vec<String>,
     pub raft: RaftTuning,
     pub agents: AgentTuning,
+    pub tls: TlsSettings,
+}
+
+/// Certificates and join tokens.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Plaintext and no authorization: for local experiments only.
+    pub insecure: bool,
+    /// Lifetime of node certificates this coordinator signs (agents renew at two thirds).
+    pub cert_ttl_secs: u64,
+    /// Join token used when this coordinator's data dir has no certificate yet. Prefer the
+    /// `SHOAL_JOIN_TOKEN` environment variable or `--token-file` to keep it out of config files.
+    pub join_token: Option<String>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            insecure: false,
+            cert_ttl_secs: 90 * 24 * 3600,
+            join_token: None,
+        }
+    }
 }
 
 /// How agents are watched.
@@ -73,6 +97,7 @@ impl Default for Config {
             join: Vec::new(),
             raft: RaftTuning::default(),
             agents: AgentTuning::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -153,6 +178,11 @@ impl Config {
         if self.agents.heartbeat_ms == 0 || self.agents.grace_ms <= self.agents.heartbeat_ms {
             return Err(ConfigError::Invalid(
                 "agents: `grace_ms` must be greater than `heartbeat_ms` > 0".into(),
+            ));
+        }
+        if self.tls.cert_ttl_secs < 5 {
+            return Err(ConfigError::Invalid(
+                "tls: `cert_ttl_secs` must be at least 5".into(),
             ));
         }
         if t.snapshot_logs == 0 {

@@ -65,6 +65,7 @@ pub struct Coordinator {
     pub channels: Channels,
     pub tag: ClusterTag,
     pub metrics: Metrics,
+    pub security: crate::security::Security,
 }
 
 pub fn now_millis() -> u64 {

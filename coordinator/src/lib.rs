@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod raft;
 pub mod scheduler;
+pub mod security;
 pub mod stack;
 pub mod state;

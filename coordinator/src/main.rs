@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use shoal_coordinator::api::certificates::CertificatesService;
 use shoal_coordinator::api::control::ControlService;
 use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
@@ -18,6 +19,9 @@ use shoal_coordinator::raft::identity::ClusterTag;
 use shoal_coordinator::raft::network::{Channels, NetworkFactory};
 use shoal_coordinator::raft::types::Raft;
 use shoal_coordinator::raft::Store;
+use shoal_coordinator::security::Security;
+use shoal_pki::Role;
+use shoal_proto::certificates::certificates_server::CertificatesServer;
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::control_server::ControlServer;
 use shoal_proto::control::{ClusterAddRequest, ClusterStatusRequest};
@@ -26,6 +30,9 @@ use shoal_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::ClientTlsConfig;
+
+mod tls_setup;
 
 const DEFAULT_CONFIG: &str = "/etc/shoal/coordinator.toml";
 
@@ -70,6 +77,18 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// No TLS, no certificates, no authorization: local experiments only (warns at every start).
+    #[arg(long)]
+    insecure: bool,
+    /// Coordinator join token, used when the data dir has no certificate yet.
+    #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the coordinator join token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Lifetime of the node certificates this coordinator signs, in seconds.
+    #[arg(long)]
+    cert_ttl_secs: Option<u64>,
 }
 
 impl Args {
@@ -110,6 +129,17 @@ impl Args {
         if let Some(v) = self.keep_logs {
             c.raft.keep_logs_after_snapshot = v;
         }
+        c.tls.insecure |= self.insecure;
+        if let Some(v) = self.cert_ttl_secs {
+            c.tls.cert_ttl_secs = v;
+        }
+        if let Some(p) = &self.token_file {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the join token file {}", p.display()))?;
+            c.tls.join_token = Some(t.trim().to_string());
+        } else if let Some(t) = &self.token {
+            c.tls.join_token = Some(t.clone());
+        }
         if c.name.is_empty() {
             c.name = format!("coordinator-{}", c.id);
         }
@@ -134,6 +164,7 @@ fn init_tracing(json: bool) {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_tracing(args.log_json);
+    shoal_pki::install_crypto();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -174,6 +205,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    let material = if cfg.tls.insecure {
+        tls_setup::warn_insecure();
+        None
+    } else {
+        match tls_setup::prepare(&cfg).await {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                if fresh_dir {
+                    let _ = std::fs::remove_dir_all(&cfg.data_dir);
+                }
+                return Err(e);
+            }
+        }
+    };
+    let client_tls = material
+        .as_deref()
+        .map(|m| shoal_pki::tls::client_config(m, Role::Coordinator));
+    let server_tls = match material.as_deref() {
+        Some(m) => Some(
+            shoal_pki::server::server_config(m, false)
+                .context("invalid TLS settings for the servers")?,
+        ),
+        None => None,
+    };
     let store =
         Arc::new(Store::open(&cfg.data_dir).with_context(|| {
             format!("refusing to start on data dir {}", cfg.data_dir.display())
@@ -199,7 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid raft settings")?;
-    let channels = Channels::default();
+    let channels = Channels::new(client_tls.clone());
     let network = NetworkFactory {
         channels: channels.clone(),
         tag: tag.clone(),
@@ -229,6 +284,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         channels,
         tag,
         metrics: Metrics::new(),
+        security: Security {
+            material: material.clone(),
+            cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),
+        },
     };
     tokio::spawn(coord.metrics.watch_raft(&coord));
 
@@ -249,7 +308,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the API listener's address")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let certificates = || {
+        CertificatesServer::new(CertificatesService {
+            coord: coord.clone(),
+        })
+    };
+    let router = tonic::transport::Server::builder()
         .layer(coord.metrics.api().layer())
         .add_service(
             RaftServer::new(RaftService {
@@ -261,23 +325,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
             coord: coord.clone(),
         }))
         .add_service(dispatcher())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stop_rx.await;
-        });
-    let server = tokio::spawn(server);
+        .add_service(certificates());
+    let stop = async {
+        let _ = stop_rx.await;
+    };
+    let server = match &server_tls {
+        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
+            shoal_pki::server::incoming(listener, tls.clone(), "api"),
+            stop,
+        )),
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
+        ),
+    };
     let (halt_tx, halt_rx) = tokio::sync::watch::channel(false);
     if let Some(agent_listen) = &cfg.agent_listen {
         let l = TcpListener::bind(agent_listen)
             .await
             .with_context(|| format!("cannot listen on {agent_listen}"))?;
         let mut halt = halt_rx.clone();
-        let agents = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .layer(coord.metrics.api().layer())
             .add_service(dispatcher())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
-                let _ = halt.changed().await;
-            });
-        tokio::spawn(agents);
+            .add_service(certificates());
+        let stop = async move {
+            let _ = halt.changed().await;
+        };
+        match &server_tls {
+            Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
+                shoal_pki::server::incoming(l, tls.clone(), "agents"),
+                stop,
+            )),
+            None => {
+                tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop))
+            }
+        };
     }
     if let Some(metrics_listen) = &cfg.metrics_listen {
         let c = coord.clone();
@@ -310,7 +392,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .context("cannot bootstrap the cluster")?;
         tracing::info!(cluster_id = %id, "bootstrapped a new cluster");
     } else if !initialized && !cfg.join.is_empty() {
-        if let Err(e) = join(&cfg, &addr).await {
+        if let Err(e) = join(&cfg, &addr, client_tls.as_ref()).await {
             let _ = stop_tx.send(());
             let _ = raft.shutdown().await;
             drop(coord);
@@ -322,11 +404,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    if material.is_some() {
+        tokio::spawn(tls_setup::publish_pending_ca(
+            coord.clone(),
+            cfg.data_dir.clone(),
+        ));
+    }
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     // Raft is loaded and, once our own API answers, this coordinator serves: tell systemd.
+    let probe_tls = client_tls.clone();
     let ready = tokio::spawn(async move {
-        wait_api_serving(api_addr).await;
+        wait_api_serving(api_addr, probe_tls).await;
         shoal_ops::systemd::ready();
     });
     tokio::select! {
@@ -345,7 +435,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Calls this coordinator's own control API until it answers, warning every 10 s it does not.
-async fn wait_api_serving(mut addr: std::net::SocketAddr) {
+async fn wait_api_serving(mut addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -356,7 +446,7 @@ async fn wait_api_serving(mut addr: std::net::SocketAddr) {
     let mut warn_at = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let call = async {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            let channel = shoal_pki::tls::endpoint(&addr.to_string(), tls.as_ref())?
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(Duration::from_secs(2))
                 .connect()
@@ -386,13 +476,13 @@ fn dir_has_entries(p: &std::path::Path) -> bool {
 }
 
 /// Asks the members named in `join` to add this coordinator, until one accepts or 15 s pass.
-async fn join(cfg: &Config, addr: &str) -> anyhow::Result<()> {
+async fn join(cfg: &Config, addr: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let mut last_err = String::new();
     while tokio::time::Instant::now() < deadline {
         for peer in &cfg.join {
-            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))?
-                .connect_timeout(Duration::from_secs(1));
+            let endpoint =
+                shoal_pki::tls::endpoint(peer, tls)?.connect_timeout(Duration::from_secs(1));
             let channel = match endpoint.connect().await {
                 Ok(c) => c,
                 Err(e) => {

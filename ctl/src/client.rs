@@ -3,12 +3,18 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use shoal_pki::files::TlsMaterial;
+use shoal_pki::tls::{client_config, endpoint};
+use shoal_pki::Role;
+use shoal_proto::certificates::certificates_client::CertificatesClient;
 use shoal_proto::control::control_client::ControlClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 pub struct Client {
     endpoints: Vec<String>,
+    /// The admin certificate shoalctl presents; `None` against an insecure cluster.
+    tls: Option<TlsMaterial>,
     /// Index of the endpoint that answered last.
     current: usize,
 }
@@ -22,7 +28,7 @@ fn retriable(s: &tonic::Status) -> bool {
 }
 
 impl Client {
-    pub fn new(endpoints: Vec<String>) -> anyhow::Result<Self> {
+    pub fn new(endpoints: Vec<String>, tls: Option<TlsMaterial>) -> anyhow::Result<Self> {
         if endpoints.is_empty() {
             bail!(
                 "no coordinator endpoints: pass --coordinators, set SHOAL_COORDINATORS, or list \
@@ -31,29 +37,66 @@ impl Client {
         }
         Ok(Self {
             endpoints,
+            tls,
             current: 0,
         })
     }
 
-    async fn connect(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let ch = Endpoint::from_shared(uri)
-            .with_context(|| format!("bad coordinator address `{addr}`"))?
+    /// A channel to `addr`, a server of role `server`, over mutual TLS unless insecure.
+    pub async fn channel(&self, addr: &str, server: Role) -> anyhow::Result<Channel> {
+        let addr = addr
+            .strip_prefix("http://")
+            .or_else(|| addr.strip_prefix("https://"))
+            .unwrap_or(addr);
+        let tls = self.tls.as_ref().map(|m| client_config(m, server));
+        endpoint(addr, tls.as_ref())
+            .with_context(|| format!("bad address `{addr}`"))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(90))
             .connect()
             .await
-            .with_context(|| format!("cannot connect to coordinator {addr}"))?;
+            .map_err(|e| {
+                let text = format!("{e:?}");
+                let hint = if text.contains("UnknownIssuer") {
+                    " (its certificate is not from the CA in the admin TLS directory: another \
+                     cluster?)"
+                } else {
+                    ""
+                };
+                anyhow!("cannot connect to {server} {addr}: {e}{hint}")
+            })
+    }
+
+    async fn connect(&self, addr: &str) -> anyhow::Result<ControlClient<Channel>> {
+        let ch = self.channel(addr, Role::Coordinator).await?;
         Ok(ControlClient::new(ch).max_decoding_message_size(256 << 20))
     }
 
     /// Connects to one specific endpoint (no failover).
-    pub async fn at(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
-        Self::connect(addr).await
+    pub async fn at(&self, addr: &str) -> anyhow::Result<ControlClient<Channel>> {
+        self.connect(addr).await
+    }
+
+    /// Like [`Client::call`], for the certificates API.
+    pub async fn call_certs<T, F, Fut>(&mut self, mut call: F) -> anyhow::Result<T>
+    where
+        F: FnMut(CertificatesClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = anyhow!("no coordinator answered");
+        for _ in 0..self.endpoints.len() * 2 {
+            let addr = self.endpoints[self.current].clone();
+            match self.channel(&addr, Role::Coordinator).await {
+                Ok(ch) => match call(CertificatesClient::new(ch)).await {
+                    Ok(r) => return Ok(r.into_inner()),
+                    Err(s) if retriable(&s) => last = anyhow!("{addr}: {}", s.message()),
+                    Err(s) => bail!("{}", s.message()),
+                },
+                Err(e) => last = e,
+            }
+            self.current = (self.current + 1) % self.endpoints.len();
+        }
+        Err(last)
     }
 
     /// Runs `call` against the coordinators, moving to the next one while the error says the
@@ -67,7 +110,7 @@ impl Client {
         let tries = self.endpoints.len() * 2;
         for attempt in 0..tries {
             let addr = self.endpoints[self.current].clone();
-            match Self::connect(&addr).await {
+            match self.connect(&addr).await {
                 Ok(client) => match call(client).await {
                     Ok(r) => return Ok(r.into_inner()),
                     Err(s) if retriable(&s) => {

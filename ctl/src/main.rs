@@ -3,6 +3,7 @@
 mod client;
 mod node_cmds;
 mod output;
+mod pki_cmds;
 mod stack_cmds;
 mod task_cmds;
 
@@ -35,6 +36,12 @@ struct Cli {
     /// Serve reads from the first reachable coordinator's local state, without a leader check.
     #[arg(long, global = true)]
     stale: bool,
+    /// Directory with the admin certificate (ca.pem, cert.pem, key.pem).
+    #[arg(long, env = "SHOAL_TLS_DIR", global = true)]
+    tls_dir: Option<PathBuf>,
+    /// Talk plaintext to a cluster started with --insecure.
+    #[arg(long, env = "SHOAL_INSECURE", global = true)]
+    insecure: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -86,6 +93,12 @@ enum Cmd {
     /// Stacks.
     #[command(subcommand)]
     Stack(StackCmd),
+    /// Join tokens for agents and coordinators.
+    #[command(subcommand)]
+    Token(pki_cmds::TokenCmd),
+    /// Admin certificates.
+    #[command(subcommand)]
+    Cert(pki_cmds::CertCmd),
     /// A task's output (stdout and stderr), from the agent that runs it.
     Logs {
         task: String,
@@ -230,6 +243,7 @@ fn endpoints(cli: &Cli) -> anyhow::Result<Vec<String>> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    shoal_pki::install_crypto();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -240,10 +254,13 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = Client::new(endpoints(&cli)?)?;
+    let tls = pki_cmds::load_admin_tls(cli.tls_dir.as_deref(), cli.insecure)?;
+    let mut client = Client::new(endpoints(&cli)?, tls)?;
     let fmt = cli.output;
     match &cli.cmd {
         Cmd::Cluster(c) => cluster(&mut client, c, fmt).await,
+        Cmd::Token(c) => pki_cmds::token(&mut client, c).await,
+        Cmd::Cert(c) => pki_cmds::cert(&mut client, c).await,
         Cmd::Service(ServiceCmd::Create {
             name,
             image,
@@ -509,7 +526,9 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
                     .find(|m| m.id == first.leader_id)
                     .map(|m| m.addr.clone());
                 match addr {
-                    Some(a) => member_status(&a).await.unwrap_or_else(|| first.clone()),
+                    Some(a) => member_status(client, &a)
+                        .await
+                        .unwrap_or_else(|| first.clone()),
                     None => first.clone(),
                 }
             } else {
@@ -518,7 +537,7 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
             let mut rows = Vec::new();
             let mut json_members = Vec::new();
             for m in &leader.members {
-                let own = member_status(&m.addr).await;
+                let own = member_status(client, &m.addr).await;
                 let role = if leader.has_leader && m.id == leader.leader_id {
                     "leader".to_string()
                 } else {
@@ -610,8 +629,8 @@ async fn cluster(client: &mut Client, cmd: &ClusterCmd, fmt: Format) -> anyhow::
     Ok(())
 }
 
-async fn member_status(addr: &str) -> Option<ClusterStatusReply> {
-    let mut c = Client::at(addr).await.ok()?;
+async fn member_status(client: &Client, addr: &str) -> Option<ClusterStatusReply> {
+    let mut c = client.at(addr).await.ok()?;
     let call = c.cluster_status(ClusterStatusRequest {});
     let r = tokio::time::timeout(std::time::Duration::from_secs(2), call)
         .await

@@ -55,9 +55,8 @@ async fn agent_for(
         .filter(|a| !a.is_empty())
         .with_context(|| format!("node `{node}` has no agent address"))?
         .to_string();
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
+    let ch = client
+        .channel(&addr, shoal_pki::Role::Agent)
         .await
         .with_context(|| format!("cannot reach the agent of node {node} at {addr}"))?;
     Ok(AgentClient::new(ch))

@@ -17,4 +17,8 @@ pub mod agent {
     tonic::include_proto!("shoal.agent.v1");
 }
 
+pub mod certificates {
+    tonic::include_proto!("shoal.certificates.v1");
+}
+
 pub mod convert;

@@ -50,6 +50,8 @@ impl Agent {
             listen.clone(),
             "--import-image".into(),
             image_tar.display().to_string(),
+            // Secure tests replace this with a join token (see `Agent::secure`).
+            "--insecure".into(),
         ];
         for (k, v) in labels {
             args.push("--label".into());
@@ -65,6 +67,25 @@ impl Agent {
             env: Vec::new(),
             child: None,
         }
+    }
+
+    /// Joins a secure cluster with `token` instead of running `--insecure`.
+    pub fn secure(&mut self, token: &str) {
+        self.args.retain(|a| a != "--insecure");
+        self.env.retain(|(k, _)| k != "SHOAL_JOIN_TOKEN");
+        self.env.push(("SHOAL_JOIN_TOKEN".into(), token.into()));
+    }
+
+    /// This agent's TLS directory (certificate and key once it joined).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("data").join("tls")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn start(&mut self) {

@@ -22,6 +22,11 @@ pub struct Coord {
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// Run with TLS (a secure cluster); otherwise the process gets `--insecure`.
+    pub secure: bool,
+    /// The admin certificate the harness calls a secure coordinator with (default: the one a
+    /// bootstrapped coordinator writes to `<data dir>/admin`).
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
     child: Option<Child>,
 }
 
@@ -37,6 +42,8 @@ impl Coord {
             log,
             extra_args: Vec::new(),
             env: Vec::new(),
+            secure: false,
+            client_tls: None,
             child: None,
         }
     }
@@ -50,6 +57,7 @@ impl Coord {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
+            .args((!self.secure).then_some("--insecure"))
             .env("RUST_LOG", "info,openraft=warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -115,8 +123,28 @@ impl Coord {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// TLS settings for calling this coordinator as an admin (`None`: insecure cluster).
+    pub fn admin_tls(&self) -> Option<tonic::transport::ClientTlsConfig> {
+        if !self.secure {
+            return None;
+        }
+        self.client_tls.clone().or_else(|| {
+            let m = shoal_pki::files::TlsDir::new(self.data_dir.join("admin"))
+                .load()
+                .ok()?;
+            Some(shoal_pki::tls::client_config(
+                &m,
+                shoal_pki::Role::Coordinator,
+            ))
+        })
+    }
+
     pub async fn client(&self) -> anyhow::Result<ControlClient<Channel>> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
+        let tls = self.admin_tls();
+        if self.secure && tls.is_none() {
+            anyhow::bail!("no admin certificate for coordinator {} yet", self.id);
+        }
+        let ch = shoal_pki::tls::endpoint(&self.addr, tls.as_ref())?
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(30))
             .connect()

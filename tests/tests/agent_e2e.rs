@@ -73,6 +73,7 @@ async fn wait_task(
 
 fn shoalctl(coordinators: &str, args: &[&str]) -> std::process::Output {
     Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .args(["--coordinators", coordinators])
         .args(args)
         .output()
@@ -108,6 +109,7 @@ async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
     let listen = free_addr();
     let agent = Command::new(binary("shoal-agent"))
         .args(["--node-name", "e2e-node", "--label", "role=controller"])
+        .arg("--insecure")
         .args(["--coordinators", &all_addrs])
         .arg("--containerd-socket")
         .arg(cd.socket())
@@ -189,6 +191,7 @@ async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
     assert_eq!(text.lines().count(), 1, "{text}");
     let last: u32 = text.trim().trim_start_matches("tick").parse().unwrap();
     let mut follow = Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .args([
             "--coordinators",
             &all_addrs,

@@ -85,6 +85,7 @@ services:
 
 fn shoalctl(coords: &[String], args: &[&str]) -> (bool, String) {
     let out = Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .arg("--coordinators")
         .arg(coords.join(","))
         .args(args)
@@ -210,6 +211,7 @@ async fn stack_converges_survives_a_dead_node_and_is_removed() {
     // Watch events for the whole test, as an operator would.
     let events_out = dir.path().join("events.jsonl");
     let mut events = Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .arg("--coordinators")
         .arg(endpoints.join(","))
         .args(["-o", "json", "events", "--follow"])

@@ -12,6 +12,7 @@ use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 fn shoalctl(endpoints: &[&Coord], args: &[&str]) -> (bool, String) {
     let list: Vec<String> = endpoints.iter().map(|c| c.addr.clone()).collect();
     let out = Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .arg("--coordinators")
         .arg(list.join(","))
         .args(args)

@@ -21,6 +21,7 @@ fn repo_file(rel: &str) -> std::path::PathBuf {
 
 fn shoalctl(c: &Coord, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
         .arg("--coordinators")
         .arg(&c.addr)
         .args(args)

@@ -1,5 +1,6 @@
 //! The control API that `shoalctl` calls.
 
+use shoal_pki::Role;
 use shoal_proto::control::control_server::Control;
 use shoal_proto::control::{
     ApplyReply, ApplyRequest, ClusterAddRequest, ClusterChangeReply, ClusterInitRequest,
@@ -50,6 +51,16 @@ fn bad_request(e: impl std::fmt::Display) -> Status {
 }
 
 impl ControlService {
+    /// The control API is for admin certificates; `also` lists other roles a call accepts.
+    fn authorize<T>(&self, req: &Request<T>, also: &[Role]) -> Result<(), Status> {
+        let mut allowed = vec![Role::Admin];
+        allowed.extend_from_slice(also);
+        self.coord
+            .security
+            .authorize(&self.coord.sm, req, "the control API", &allowed)
+            .map(|_| ())
+    }
+
     async fn change(&self, work: Forwarded) -> Result<Response<ClusterChangeReply>, Status> {
         let message = match self.coord.on_leader(work).await.map_err(status_of)? {
             ForwardedReply::Done { message } => message,
@@ -65,8 +76,9 @@ impl Control for ControlService {
     #[tracing::instrument(skip_all)]
     async fn cluster_status(
         &self,
-        _req: Request<ClusterStatusRequest>,
+        req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
+        self.authorize(&req, &[Role::Coordinator])?;
         Ok(Response::new(self.coord.status().await))
     }
 
@@ -75,6 +87,7 @@ impl Control for ControlService {
         &self,
         req: Request<ClusterAddRequest>,
     ) -> Result<Response<ClusterChangeReply>, Status> {
+        self.authorize(&req, &[Role::Coordinator])?;
         let ClusterAddRequest { id, addr } = req.into_inner();
         if id == 0 {
             return Err(bad_request("field `id`: member ids are positive integers"));
@@ -92,6 +105,7 @@ impl Control for ControlService {
         &self,
         req: Request<ClusterRemoveRequest>,
     ) -> Result<Response<ClusterChangeReply>, Status> {
+        self.authorize(&req, &[])?;
         let id = req.into_inner().id;
         if id == 0 {
             return Err(bad_request("field `id`: member ids are positive integers"));
@@ -102,8 +116,9 @@ impl Control for ControlService {
     #[tracing::instrument(skip_all)]
     async fn cluster_init(
         &self,
-        _req: Request<ClusterInitRequest>,
+        req: Request<ClusterInitRequest>,
     ) -> Result<Response<ClusterChangeReply>, Status> {
+        self.authorize(&req, &[])?;
         let id = self.coord.init_cluster().await.map_err(status_of)?;
         let status = Some(self.coord.status().await);
         Ok(Response::new(ClusterChangeReply {
@@ -114,6 +129,7 @@ impl Control for ControlService {
 
     #[tracing::instrument(skip_all, fields(request_id = %req.get_ref().request_id))]
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
+        self.authorize(&req, &[])?;
         let ApplyRequest {
             request_id,
             command_json,
@@ -144,6 +160,7 @@ impl Control for ControlService {
         &self,
         req: Request<StackFileRequest>,
     ) -> Result<Response<StackReply>, Status> {
+        self.authorize(&req, &[])?;
         let req = req.into_inner();
         let (name, cmd) = stack_command(&req)?;
         // The plan doubles as the summary: what this apply creates, changes and removes.
@@ -172,6 +189,7 @@ impl Control for ControlService {
         &self,
         req: Request<StackFileRequest>,
     ) -> Result<Response<StackReply>, Status> {
+        self.authorize(&req, &[])?;
         let req = req.into_inner();
         let (name, cmd) = stack_command(&req)?;
         let p = self
@@ -188,6 +206,7 @@ impl Control for ControlService {
 
     #[tracing::instrument(skip_all, fields(stale = req.get_ref().stale))]
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
+        self.authorize(&req, &[])?;
         let QueryRequest { query_json, stale } = req.into_inner();
         let query: Query = decode_json("query_json", &query_json).map_err(bad_request)?;
         let (value, applied_index) = self.coord.read(&query, stale).await.map_err(status_of)?;

@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_model::{NodeStatus, TaskState};
+use shoal_pki::Role;
 use shoal_proto::convert::{encode_json, node_from_json, StatusUpdate};
 use shoal_proto::dispatcher::dispatcher_server::Dispatcher;
 use shoal_proto::dispatcher::{
@@ -50,6 +51,41 @@ impl DispatcherService {
         Err(status)
     }
 
+    /// An agent speaks for its own node only: the name in its certificate must be `node`.
+    fn authorize_node<T>(&self, req: &Request<T>, node: &str) -> Result<(), Status> {
+        let caller = self.coord.security.authorize(
+            &self.coord.sm,
+            req,
+            "the dispatcher API",
+            &[Role::Agent],
+        )?;
+        match caller.identity() {
+            Some(id) if id.name != node => Err(Status::permission_denied(format!(
+                "the certificate of {id} cannot act for node `{node}`"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a report that names a task assigned to another node.
+    fn check_reported_tasks(&self, node: &str, updates: &[TaskStatusUpdate]) -> Result<(), Status> {
+        let foreign = self.coord.sm.read(|s| {
+            updates.iter().find_map(|u| {
+                let owner = s.tasks.get(&u.task_id)?.node.clone();
+                (owner.as_deref() != Some(node)).then(|| (u.task_id.clone(), owner))
+            })
+        });
+        match foreign {
+            None => Ok(()),
+            Some((task, owner)) => Err(Status::permission_denied(format!(
+                "node `{node}` cannot report task {task}: it is assigned to {}",
+                owner
+                    .map(|o| format!("node `{o}`"))
+                    .unwrap_or_else(|| "no node".into())
+            ))),
+        }
+    }
+
     fn period_ms(&self) -> u64 {
         self.liveness.heartbeat_period.as_millis() as u64
     }
@@ -79,6 +115,7 @@ impl Dispatcher for DispatcherService {
         self.require_leader()?;
         let node = node_from_json(&req.get_ref().node_json)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.authorize_node(&req, &node.name)?;
         let name = node.name.clone();
         let (resp, _) = self
             .coord
@@ -101,6 +138,7 @@ impl Dispatcher for DispatcherService {
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         self.require_leader()?;
+        self.authorize_node(&req, &req.get_ref().node)?;
         let name = req.into_inner().node;
         let status = self.coord.sm.read(|s| s.nodes.get(&name).map(|n| n.status));
         match status {
@@ -133,6 +171,7 @@ impl Dispatcher for DispatcherService {
         req: Request<AssignmentsRequest>,
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         self.require_leader()?;
+        self.authorize_node(&req, &req.get_ref().node)?;
         let node = req.into_inner().node;
         if self.coord.sm.read(|s| !s.nodes.contains_key(&node)) {
             return Err(Status::not_found(format!(
@@ -151,6 +190,7 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<StatusReport>,
     ) -> Result<Response<StatusReply>, Status> {
+        self.authorize_node(&req, &req.get_ref().node)?;
         let StatusReport { node, updates } = req.into_inner();
         let mut out = Vec::with_capacity(updates.len());
         for u in &updates {
@@ -163,6 +203,7 @@ impl Dispatcher for DispatcherService {
                 exit_code: u.exit_code,
             });
         }
+        self.check_reported_tasks(&node, &out)?;
         if !out.is_empty() {
             let cmd = Command::ReportTaskStatus { node, updates: out };
             self.coord

@@ -1,5 +1,6 @@
 //! gRPC services a coordinator serves: the peer API (Raft) and the control API.
 
+pub mod certificates;
 pub mod control;
 pub mod dispatcher;
 pub mod raft_service;

@@ -2,6 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use shoal_pki::Role;
 use shoal_proto::raft::raft_server::Raft as RaftApi;
 use shoal_proto::raft::RaftPayload;
 use tonic::{Request, Response, Status};
@@ -24,9 +25,16 @@ fn encode<T: Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
 }
 
 impl RaftService {
-    /// Refuses traffic from another cluster; a member that has no cluster id yet adopts the
+    /// Refuses callers without a coordinator certificate and traffic from another cluster; a
+    /// member that has no cluster id yet adopts the
     /// sender's (it is being added to that cluster).
     fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.coord.security.authorize(
+            &self.coord.sm,
+            req,
+            "the raft peer API",
+            &[Role::Coordinator],
+        )?;
         let Some(theirs) = req
             .metadata()
             .get(CLUSTER_HEADER)

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::raft::raft_client::RaftClient;
 use shoal_proto::raft::RaftPayload;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::identity::ClusterTag;
 use super::types::{Node, NodeId, TypeConfig};
@@ -24,19 +24,35 @@ use super::types::{Node, NodeId, TypeConfig};
 /// gRPC metadata key carrying the sender's cluster id on every coordinator-to-coordinator call.
 pub const CLUSTER_HEADER: &str = "shoal-cluster-id";
 
-/// Opens (and caches) one lazily connected channel per peer address.
+/// Opens (and caches) one lazily connected channel per peer address; over mutual TLS with this
+/// coordinator's certificate unless the cluster runs insecure.
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<BTreeMap<String, Channel>>>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Channels {
+    /// Channels that present `tls` (None: plaintext, insecure mode).
+    pub fn new(tls: Option<ClientTlsConfig>) -> Channels {
+        Channels {
+            inner: Arc::default(),
+            tls,
+        }
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = match &self.tls {
+            Some(tls) => {
+                Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?
+            }
+            None => Endpoint::from_shared(format!("http://{addr}"))?,
+        };
+        let ch = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -286,6 +286,9 @@ fn corrupt(path: &Path, c: Corruption) -> StoreError {
     }
 }
 
+/// Entries of a data dir that the coordinator writes beside the store (certificates).
+const OWN_ENTRIES: [&str; 2] = ["tls", "admin"];
+
 /// Refuses a path that is not a directory, and a non-empty directory without a sled database in
 /// it (sled would otherwise create one among someone else's files).
 fn check_dir(path: &Path) -> Result<(), StoreError> {
@@ -298,7 +301,15 @@ fn check_dir(path: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(dir_err(e)),
     };
-    let non_empty = entries.next().transpose().map_err(dir_err)?.is_some();
+    // The coordinator's own certificate directories may be made before the store.
+    let mut non_empty = false;
+    for entry in entries.by_ref() {
+        let name = entry.map_err(dir_err)?.file_name();
+        if !OWN_ENTRIES.iter().any(|own| name == *own) {
+            non_empty = true;
+            break;
+        }
+    }
     let has_db = path.join("conf").is_file() && path.join("db").is_file();
     if non_empty && !has_db {
         return Err(StoreError::NotAStore {

@@ -1,6 +1,9 @@
 //! The Raft log entry ([`Request`]) and what applying it returns ([`Response`]).
 
 use serde::{Deserialize, Serialize};
+use shoal_pki::{CertAuthority, Role};
+
+use super::pki::{CertRecord, Redacted};
 use shoal_model::{Millis, Node, NodeAvailability, ServiceSpec, Task, TaskState};
 
 /// One Raft log entry: a command, with the proposer's clock and an idempotency key.
@@ -66,6 +69,28 @@ pub enum Command {
     },
     /// Orchestrator output: one reconciliation pass.
     Reconcile(Box<Reconcile>),
+    /// Installs the cluster CA and the first join-token secrets; applied once at bootstrap.
+    InitPki {
+        ca: CertAuthority,
+        agent_secret: Redacted,
+        coordinator_secret: Redacted,
+        issued: Vec<CertRecord>,
+    },
+    /// Records a certificate the CA signed. With a join secret it is refused (and the
+    /// certificate never handed out) unless the secret is the role's current one.
+    RecordCert {
+        cert: CertRecord,
+        join_secret: Option<Redacted>,
+    },
+    /// Replaces a role's join-token secret; the old token stops working.
+    RotateToken {
+        role: Role,
+        secret: Redacted,
+    },
+    /// Revokes the certificates of a coordinator that left the cluster.
+    RevokeMember {
+        member_id: u64,
+    },
 }
 
 /// What one orchestrator pass decided; applied as one log entry.

@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use shoal_model::{Node, NodeStatus, Service, ServiceSpec, Task, TaskState};
 
+use shoal_pki::Role;
+
+use super::pki::PkiState;
 use super::{Command, Event, Query, Reconcile, Request, Response};
 
 /// How many events the state keeps.
@@ -19,6 +22,9 @@ pub struct ClusterState {
     pub services: BTreeMap<String, Service>,
     pub tasks: BTreeMap<String, Task>,
     pub events: VecDeque<Event>,
+    /// The cluster CA, join tokens and certificate records (none in insecure mode).
+    #[serde(default)]
+    pub pki: Option<PkiState>,
     pub next_event_seq: u64,
     /// Request id -> (order of arrival, first response).
     dedup: BTreeMap<String, (u64, Response)>,
@@ -210,7 +216,13 @@ impl ClusterState {
                 )),
                 Some(_) => {
                     self.nodes.remove(name);
-                    self.event(now, "node", name, "remove", "node removed");
+                    let revoked = self
+                        .pki
+                        .as_mut()
+                        .map(|p| p.revoke(Role::Agent, Some(name), None))
+                        .unwrap_or(0);
+                    let msg = format!("node removed; {revoked} certificate(s) revoked");
+                    self.event(now, "node", name, "remove", &msg);
                     Response::ok()
                 }
             },
@@ -226,6 +238,85 @@ impl ClusterState {
             },
             Command::Reconcile(r) => {
                 self.reconcile(now, r);
+                Response::ok()
+            }
+            Command::InitPki {
+                ca,
+                agent_secret,
+                coordinator_secret,
+                issued,
+            } => {
+                if self.pki.is_some() {
+                    return Response::refused("the cluster CA is already set");
+                }
+                let mut pki = PkiState {
+                    ca: ca.clone(),
+                    agent_secret: agent_secret.clone(),
+                    coordinator_secret: coordinator_secret.clone(),
+                    issued: Default::default(),
+                    revoked: Default::default(),
+                };
+                for c in issued {
+                    let _ = pki.record(now, c, None);
+                }
+                self.pki = Some(pki);
+                self.event(now, "cluster", "ca", "init", "cluster CA created");
+                Response::ok()
+            }
+            Command::RecordCert { cert, join_secret } => {
+                let Some(pki) = self.pki.as_mut() else {
+                    return Response::refused("this cluster has no CA (insecure mode)");
+                };
+                if let Err(e) = pki.record(now, cert, join_secret.as_ref()) {
+                    return Response::refused(e);
+                }
+                let what = if join_secret.is_some() {
+                    "joined"
+                } else {
+                    "renewed"
+                };
+                self.event(
+                    now,
+                    "certificate",
+                    &cert.name,
+                    "issue",
+                    &format!("{} certificate {} ({what})", cert.role, cert.serial),
+                );
+                Response::ok()
+            }
+            Command::RotateToken { role, secret } => {
+                let Some(pki) = self.pki.as_mut() else {
+                    return Response::refused("this cluster has no CA (insecure mode)");
+                };
+                match role {
+                    Role::Agent => pki.agent_secret = secret.clone(),
+                    Role::Coordinator => pki.coordinator_secret = secret.clone(),
+                    Role::Admin => {
+                        return Response::refused("admins join with certificates, not tokens")
+                    }
+                }
+                self.event(
+                    now,
+                    "cluster",
+                    "token",
+                    "rotate",
+                    &format!("{role} join token rotated"),
+                );
+                Response::ok()
+            }
+            Command::RevokeMember { member_id } => {
+                let n = self
+                    .pki
+                    .as_mut()
+                    .map(|p| p.revoke(Role::Coordinator, None, Some(*member_id)))
+                    .unwrap_or(0);
+                self.event(
+                    now,
+                    "cluster",
+                    &member_id.to_string(),
+                    "revoke",
+                    &format!("{n} coordinator certificate(s) revoked"),
+                );
                 Response::ok()
             }
         }

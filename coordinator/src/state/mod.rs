@@ -5,6 +5,7 @@
 
 mod command;
 mod machine;
+pub mod pki;
 mod query;
 
 pub use command::{Command, Event, Reconcile, Request, Response, TaskStatusUpdate};

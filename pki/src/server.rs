@@ -1,0 +1,107 @@
+//! The TLS side of a server: rustls settings built from a holder's material, and an accept
+//! loop that hands tonic finished TLS streams (so `Request::peer_certs` works) and logs every
+//! refused handshake with its cause (an expired certificate, another CA, no certificate where
+//! one is required), which tonic's built-in TLS would drop silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::files::TlsMaterial;
+use crate::PkiError;
+
+/// How long a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::Cert(format!("malformed PEM: {e}")))
+}
+
+/// A server presenting its certificate and the CA (so a joining node can pin the CA), verifying
+/// client certificates against the CA. Without `require_client_cert`, a client may come without
+/// a certificate (to join); the APIs then check the caller themselves.
+pub fn server_config(
+    m: &TlsMaterial,
+    require_client_cert: bool,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in certs(&m.ca_pem)? {
+        roots
+            .add(ca)
+            .map_err(|e| PkiError::Cert(format!("the CA certificate: {e}")))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = if require_client_cert {
+        builder.build()
+    } else {
+        builder.allow_unauthenticated().build()
+    }
+    .map_err(|e| PkiError::Cert(format!("client verifier: {e}")))?;
+    let mut chain = certs(&m.cert_pem)?;
+    chain.extend(certs(&m.ca_pem)?);
+    let key = PrivateKeyDer::from_pem_slice(m.key_pem.as_bytes())
+        .map_err(|e| PkiError::Cert(format!("the private key: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PkiError::Cert(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| PkiError::Cert(format!("the server certificate: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts connections on `listener` and yields them once their TLS handshake succeeded.
+/// Failed handshakes are logged (`server` names which server) and dropped. Each handshake runs
+/// on its own task, so a slow client does not hold up the others.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    server: &'static str,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(server, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(server, %peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => tracing::warn!(server, %peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}

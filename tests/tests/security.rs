@@ -1,0 +1,667 @@
+//! Secure by default, end to end: a bootstrapped cluster with its own CA, coordinators and
+//! agents joining with tokens, `shoalctl` with the admin certificate, and every refusal the
+//! security model promises (no certificate, another CA, an expired certificate, an agent
+//! certificate on the control and Raft APIs, an agent speaking for another node, the wrong token,
+//! a rotated-out token, a revoked node, a coordinator whose CA does not match the pin), each
+//! checked to change nothing. Also: agent certificates renew themselves, key files are 0600.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shoal_pki::files::{TlsDir, TlsMaterial};
+use shoal_pki::tls::{anonymous_client_config, client_config, endpoint};
+use shoal_pki::{CertInfo, Role};
+use shoal_proto::control::control_client::ControlClient;
+use shoal_proto::control::ApplyRequest;
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+use shoal_proto::dispatcher::{HeartbeatRequest, StatusReport, TaskStatus};
+use shoal_proto::raft::raft_client::RaftClient;
+use shoal_proto::raft::RaftPayload;
+use shoal_tests::agents::Agent;
+use shoal_tests::binary;
+use shoal_tests::containerd::{available, TestContainerd};
+use shoal_tests::coordinators::{wait_leader, Coord};
+use shoal_tests::image::{build_busybox_image, ImageOptions};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+const IMAGE: &str = "shoal.test/busybox:security";
+
+fn ctl(tls_dir: &Path, coordinators: &str, args: &[&str]) -> Output {
+    Command::new(binary("shoalctl"))
+        .env_remove("SHOAL_INSECURE")
+        .env("SHOAL_TLS_DIR", tls_dir)
+        .args(["--coordinators", coordinators])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn material(dir: &Path) -> TlsMaterial {
+    TlsDir::new(dir).load().unwrap()
+}
+
+fn create_service(name: &str) -> ApplyRequest {
+    let cmd = json!({"type": "create_service", "name": name,
+        "spec": {"container": {"image": IMAGE, "command": ["sleep", "600"]}, "replicas": 1}});
+    ApplyRequest {
+        request_id: String::new(),
+        command_json: serde_json::to_vec(&cmd).unwrap(),
+    }
+}
+
+/// Calls Control.Apply with `tls` and returns the error text (the call must fail).
+async fn apply_refused(addr: &str, tls: &ClientTlsConfig, name: &str) -> (tonic::Code, String) {
+    let channel = match endpoint(addr, Some(tls)).unwrap().connect().await {
+        Ok(c) => c,
+        Err(e) => return (tonic::Code::Unavailable, format!("{e:?}")),
+    };
+    match ControlClient::new(channel)
+        .apply(create_service(name))
+        .await
+    {
+        Ok(r) => panic!("apply of {name} was accepted: {r:?}"),
+        Err(s) => (s.code(), format!("{}: {:?}", s.message(), s)),
+    }
+}
+
+async fn query(c: &Coord, q: Value) -> Value {
+    c.query(q, false).await.unwrap().0
+}
+
+async fn service_names(c: &Coord) -> Vec<String> {
+    query(c, json!({"type": "services"}))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn node(c: &Coord, name: &str) -> Option<Value> {
+    query(c, json!({"type": "nodes"}))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == json!(name))
+        .cloned()
+}
+
+async fn wait_for<F, Fut>(what: &str, within: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a process started to fail, and returns its log.
+fn wait_exit_failed(c: &mut Coord, within: Duration) -> String {
+    let start = Instant::now();
+    while c.is_running() {
+        assert!(
+            start.elapsed() < within,
+            "coordinator {} kept running:\n{}",
+            c.id,
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.log_text()
+}
+
+fn key_mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn serial_of(dir: &Path) -> String {
+    CertInfo::from_pem(&material(dir).cert_pem).unwrap().serial
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
+    if !available() {
+        assert!(
+            std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
+            "containerd tests need root, containerd, runc and ctr \
+             (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let cd = TestContainerd::start().unwrap();
+    let image = build_busybox_image(cd.dir(), &ImageOptions::new(IMAGE)).unwrap();
+
+    // 1. Bootstrap: the CA, this coordinator's certificate, an admin certificate, two tokens.
+    let mut c1 = Coord::new(root.path(), 1);
+    c1.secure = true;
+    c1.extra_args = vec!["--bootstrap".into(), "--cert-ttl-secs".into(), "30".into()];
+    c1.start();
+    c1.wait_serving().await;
+    let admin_dir = c1.data_dir.join("admin");
+    let admin = material(&admin_dir);
+    assert_eq!(
+        CertInfo::from_pem(&admin.cert_pem).unwrap().identity,
+        shoal_pki::Identity::new(Role::Admin, "admin")
+    );
+    let coord_token = ok(
+        ctl(&admin_dir, &c1.addr, &["token", "show", "coordinator"]),
+        "token show coordinator",
+    )
+    .trim()
+    .to_string();
+    let agent_token = ok(
+        ctl(&admin_dir, &c1.addr, &["token", "show", "agent"]),
+        "token show agent",
+    )
+    .trim()
+    .to_string();
+    assert!(
+        coord_token.starts_with("SHOAL-1-coordinator-"),
+        "{coord_token}"
+    );
+    assert!(agent_token.starts_with("SHOAL-1-agent-"), "{agent_token}");
+    let ca_digest = shoal_pki::sha256_hex(&shoal_pki::tls::first_cert_der(&admin.ca_pem).unwrap());
+    assert!(coord_token.contains(&ca_digest), "the token pins the CA");
+
+    // 2. Two more coordinators join with the coordinator token.
+    let mut coords = vec![c1];
+    for id in 2..=3 {
+        let mut c = Coord::new(root.path(), id);
+        c.secure = true;
+        c.client_tls = coords[0].admin_tls();
+        c.extra_args = vec!["--join".into(), coords[0].addr.clone()];
+        c.env = vec![("SHOAL_JOIN_TOKEN".into(), coord_token.clone())];
+        c.start();
+        c.wait_serving().await;
+        coords.push(c);
+    }
+    wait_for("three voters", Duration::from_secs(30), || async {
+        coords[0]
+            .status()
+            .await
+            .is_ok_and(|s| s.members.iter().filter(|m| m.role == "voter").count() == 3)
+    })
+    .await;
+    let all: Vec<String> = coords.iter().map(|c| c.addr.clone()).collect();
+    let all = all.join(",");
+    let status = ok(
+        ctl(&admin_dir, &all, &["cluster", "status"]),
+        "cluster status",
+    );
+    assert!(status.contains("leader"), "{status}");
+
+    // 3. Agents join with the agent token; shoalctl runs a service on them.
+    let mut agents = Vec::new();
+    for name in ["n1", "n2"] {
+        let mut a = Agent::new(
+            root.path(),
+            name,
+            &[],
+            std::slice::from_ref(&all),
+            cd.socket(),
+            &image.path,
+        );
+        a.secure(&agent_token);
+        a.start();
+        agents.push(a);
+    }
+    for name in ["n1", "n2"] {
+        wait_for(
+            &format!("node {name} ready"),
+            Duration::from_secs(60),
+            || async {
+                node(&coords[0], name)
+                    .await
+                    .is_some_and(|n| n["status"] == "ready")
+            },
+        )
+        .await;
+    }
+    let n1_serial_at_join = serial_of(&agents[0].tls_dir());
+    let out = ok(
+        ctl(
+            &admin_dir,
+            &all,
+            &[
+                "service",
+                "create",
+                "web",
+                "--image",
+                IMAGE,
+                "--replicas",
+                "2",
+                "--",
+                "sleep",
+                "600",
+            ],
+        ),
+        "service create",
+    );
+    assert!(out.contains("web"), "{out}");
+    let start = Instant::now();
+    let tasks = loop {
+        let v = query(
+            &coords[0],
+            json!({"type": "tasks", "service": "web", "node": null}),
+        )
+        .await;
+        let tasks = v.as_array().unwrap().clone();
+        let running: Vec<&Value> = tasks.iter().filter(|t| t["state"] == "running").collect();
+        if running.iter().any(|t| t["node"] == "n1") && running.iter().any(|t| t["node"] == "n2") {
+            break tasks;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "web not running on n1 and n2: {tasks:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let task_on = |n: &str| {
+        tasks
+            .iter()
+            .find(|t| t["node"] == json!(n) && t["state"] == "running")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (t1, t2) = (task_on("n1"), task_on("n2"));
+    // shoalctl -> agent over mutual TLS (admin certificate, agent server certificate).
+    let out = ok(
+        ctl(&admin_dir, &all, &["exec", &t1, "--", "echo", "over-mtls"]),
+        "exec",
+    );
+    assert_eq!(out.trim(), "over-mtls");
+
+    let leader_id = wait_leader(&coords.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    let leader = coords
+        .iter()
+        .find(|c| c.id == leader_id)
+        .unwrap()
+        .addr
+        .clone();
+    let services_before = service_names(&coords[0]).await;
+
+    // 4a. No client certificate.
+    let anon = anonymous_client_config(&admin.ca_pem, Role::Coordinator);
+    let (code, msg) = apply_refused(&leader, &anon, "nocert").await;
+    assert_eq!(code, tonic::Code::Unauthenticated, "{msg}");
+    assert!(msg.contains("requires a client certificate"), "{msg}");
+
+    // 4b. A certificate from another CA (another cluster's admin certificate).
+    let mut other = Coord::new(&root.path().join("other"), 9);
+    other.secure = true;
+    other.extra_args = vec!["--bootstrap".into()];
+    other.start();
+    other.wait_serving().await;
+    let other_admin = material(&other.data_dir.join("admin"));
+    let foreign = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&admin.ca_pem))
+        .identity(Identity::from_pem(
+            &other_admin.cert_pem,
+            &other_admin.key_pem,
+        ))
+        .domain_name("shoal-coordinator");
+    let (_, msg) = apply_refused(&leader, &foreign, "foreignca").await;
+    eprintln!("another CA, client side: {msg}");
+    let leader_coord = coords.iter().find(|c| c.id == leader_id).unwrap();
+    wait_for(
+        "the refused handshake in the leader's log",
+        Duration::from_secs(5),
+        || async { leader_coord.log_text().contains("TLS handshake refused") },
+    )
+    .await;
+    let log = leader_coord.log_text();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake refused"))
+        .collect();
+    assert!(
+        refused.iter().any(|l| l.contains("UnknownIssuer")),
+        "{refused:#?}"
+    );
+    // shoalctl holding another cluster's admin directory refuses our coordinator in turn.
+    let out = ctl(&other.data_dir.join("admin"), &leader, &["service", "ls"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not from the CA in the admin TLS directory"),
+        "{err}"
+    );
+
+    // 4c. An expired certificate (issued for one second).
+    let brief = root.path().join("brief");
+    ok(
+        ctl(
+            &admin_dir,
+            &all,
+            &[
+                "cert",
+                "issue-admin",
+                "--name",
+                "brief",
+                "--ttl-secs",
+                "1",
+                "--out",
+                brief.to_str().unwrap(),
+            ],
+        ),
+        "cert issue-admin",
+    );
+    assert_eq!(key_mode(&brief.join("key.pem")), 0o600);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let expired = client_config(&material(&brief), Role::Coordinator);
+    let (_, msg) = apply_refused(&leader, &expired, "expired").await;
+    eprintln!("expired certificate, client side: {msg}");
+    let start = Instant::now();
+    while !leader_coord
+        .log_text()
+        .lines()
+        .any(|l| l.contains("TLS handshake refused") && l.contains("certificate expired"))
+    {
+        let log = leader_coord.log_text();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("TLS handshake refused"))
+            .collect();
+        assert!(start.elapsed() < Duration::from_secs(5), "{refused:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = ctl(&brief, &leader, &["service", "ls"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the certificate expired at"), "{err}");
+    // A fresh admin certificate from `cert issue-admin` works.
+    let ops = root.path().join("ops");
+    ok(
+        ctl(
+            &admin_dir,
+            &all,
+            &[
+                "cert",
+                "issue-admin",
+                "--name",
+                "ops",
+                "--out",
+                ops.to_str().unwrap(),
+            ],
+        ),
+        "cert issue-admin ops",
+    );
+    let ls = ok(
+        ctl(&ops, &all, &["service", "ls"]),
+        "service ls with the new admin",
+    );
+    assert!(ls.contains("web"), "{ls}");
+
+    // 4d. An agent certificate on the control API and on the Raft API.
+    let n1_tls = material(&agents[0].tls_dir());
+    let as_n1 = client_config(&n1_tls, Role::Coordinator);
+    let (code, msg) = apply_refused(&leader, &as_n1, "byagent").await;
+    assert_eq!(code, tonic::Code::PermissionDenied, "{msg}");
+    assert!(
+        msg.contains("requires an admin certificate") && msg.contains("agent `n1`"),
+        "{msg}"
+    );
+    let ch = endpoint(&leader, Some(&as_n1))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let s = RaftClient::new(ch)
+        .vote(RaftPayload {
+            data: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("raft peer API"), "{s:?}");
+
+    // 4e. Agent n1 reporting a task of node n2, or speaking as n2.
+    let ch = endpoint(&leader, Some(&as_n1))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut d = DispatcherClient::new(ch);
+    let forged = TaskStatus {
+        task_id: t2.clone(),
+        state: "failed".into(),
+        message: "forged by n1".into(),
+        has_exit_code: true,
+        exit_code: 1,
+    };
+    let s = d
+        .report_status(StatusReport {
+            node: "n1".into(),
+            updates: vec![forged.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("assigned to node `n2`"), "{s:?}");
+    let s = d
+        .report_status(StatusReport {
+            node: "n2".into(),
+            updates: vec![forged],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("cannot act for node `n2`"), "{s:?}");
+    let v = query(
+        &coords[0],
+        json!({"type": "tasks", "service": "web", "node": "n2"}),
+    )
+    .await;
+    let t = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(t2))
+        .unwrap();
+    assert_eq!(t["state"], "running", "{t}");
+    assert_eq!(
+        service_names(&coords[0]).await,
+        services_before,
+        "nothing changed"
+    );
+
+    // 4f. The agent token used to join as a coordinator.
+    let mut c4 = Coord::new(root.path(), 4);
+    c4.secure = true;
+    c4.extra_args = vec!["--join".into(), leader.clone()];
+    c4.env = vec![("SHOAL_JOIN_TOKEN".into(), agent_token.clone())];
+    c4.start();
+    let log = wait_exit_failed(&mut c4, Duration::from_secs(30));
+    assert!(log.contains("this is the agent join token"), "{log}");
+    assert!(!c4.data_dir.exists(), "the fresh data dir is removed");
+    // ... and a forged request claiming the coordinator role with the agent secret.
+    let forged_token = agent_token.replacen("SHOAL-1-agent-", "SHOAL-1-coordinator-", 1);
+    let e = shoal_pki::join::join(
+        std::slice::from_ref(&leader),
+        &shoal_pki::JoinToken::parse(&forged_token).unwrap(),
+        &shoal_pki::Identity::new(Role::Coordinator, "c-forged"),
+        Some(44),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("coordinator join token is not valid"), "{e}");
+
+    // 5. A joining coordinator refuses a coordinator whose CA is not the token's pin.
+    let mut c5 = Coord::new(root.path(), 5);
+    c5.secure = true;
+    c5.extra_args = vec!["--join".into(), other.addr.clone()];
+    c5.env = vec![("SHOAL_JOIN_TOKEN".into(), coord_token.clone())];
+    c5.start();
+    let log = wait_exit_failed(&mut c5, Duration::from_secs(30));
+    assert!(
+        log.contains("presents CA sha256:") && log.contains(&format!("pins sha256:{ca_digest}")),
+        "{log}"
+    );
+    let other_events = query(&other, json!({"type": "events", "after": 0})).await;
+    assert!(
+        !other_events.to_string().contains("\"certificate\""),
+        "the other cluster issued nothing: {other_events}"
+    );
+    let members = coords[0].status().await.unwrap().members.len();
+    assert_eq!(members, 3, "no member was added by refused joins");
+
+    // 6. A rotated-out token.
+    let rotated = ok(
+        ctl(&admin_dir, &all, &["token", "rotate", "agent"]),
+        "token rotate agent",
+    )
+    .trim()
+    .to_string();
+    assert_ne!(rotated, agent_token);
+    let mut n3 = Agent::new(
+        root.path(),
+        "n3",
+        &[],
+        std::slice::from_ref(&all),
+        cd.socket(),
+        &image.path,
+    );
+    n3.secure(&agent_token);
+    n3.start();
+    let start = Instant::now();
+    while n3.is_running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "n3 kept running:\n{}",
+            n3.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        n3.log_text().contains("not valid (wrong, or rotated out)"),
+        "{}",
+        n3.log_text()
+    );
+    assert!(!n3.tls_dir().join("cert.pem").exists());
+    assert!(node(&coords[0], "n3").await.is_none());
+    n3.kill();
+    n3.secure(&rotated);
+    n3.start();
+    wait_for(
+        "n3 ready with the new token",
+        Duration::from_secs(60),
+        || async {
+            node(&coords[0], "n3")
+                .await
+                .is_some_and(|n| n["status"] == "ready")
+        },
+    )
+    .await;
+
+    // 7. A revoked node: n2 stops, is removed, and its certificate no longer works.
+    let n2_tls = material(&agents[1].tls_dir());
+    agents[1].terminate();
+    wait_for("n2 down", Duration::from_secs(30), || async {
+        node(&coords[0], "n2")
+            .await
+            .is_some_and(|n| n["status"] == "down")
+    })
+    .await;
+    ok(ctl(&admin_dir, &all, &["node", "rm", "n2"]), "node rm n2");
+    let events = ok(ctl(&admin_dir, &all, &["events"]), "events");
+    let revoked_line = events
+        .lines()
+        .find(|l| l.contains("n2") && l.contains("node removed"))
+        .unwrap_or_else(|| panic!("no removal event: {events}"));
+    assert!(
+        revoked_line.contains("certificate(s) revoked") && !revoked_line.contains(" 0 certificate"),
+        "{revoked_line}"
+    );
+    let as_n2 = client_config(&n2_tls, Role::Coordinator);
+    let ch = endpoint(&leader, Some(&as_n2))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let s = DispatcherClient::new(ch)
+        .heartbeat(HeartbeatRequest { node: "n2".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("revoked"), "{s:?}");
+    agents[1].start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        node(&coords[0], "n2").await.is_none(),
+        "a revoked agent cannot register again"
+    );
+    assert!(
+        agents[1].log_text().contains("revoked"),
+        "{}",
+        agents[1].log_text()
+    );
+
+    // 8. Agent certificates renew before they expire (30 s lifetime: at about 20 s).
+    let n1_dir = agents[0].tls_dir();
+    wait_for(
+        "n1's certificate renewed",
+        Duration::from_secs(60),
+        || async { serial_of(&n1_dir) != n1_serial_at_join },
+    )
+    .await;
+    let renewed = CertInfo::from_pem(&material(&n1_dir).cert_pem).unwrap();
+    assert_eq!(
+        renewed.identity,
+        shoal_pki::Identity::new(Role::Agent, "n1")
+    );
+    assert!(agents[0].log_text().contains("agent certificate renewed"));
+    // Past the first certificate's expiry the agent still works: heartbeats and its API.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(
+        "n1 ready after renewal",
+        Duration::from_secs(30),
+        || async {
+            node(&coords[0], "n1")
+                .await
+                .is_some_and(|n| n["status"] == "ready")
+        },
+    )
+    .await;
+    let out = ok(
+        ctl(&admin_dir, &all, &["exec", &t1, "--", "echo", "renewed"]),
+        "exec after renewal",
+    );
+    assert_eq!(out.trim(), "renewed");
+
+    // 9. Private keys are 0600; the bootstrap's pending CA file is gone.
+    let mut keys: Vec<PathBuf> = vec![admin_dir.join("key.pem"), ops.join("key.pem")];
+    for c in &coords {
+        keys.push(c.data_dir.join("tls/key.pem"));
+    }
+    for a in &agents {
+        keys.push(a.tls_dir().join("key.pem"));
+    }
+    keys.push(n3.tls_dir().join("key.pem"));
+    for k in &keys {
+        assert_eq!(key_mode(k), 0o600, "{}", k.display());
+    }
+    assert!(!coords[0].data_dir.join("tls/pending-ca.json").exists());
+}
