@@ -398,6 +398,11 @@ impl Coordinator {
             .change_membership(change, false)
             .await
             .map_err(write_error)?;
+        // Its certificates stop working: a removed member cannot come back with them.
+        let revoke = self.request(None, Command::RevokeMember { member_id: id });
+        if let Err(e) = self.raft.client_write(revoke).await {
+            tracing::warn!(member = id, error = %e, "cannot revoke the removed member's certificates");
+        }
         Ok(ForwardedReply::Done {
             message: format!("member {id} removed"),
         })
