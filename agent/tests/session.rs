@@ -32,6 +32,7 @@ fn session(
             node: local_node(&cfg, "fake 0"),
             reporter,
             assignments: tx,
+            secrets: Default::default(),
         },
         rx,
     )

@@ -4,6 +4,7 @@ mod client;
 mod node_cmds;
 mod output;
 mod stack_cmds;
+mod stack_secrets;
 mod task_cmds;
 
 use std::path::PathBuf;

@@ -13,10 +13,13 @@ use crate::{print_list, query, str_at, Format};
 fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest> {
     let source =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Secret values are read here, on the operator's machine, and sent beside the YAML.
+    let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default().to_string(),
         file: file.display().to_string(),
         source,
+        secrets,
     })
 }
 

@@ -18,3 +18,4 @@ pub mod agent {
 }
 
 pub mod convert;
+mod redacted;

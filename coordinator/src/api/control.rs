@@ -1,5 +1,6 @@
 //! The control API that `shoalctl` calls.
 
+use shoal_model::SecretValue;
 use shoal_proto::control::control_server::Control;
 use shoal_proto::control::{
     ApplyReply, ApplyRequest, ClusterAddRequest, ClusterChangeReply, ClusterInitRequest,
@@ -34,11 +35,38 @@ fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
             "{file}: the stack has no `name:`; pass a stack name (shoalctl apply -f FILE --stack NAME)"
         )));
     };
+    let secrets = secret_values(file, &stack, &req.secrets)?;
     let cmd = Command::ApplyStack {
         stack: name.clone(),
         services: stack.services,
+        secrets,
     };
     Ok((name, cmd))
+}
+
+/// The values of the stack's declared secrets, in name order: every declared secret needs one,
+/// and no other may come along. Errors name secrets, never values.
+fn secret_values(
+    file: &str,
+    stack: &crate::stack::Stack,
+    given: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<Vec<(String, SecretValue)>, Status> {
+    if let Some(extra) = given.keys().find(|k| !stack.secrets.contains_key(*k)) {
+        return Err(bad_request(format!(
+            "{file}: a value was sent for secret `{extra}`, which the file does not declare"
+        )));
+    }
+    stack
+        .secrets
+        .keys()
+        .map(|name| match given.get(name) {
+            Some(v) => Ok((name.clone(), SecretValue::new(v.clone()))),
+            None => Err(bad_request(format!(
+                "{file}: secret `{name}` has no value: shoalctl sends it, read from the \
+                 secret's `file` or `environment`"
+            ))),
+        })
+        .collect()
 }
 
 pub struct ControlService {

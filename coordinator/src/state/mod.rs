@@ -6,7 +6,11 @@
 mod command;
 mod machine;
 mod query;
+mod secrets;
+#[cfg(test)]
+mod secrets_tests;
 
 pub use command::{Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
 pub use query::Query;
+pub use secrets::Secret;
