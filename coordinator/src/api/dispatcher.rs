@@ -244,8 +244,10 @@ mod tests {
     use crate::state::{ClusterState, Request};
 
     fn task(id: &str, node: &str, secrets: Vec<SecretRef>) -> Task {
-        let mut spec = shoal_model::ContainerSpec::default();
-        spec.secrets = secrets;
+        let spec = shoal_model::ContainerSpec {
+            secrets,
+            ..Default::default()
+        };
         Task {
             id: id.into(),
             service: "api".into(),
