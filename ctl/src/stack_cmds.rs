@@ -40,6 +40,18 @@ fn print_plan(fmt: Format, v: &Value, applied: bool) {
         .unwrap_or_default();
     print!("{}", table(&["SERVICE", "ACTION"], &services));
     println!();
+    let secrets: Vec<Vec<String>> = v["secrets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
+                .collect()
+        })
+        .unwrap_or_default();
+    if !secrets.is_empty() {
+        print!("{}", table(&["SECRET", "ACTION"], &secrets));
+        println!();
+    }
     let tasks: Vec<Vec<String>> = v["tasks"]
         .as_array()
         .map(|a| {

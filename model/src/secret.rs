@@ -19,7 +19,8 @@ pub struct SecretRef {
     pub source: String,
     /// A file name under `/run/secrets/`, or an absolute path.
     pub target: String,
-    /// File mode (e.g. `0o400`).
+    /// File mode (e.g. `0o400`); serialized as an octal string (`"0400"`) so `inspect` reads well.
+    #[serde(with = "octal_mode")]
     pub mode: u32,
     #[serde(default)]
     pub uid: u32,
@@ -51,6 +52,30 @@ impl SecretRef {
             self.target.clone()
         } else {
             format!("{SECRETS_DIR}/{}", self.target)
+        }
+    }
+}
+
+/// A file mode as an octal string (`"0440"`); a plain number is also read.
+mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Text(String),
+        Number(u32),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        match Mode::deserialize(d)? {
+            Mode::Number(n) => Ok(n),
+            Mode::Text(t) => u32::from_str_radix(&t, 8)
+                .map_err(|_| serde::de::Error::custom(format!("mode {t:?} is not octal"))),
         }
     }
 }
@@ -98,6 +123,22 @@ mod tests {
             "[(\"db\", <redacted>)]"
         );
         assert_eq!(v.expose(), b"hunter2");
+    }
+
+    #[test]
+    fn modes_travel_as_octal_text() {
+        let mut r = SecretRef::new("pw");
+        r.mode = 0o440;
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["mode"], "0440");
+        let back: SecretRef = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        let mut json = serde_json::to_value(&r).unwrap();
+        json["mode"] = serde_json::json!(256);
+        assert_eq!(
+            serde_json::from_value::<SecretRef>(json).unwrap().mode,
+            0o400
+        );
     }
 
     #[test]

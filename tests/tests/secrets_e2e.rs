@@ -283,7 +283,14 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
     let mut outputs: Vec<(String, String)> = Vec::new();
     let plan = shoalctl_env(&endpoints, &["plan", "-f", stack_arg], &token);
     assert!(plan.status.success(), "{plan:?}");
-    outputs.push(("plan".into(), String::from_utf8_lossy(&plan.stdout).into()));
+    let plan_text = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        plan_text.contains("SECRET")
+            && plan_text.contains("db_password")
+            && plan_text.contains("api_token"),
+        "the plan names the secrets: {plan_text}"
+    );
+    outputs.push(("plan".into(), plan_text));
     let applied = shoalctl_env(
         &endpoints,
         &["-o", "json", "apply", "-f", stack_arg],
@@ -410,7 +417,7 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
     assert!(
         inspect.contains("db_password")
             && inspect.contains("/etc/app/token")
-            && inspect.contains("\"mode\": 288"),
+            && inspect.contains("\"mode\": \"0440\""),
         "inspect shows the references: {inspect}"
     );
     let events = &outputs[9].1;

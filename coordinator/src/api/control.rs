@@ -225,3 +225,40 @@ impl Control for ControlService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STACK: &str = "name: s\nsecrets:\n  pw: { file: ./pw }\nservices:\n  a:\n    image: x\n    secrets: [pw]\n";
+
+    fn req(secrets: &[(&str, &str)]) -> StackFileRequest {
+        StackFileRequest {
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: STACK.into(),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_declared_secret_needs_a_value_and_no_other_may_come() {
+        let (name, cmd) = stack_command(&req(&[("pw", "hunter2")])).unwrap();
+        assert_eq!(name, "s");
+        let Command::ApplyStack { secrets, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].1.expose(), b"hunter2");
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+
+        let e = stack_command(&req(&[])).unwrap_err();
+        assert!(e.message().contains("secret `pw` has no value"), "{e}");
+        let e = stack_command(&req(&[("pw", "hunter2"), ("extra", "x")])).unwrap_err();
+        assert!(e.message().contains("secret `extra`"), "{e}");
+        assert!(!e.message().contains("hunter2"));
+    }
+}

@@ -241,3 +241,25 @@ fn no_query_event_or_debug_print_holds_the_value() {
     let secret_events: Vec<_> = s.events.iter().filter(|e| e.kind == "secret").collect();
     assert_eq!(secret_events.len(), 2, "{secret_events:?}");
 }
+
+#[test]
+fn the_plan_names_secret_changes_without_values() {
+    use crate::orchestrator::preview::preview;
+    let mut s = with_node();
+    let p = preview(&s, "cloud", stack(Some(VALUE))).unwrap();
+    let actions = |p: &crate::orchestrator::preview::Preview| -> Vec<(String, String)> {
+        p.secrets
+            .iter()
+            .map(|c| (c.name.clone(), c.action.clone()))
+            .collect()
+    };
+    assert_eq!(actions(&p), vec![("pw".into(), "create".into())]);
+    apply(&mut s, stack(Some(VALUE)));
+    let p = preview(&s, "cloud", stack(Some(VALUE))).unwrap();
+    assert_eq!(actions(&p), vec![("pw".into(), "unchanged".into())]);
+    let p = preview(&s, "cloud", stack(Some("new"))).unwrap();
+    assert_eq!(actions(&p), vec![("pw".into(), "update".into())]);
+    assert_eq!(p.services[0].action, "update");
+    let text = serde_json::to_string(&p).unwrap();
+    assert!(!text.contains(VALUE) && !text.contains("\"new\""), "{text}");
+}
