@@ -5,6 +5,10 @@
 //! probes, see `healthcheck.rs`); any other `x-` key is an extension and is ignored wherever it
 //! appears, so YAML anchors can be parked under `x-` keys and merged with `<<: *anchor`.
 //!
+//! Secrets are Compose's: the top-level `secrets:` says where each value comes from (`file` or
+//! `environment`, read by `shoalctl`, which sends the values beside the text), and a service's
+//! `secrets:` mounts them as files (see `secrets.rs`).
+//!
 //! Host networking is the only network: `ports` lists the host ports a service binds (short form
 //! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 

@@ -3,7 +3,7 @@
 //!
 //! Values never reach this parser: `shoalctl` reads each `file:` or `environment:` source on the
 //! operator's machine and sends the values beside the YAML text. A `mode` is written in octal
-//! digits, as in Compose: `0400` and `"0440"` (`0o440` also works when quoted).
+//! digits, as in Compose: `0400`, `0o400` or `"0440"`.
 
 use std::collections::BTreeMap;
 
@@ -175,8 +175,11 @@ fn id(ctx: Ctx<'_>, n: &Node, path: &str) -> Result<u32> {
 /// A file mode in octal digits: `0400`, `440`, `"0440"`, `"0o440"`; at most `0777`.
 fn mode(ctx: Ctx<'_>, n: &Node, path: &str) -> Result<u32> {
     let text = match &n.value {
-        // YAML 1.2 reads `0400` as the decimal 400: its digits are the octal ones we want.
-        Value::Int(i) if *i >= 0 => i.to_string(),
+        // YAML 1.2 reads `0400` as the decimal 400 and `0o400` as 256: go by the notation.
+        Value::Int(i) if *i >= 0 => match n.raw.as_deref() {
+            Some(raw) => raw.strip_prefix("0o").unwrap_or(raw).to_string(),
+            None => i.to_string(),
+        },
         Value::Str(s) => s.strip_prefix("0o").unwrap_or(s).to_string(),
         other => {
             return Err(ctx.error(

@@ -29,6 +29,12 @@ services:
       - source: api_token
         target: token
         mode: "0o600"
+      - source: api_token
+        target: token2
+        mode: 0o640
+      - source: api_token
+        target: token3
+        mode: 444
 "#,
     )
     .expect("valid stack");
@@ -50,7 +56,8 @@ services:
     };
     assert_eq!(refs("db"), vec![SecretRef::new("db_password")]);
     let api = refs("api");
-    assert_eq!(api.len(), 2);
+    assert_eq!(api.len(), 4);
+    assert_eq!((api[2].mode, api[3].mode), (0o640, 0o444));
     assert_eq!(
         (api[0].target.as_str(), api[0].uid, api[0].gid, api[0].mode),
         ("/etc/api/db.pw", 1000, 1000, 0o440)
