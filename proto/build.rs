@@ -11,6 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    // Messages holding secret values get a hand-written, redacted `Debug` (src/redacted.rs).
+    tonic_prost_build::configure()
+        .skip_debug([
+            ".shoal.dispatcher.v1.SecretValue",
+            ".shoal.control.v1.StackFileRequest",
+        ])
+        .compile_protos(&protos, &["proto"])?;
     Ok(())
 }

@@ -67,6 +67,9 @@ pub struct Flags {
     /// Named volumes.
     #[arg(long)]
     pub volumes_dir: Option<PathBuf>,
+    /// Secret files: a tmpfs the agent mounts here (default `<data-dir>/secrets`).
+    #[arg(long)]
+    pub secrets_dir: Option<PathBuf>,
     /// Address of the agent API (logs, exec).
     #[arg(long)]
     pub listen: Option<String>,
@@ -109,6 +112,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub volumes_dir: Option<PathBuf>,
+    pub secrets_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub metrics_listen: Option<String>,
     pub import_images: Vec<PathBuf>,
@@ -133,6 +137,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub log_dir: PathBuf,
     pub volumes_dir: PathBuf,
+    /// Where the agent mounts its tmpfs for secret files.
+    pub secrets_dir: PathBuf,
     pub listen: String,
     /// Prometheus `/metrics` address; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
@@ -247,6 +253,11 @@ impl AgentConfig {
                 .clone()
                 .or(file.volumes_dir)
                 .unwrap_or_else(|| PathBuf::from("/var/lib/shoal/volumes")),
+            secrets_dir: flags
+                .secrets_dir
+                .clone()
+                .or(file.secrets_dir)
+                .unwrap_or_else(|| data_dir.join("secrets")),
             listen: flags
                 .listen
                 .clone()

@@ -10,6 +10,7 @@ pub mod reconcile;
 pub mod reporter;
 pub mod runtime;
 pub mod runtime_metrics;
+pub mod secrets;
 pub mod session;
 pub mod state_db;
 pub mod supervisor;

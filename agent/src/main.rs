@@ -13,6 +13,7 @@ use shoal_agent::node_info::local_node;
 use shoal_agent::reporter::Reporter;
 use shoal_agent::runtime::{ContainerRuntime, ContainerdConfig, ContainerdRuntime};
 use shoal_agent::runtime_metrics::MeteredRuntime;
+use shoal_agent::secrets::SecretStore;
 use shoal_agent::session::Session;
 use shoal_agent::state_db::StateDb;
 use shoal_agent::supervisor::{Supervisor, SupervisorConfig};
@@ -38,6 +39,7 @@ async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
     let mut cd = ContainerdConfig::new(&cfg.containerd_socket);
     cd.namespace = cfg.namespace.clone();
     cd.volumes_dir = cfg.volumes_dir.clone();
+    cd.secrets_dir = cfg.secrets_dir.clone();
     cd.exec_dir = cfg.data_dir.join("exec");
     cd.log_helper = cfg.data_dir.join("bin/shoal-log-copy");
     loop {
@@ -173,6 +175,7 @@ async fn main() -> Result<()> {
         "unknown".to_owned()
     });
     let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(16);
+    let secrets = SecretStore::default();
     let supervisor = Supervisor::new(
         rt.clone(),
         reporter.clone(),
@@ -182,6 +185,8 @@ async fn main() -> Result<()> {
             log_dir: cfg.log_dir.clone(),
             resync: Duration::from_secs(2),
             registries: cfg.registries.clone(),
+            secrets_dir: cfg.secrets_dir.clone(),
+            secrets: secrets.clone(),
         },
     );
     tokio::spawn(supervisor.run(assign_rx));
@@ -191,6 +196,7 @@ async fn main() -> Result<()> {
         reporter: reporter.clone(),
         assignments: assign_tx,
         tls: tls.clone(),
+        secrets,
     };
     tokio::spawn(session.run());
     tokio::spawn(log_rotation::run(

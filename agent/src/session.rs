@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_model::{Node, Task};
+use shoal_model::{Node, SecretValue, Task};
 use shoal_proto::convert::{encode_json, tasks_from_json, ConvertError};
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_proto::dispatcher::{
@@ -16,6 +16,7 @@ use tonic::{Code, Status};
 use tracing::{info, warn};
 
 use crate::reporter::Reporter;
+use crate::secrets::SecretStore;
 
 /// Metadata key naming the leader in a coordinator's `Unavailable` answer.
 pub const LEADER_METADATA: &str = "shoal-leader";
@@ -96,6 +97,8 @@ pub struct Session {
     pub assignments: mpsc::Sender<Vec<Task>>,
     /// The agent's certificate; `None` in insecure mode.
     pub tls: Option<Arc<crate::tls::AgentTls>>,
+    /// Where the values of the secrets the tasks use go (before the tasks themselves).
+    pub secrets: SecretStore,
 }
 
 impl Session {
@@ -279,7 +282,13 @@ impl Session {
                         let tasks = tasks_from_json(&set.tasks_json).map_err(|source| {
                             SessionError::Decode { addr: addr.to_owned(), source }
                         })?;
-                        info!(coordinator = addr, tasks = tasks.len(), applied_index = set.applied_index, "assignment set");
+                        info!(coordinator = addr, tasks = tasks.len(), secrets = set.secrets.len(), applied_index = set.applied_index, "assignment set");
+                        self.secrets.replace(
+                            set.secrets
+                                .into_iter()
+                                .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
+                                .collect(),
+                        );
                         self.assignments
                             .send(tasks)
                             .await

@@ -28,6 +28,7 @@ use crate::runtime::registry::auth_for;
 use crate::runtime::{
     ContainerConfig, ContainerRuntime, ContainerStatus, Registries, RuntimeError,
 };
+use crate::secrets::{self, SecretStore, SecretsError};
 use crate::state_db::StateDb;
 
 /// How the supervisor runs.
@@ -41,6 +42,10 @@ pub struct SupervisorConfig {
     pub resync: Duration,
     /// Registries images are pulled from, by `host[:port]`.
     pub registries: Registries,
+    /// The agent's secrets tmpfs (mounted on first use).
+    pub secrets_dir: PathBuf,
+    /// Secret values from the latest assignment set.
+    pub secrets: SecretStore,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -121,6 +126,15 @@ fn missing_bind_source(task: &Task) -> Option<&str> {
         .map(|m| m.source.as_str())
 }
 
+/// Writes `task`'s secret files on the agent's tmpfs (mounting it on first use).
+fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
+    if task.spec.secrets.is_empty() {
+        return Ok(());
+    }
+    secrets::ensure_tmpfs(&ctx.cfg.secrets_dir)?;
+    secrets::write_task(&ctx.cfg.secrets_dir, task, &ctx.cfg.secrets)
+}
+
 /// Creates and starts `task`'s container, reporting preparing → starting → running (or why not).
 async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     let id = task.id.as_str();
@@ -182,6 +196,18 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
         );
         return Outcome::Other;
     }
+    match prepare_secrets(&ctx, &task) {
+        Ok(()) => {}
+        Err(error @ SecretsError::Missing { .. }) => {
+            warn!(task_id = id, %error, "waiting for a secret");
+            ctx.report(id, TaskState::Preparing, error.to_string(), None);
+            return Outcome::Other;
+        }
+        Err(error) => {
+            ctx.report(id, TaskState::Rejected, error.to_string(), None);
+            return Outcome::Other;
+        }
+    }
     ctx.report(id, TaskState::Starting, "creating container", None);
     match ctx.rt.create(ctx.container_config(&task)).await {
         Ok(()) | Err(RuntimeError::ContainerExists(_)) => {}
@@ -212,6 +238,8 @@ async fn start_existing(ctx: Ctx, task: Task) -> Outcome {
         Err(error) => {
             if let Err(e) = ctx.rt.remove(id).await {
                 warn!(task_id = id, error = %e, "cannot remove the container that failed to start");
+            } else {
+                secrets::remove_task(&ctx.cfg.secrets_dir, id);
             }
             ctx.report(id, TaskState::Failed, error.to_string(), None);
             Outcome::Removed
@@ -242,6 +270,10 @@ async fn restart(ctx: Ctx, task: Task, reason: String, stop_first: bool) -> Outc
     info!(task_id = id, reason = %reason, "restarting container");
     let started = match ctx.rt.start(id).await {
         Err(RuntimeError::ContainerNotFound(_)) => {
+            if let Err(error) = prepare_secrets(&ctx, &task) {
+                warn!(task_id = id, %error, "cannot write the secret files; retrying later");
+                return Outcome::Other;
+            }
             match ctx.rt.create(ctx.container_config(&task)).await {
                 Ok(()) => ctx.rt.start(id).await,
                 Err(e) => Err(e),
@@ -306,6 +338,7 @@ async fn remove(ctx: Ctx, container_id: String, running: bool) -> Outcome {
     match ctx.rt.remove(&container_id).await {
         Ok(()) => {
             info!(container = %container_id, "removed unassigned container");
+            secrets::remove_task(&ctx.cfg.secrets_dir, &container_id);
             Outcome::Removed
         }
         Err(error) => {
@@ -521,6 +554,10 @@ impl Supervisor {
         };
         let now = self.now();
         let wanted: BTreeSet<String> = self.desired.iter().map(|t| t.id.clone()).collect();
+        // Secret files live while their task is assigned or its container exists.
+        let mut keep = wanted.clone();
+        keep.extend(observed.iter().filter_map(task_of).map(str::to_owned));
+        secrets::remove_others(&self.ctx.cfg.secrets_dir, &keep);
         for c in &observed {
             let Some(task_id) = task_of(c) else { continue };
             if self.busy.contains(task_id) || !wanted.contains(task_id) {
@@ -680,6 +717,8 @@ mod tests {
                 registries,
                 node: "n1".into(),
                 log_dir: "/tmp/shoal-test-logs".into(),
+                secrets_dir: "/nonexistent/shoal-test-secrets".into(),
+                secrets: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );
@@ -922,6 +961,8 @@ mod tests {
                 registries: Default::default(),
                 node: "n1".into(),
                 log_dir: dir.path().join("logs"),
+                secrets_dir: dir.path().join("secrets"),
+                secrets: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );

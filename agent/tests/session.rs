@@ -33,6 +33,7 @@ fn session(
             reporter,
             assignments: tx,
             tls: None,
+            secrets: Default::default(),
         },
         rx,
     )

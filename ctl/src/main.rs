@@ -5,6 +5,7 @@ mod node_cmds;
 mod output;
 mod pki_cmds;
 mod stack_cmds;
+mod stack_secrets;
 mod task_cmds;
 
 use std::path::PathBuf;

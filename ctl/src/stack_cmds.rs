@@ -13,10 +13,13 @@ use crate::{print_list, query, str_at, Format};
 fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest> {
     let source =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Secret values are read here, on the operator's machine, and sent beside the YAML.
+    let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default().to_string(),
         file: file.display().to_string(),
         source,
+        secrets,
     })
 }
 
@@ -37,6 +40,18 @@ fn print_plan(fmt: Format, v: &Value, applied: bool) {
         .unwrap_or_default();
     print!("{}", table(&["SERVICE", "ACTION"], &services));
     println!();
+    let secrets: Vec<Vec<String>> = v["secrets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
+                .collect()
+        })
+        .unwrap_or_default();
+    if !secrets.is_empty() {
+        print!("{}", table(&["SECRET", "ACTION"], &secrets));
+        println!();
+    }
     let tasks: Vec<Vec<String>> = v["tasks"]
         .as_array()
         .map(|a| {

@@ -34,6 +34,8 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthCheck>,
     /// Host ports the container binds (host networking); the scheduler keeps users apart.
     pub host_ports: Vec<u16>,
+    /// Secrets mounted as files (references only; values never travel in a spec).
+    pub secrets: Vec<crate::SecretRef>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,11 +4,13 @@
 
 pub mod container;
 pub mod node;
+pub mod secret;
 pub mod service;
 pub mod task;
 
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
+pub use secret::{SecretRef, SecretValue};
 pub use service::{RestartPolicy, Service, ServiceMode, ServiceSpec};
 pub use task::{Task, TaskState};
 

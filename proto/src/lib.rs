@@ -22,3 +22,4 @@ pub mod certificates {
 }
 
 pub mod convert;
+mod redacted;

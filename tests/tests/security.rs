@@ -667,13 +667,31 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
 
     // 10. A coordinator removed from the cluster loses its certificate too.
     let c3_tls = material(&coords[2].data_dir.join("tls"));
-    ok(ctl(&admin_dir, &all, &["cluster", "remove", "3"]), "cluster remove 3");
-    let leader_id = wait_leader(&coords[..2].iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
-    let leader = coords.iter().find(|c| c.id == leader_id).unwrap().addr.clone();
+    ok(
+        ctl(&admin_dir, &all, &["cluster", "remove", "3"]),
+        "cluster remove 3",
+    );
+    let leader_id = wait_leader(
+        &coords[..2].iter().collect::<Vec<_>>(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let leader = coords
+        .iter()
+        .find(|c| c.id == leader_id)
+        .unwrap()
+        .addr
+        .clone();
     let as_c3 = client_config(&c3_tls, Role::Coordinator);
-    let ch = endpoint(&leader, Some(&as_c3)).unwrap().connect().await.unwrap();
+    let ch = endpoint(&leader, Some(&as_c3))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let s = RaftClient::new(ch)
-        .vote(RaftPayload { data: b"{}".to_vec() })
+        .vote(RaftPayload {
+            data: b"{}".to_vec(),
+        })
         .await
         .unwrap_err();
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");

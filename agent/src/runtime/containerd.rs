@@ -66,6 +66,8 @@ pub struct ContainerdConfig {
     pub namespace: String,
     /// Named volume `x` is the directory `<volumes_dir>/x`.
     pub volumes_dir: PathBuf,
+    /// The agent's secrets tmpfs (see `crate::secrets`).
+    pub secrets_dir: PathBuf,
     /// Scratch files for the output of `exec`.
     pub exec_dir: PathBuf,
     /// Where the runtime installs its logging program (see `LOG_HELPER`).
@@ -84,6 +86,7 @@ impl ContainerdConfig {
             socket: socket.into(),
             namespace: "shoal".to_owned(),
             volumes_dir: PathBuf::from("/var/lib/shoal/volumes"),
+            secrets_dir: PathBuf::from("/var/lib/shoal/agent/secrets"),
             exec_dir: PathBuf::from("/run/shoal/exec"),
             log_helper: PathBuf::from("/var/lib/shoal/bin/shoal-log-copy"),
             snapshotter: "overlayfs".to_owned(),
@@ -377,6 +380,7 @@ impl ContainerdRuntime {
             id,
             cgroup_parent: &self.cfg.cgroup_parent,
             volumes_dir: &self.cfg.volumes_dir,
+            secrets_dir: &self.cfg.secrets_dir,
             host_hostname: &hostname,
             host_caps,
         };

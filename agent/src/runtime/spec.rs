@@ -136,6 +136,9 @@ pub struct SpecContext<'a> {
     pub cgroup_parent: &'a str,
     /// Where named volumes live: volume `x` is `<volumes_dir>/x`.
     pub volumes_dir: &'a Path,
+    /// The agent's secrets tmpfs: the `n`-th secret of container `id` (the task id) is the file
+    /// [`crate::secrets::host_file`]`(secrets_dir, id, n)`, written by the supervisor.
+    pub secrets_dir: &'a Path,
     /// The host's hostname, used with host networking.
     pub host_hostname: &'a str,
     /// The host's capability bounding set (`CapBnd` of `/proc/self/status`), when known:
@@ -343,6 +346,10 @@ fn user_mounts(spec: &ContainerSpec, ctx: &SpecContext<'_>) -> Result<Vec<Mount>
         };
         mounts.push(mount);
     }
+    for (i, r) in spec.secrets.iter().enumerate() {
+        let source = crate::secrets::host_file(ctx.secrets_dir, ctx.id, i);
+        mounts.push(bind_mount(&source, &r.container_path(), true, None));
+    }
     Ok(mounts)
 }
 
@@ -496,6 +503,7 @@ mod tests {
             id: "c1-0123456789abcdef",
             cgroup_parent: "/shoal",
             volumes_dir: Path::new("/var/lib/shoal/volumes"),
+            secrets_dir: Path::new("/var/lib/shoal/agent/secrets"),
             host_hostname: "node-a",
             host_caps: None,
         }
@@ -658,6 +666,36 @@ mod tests {
         assert_eq!(
             volume_dirs(&spec, Path::new("/v")).unwrap(),
             vec![PathBuf::from("/v/logs")]
+        );
+    }
+
+    #[test]
+    fn secrets_are_read_only_binds_of_the_task_files() {
+        let mut abs = shoal_model::SecretRef::new("tls_key");
+        abs.target = "/etc/app/key.pem".into();
+        let spec = ContainerSpec {
+            image: "busybox".into(),
+            secrets: vec![shoal_model::SecretRef::new("db_password"), abs],
+            ..Default::default()
+        };
+        let s = build(&spec);
+        let m = mount(&s, "/run/secrets/db_password").expect("secret mount");
+        assert_eq!(m.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            m.source().as_deref(),
+            Some(Path::new(
+                "/var/lib/shoal/agent/secrets/c1-0123456789abcdef/secret-0"
+            ))
+        );
+        let opts = m.options().clone().unwrap_or_default();
+        assert!(opts.contains(&"ro".to_owned()) && opts.contains(&"rbind".to_owned()));
+        assert!(!opts.contains(&"rw".to_owned()));
+        let m = mount(&s, "/etc/app/key.pem").expect("absolute target");
+        assert_eq!(
+            m.source().as_deref(),
+            Some(Path::new(
+                "/var/lib/shoal/agent/secrets/c1-0123456789abcdef/secret-1"
+            ))
         );
     }
 

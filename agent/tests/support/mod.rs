@@ -88,6 +88,7 @@ impl Dispatcher for Service {
                 let set = AssignmentSet {
                     tasks_json: encode_json(&tasks),
                     applied_index: index,
+                    secrets: Default::default(),
                 };
                 if tx.send(Ok(set)).await.is_err() || rx.changed().await.is_err() {
                     return;

@@ -1,5 +1,6 @@
 //! The control API that `shoalctl` calls.
 
+use shoal_model::SecretValue;
 use shoal_pki::Role;
 use shoal_proto::control::control_server::Control;
 use shoal_proto::control::{
@@ -35,11 +36,38 @@ fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
             "{file}: the stack has no `name:`; pass a stack name (shoalctl apply -f FILE --stack NAME)"
         )));
     };
+    let secrets = secret_values(file, &stack, &req.secrets)?;
     let cmd = Command::ApplyStack {
         stack: name.clone(),
         services: stack.services,
+        secrets,
     };
     Ok((name, cmd))
+}
+
+/// The values of the stack's declared secrets, in name order: every declared secret needs one,
+/// and no other may come along. Errors name secrets, never values.
+fn secret_values(
+    file: &str,
+    stack: &crate::stack::Stack,
+    given: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<Vec<(String, SecretValue)>, Status> {
+    if let Some(extra) = given.keys().find(|k| !stack.secrets.contains_key(*k)) {
+        return Err(bad_request(format!(
+            "{file}: a value was sent for secret `{extra}`, which the file does not declare"
+        )));
+    }
+    stack
+        .secrets
+        .keys()
+        .map(|name| match given.get(name) {
+            Some(v) => Ok((name.clone(), SecretValue::new(v.clone()))),
+            None => Err(bad_request(format!(
+                "{file}: secret `{name}` has no value: shoalctl sends it, read from the \
+                 secret's `file` or `environment`"
+            ))),
+        })
+        .collect()
 }
 
 pub struct ControlService {
@@ -214,5 +242,42 @@ impl Control for ControlService {
             result_json: encode_json(&value),
             applied_index,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STACK: &str = "name: s\nsecrets:\n  pw: { file: ./pw }\nservices:\n  a:\n    image: x\n    secrets: [pw]\n";
+
+    fn req(secrets: &[(&str, &str)]) -> StackFileRequest {
+        StackFileRequest {
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: STACK.into(),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_declared_secret_needs_a_value_and_no_other_may_come() {
+        let (name, cmd) = stack_command(&req(&[("pw", "hunter2")])).unwrap();
+        assert_eq!(name, "s");
+        let Command::ApplyStack { secrets, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].1.expose(), b"hunter2");
+        assert!(!format!("{cmd:?}").contains("hunter2"));
+
+        let e = stack_command(&req(&[])).unwrap_err();
+        assert!(e.message().contains("secret `pw` has no value"), "{e}");
+        let e = stack_command(&req(&[("pw", "hunter2"), ("extra", "x")])).unwrap_err();
+        assert!(e.message().contains("secret `extra`"), "{e}");
+        assert!(!e.message().contains("hunter2"));
     }
 }

@@ -12,7 +12,7 @@ use shoal_proto::convert::{encode_json, node_from_json, StatusUpdate};
 use shoal_proto::dispatcher::dispatcher_server::Dispatcher;
 use shoal_proto::dispatcher::{
     AssignmentSet, AssignmentsRequest, HeartbeatReply, HeartbeatRequest, RegisterReply,
-    RegisterRequest, StatusReply, StatusReport,
+    RegisterRequest, SecretValue, StatusReply, StatusReport,
 };
 use tonic::{Request, Response, Status};
 
@@ -101,6 +101,29 @@ impl DispatcherService {
                 .collect()
         })
     }
+}
+
+/// The values of the secrets `tasks` reference, at the versions they reference, by name.
+/// Only these travel to the node: never a secret its tasks do not use.
+fn secrets_for(
+    state: &crate::state::ClusterState,
+    tasks: &[shoal_model::Task],
+) -> std::collections::HashMap<String, SecretValue> {
+    let mut out = std::collections::HashMap::new();
+    for r in tasks.iter().flat_map(|t| &t.spec.secrets) {
+        if let Some(s) = state.secrets.get(&r.source) {
+            if s.version == r.version {
+                out.insert(
+                    r.source.clone(),
+                    SecretValue {
+                        version: s.version,
+                        value: s.value.expose().to_vec(),
+                    },
+                );
+            }
+        }
+    }
+    out
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<AssignmentSet, Status>> + Send>>;
@@ -231,11 +254,13 @@ fn async_stream(
                 return;
             }
             let tasks = me.tasks_for(&node);
+            // The references carry the secrets' versions: same tasks, same secret values.
             let json = encode_json(&tasks);
             if last.as_ref() != Some(&json) {
                 let set = AssignmentSet {
                     tasks_json: json.clone(),
                     applied_index: me.coord.sm.applied_index(),
+                    secrets: me.coord.sm.read(|s| secrets_for(s, &tasks)),
                 };
                 if tx.send(Ok(set)).await.is_err() {
                     return; // the agent went away
@@ -250,4 +275,68 @@ fn async_stream(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_model::{SecretRef, Task};
+
+    use super::*;
+    use crate::state::{ClusterState, Request};
+
+    fn task(id: &str, node: &str, secrets: Vec<SecretRef>) -> Task {
+        let spec = shoal_model::ContainerSpec {
+            secrets,
+            ..Default::default()
+        };
+        Task {
+            id: id.into(),
+            service: "api".into(),
+            service_version: 1,
+            slot: 1,
+            node: Some(node.into()),
+            desired_state: TaskState::Running,
+            state: TaskState::Assigned,
+            message: String::new(),
+            exit_code: None,
+            spec,
+            restart_policy: Default::default(),
+            mode: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_node_gets_only_the_secrets_its_tasks_use_at_their_version() {
+        let mut s = ClusterState::default();
+        let cmd = Command::ApplyStack {
+            stack: "st".into(),
+            services: vec![],
+            secrets: vec![
+                ("pw".into(), shoal_model::SecretValue::new(b"one".to_vec())),
+                (
+                    "other".into(),
+                    shoal_model::SecretValue::new(b"two".to_vec()),
+                ),
+            ],
+        };
+        let r = s.apply(&Request {
+            request_id: None,
+            now: 1,
+            command: cmd,
+        });
+        assert!(r.error.is_none(), "{r:?}");
+        let mut current = SecretRef::new("pw");
+        current.version = s.secrets["pw"].version;
+        let n1 = vec![task("a", "n1", vec![current.clone()])];
+        let got = secrets_for(&s, &n1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["pw"].value, b"one");
+        // A node without such tasks gets nothing; a stale version gets nothing.
+        assert!(secrets_for(&s, &[task("b", "n2", vec![])]).is_empty());
+        let mut stale = current;
+        stale.version += 100;
+        assert!(secrets_for(&s, &[task("c", "n1", vec![stale])]).is_empty());
+    }
 }

@@ -10,6 +10,8 @@ use crate::state::{ClusterState, Command, Request, TaskStatusUpdate};
 pub struct Preview {
     pub stack: String,
     pub services: Vec<ServiceChange>,
+    /// The stack's secrets by name (never their values), with the same actions.
+    pub secrets: Vec<ServiceChange>,
     pub tasks: Vec<TaskPreview>,
 }
 
@@ -108,6 +110,26 @@ pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Previe
             });
         }
     }
+    let mut secrets = Vec::new();
+    for (name, sec) in s.secrets.iter().filter(|(_, x)| x.stack == stack) {
+        let action = match before.secrets.get(name) {
+            None => "create",
+            Some(old) if old.version != sec.version => "update",
+            Some(_) => "unchanged",
+        };
+        secrets.push(ServiceChange {
+            name: name.clone(),
+            action: action.into(),
+        });
+    }
+    for (name, _) in before.secrets.iter().filter(|(_, x)| x.stack == stack) {
+        if !s.secrets.contains_key(name) {
+            secrets.push(ServiceChange {
+                name: name.clone(),
+                action: "remove".into(),
+            });
+        }
+    }
     let tasks = s
         .tasks
         .values()
@@ -133,6 +155,7 @@ pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Previe
     Ok(Preview {
         stack: stack.to_string(),
         services,
+        secrets,
         tasks,
     })
 }

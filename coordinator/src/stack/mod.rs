@@ -5,6 +5,10 @@
 //! probes, see `healthcheck.rs`); any other `x-` key is an extension and is ignored wherever it
 //! appears, so YAML anchors can be parked under `x-` keys and merged with `<<: *anchor`.
 //!
+//! Secrets are Compose's: the top-level `secrets:` says where each value comes from (`file` or
+//! `environment`, read by `shoalctl`, which sends the values beside the text), and a service's
+//! `secrets:` mounts them as files (see `secrets.rs`).
+//!
 //! Host networking is the only network: `ports` lists the host ports a service binds (short form
 //! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 
@@ -16,11 +20,14 @@ mod fields;
 mod healthcheck;
 mod mounts;
 mod ports;
+mod secrets;
 mod service;
 mod shell_words;
 mod size;
 mod yaml;
 
+#[cfg(test)]
+mod secrets_tests;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +37,7 @@ use shoal_model::ServiceSpec;
 
 pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
 pub use error::StackError;
+pub use secrets::SecretSource;
 
 use error::{Ctx, Result};
 use fields::Fields;
@@ -44,6 +52,8 @@ pub struct Stack {
     pub services: Vec<(String, ServiceSpec)>,
     /// Named volumes declared in the top-level `volumes:`, by name.
     pub volumes: BTreeMap<String, VolumeSpec>,
+    /// Secrets declared in the top-level `secrets:`, by name, with where their values come from.
+    pub secrets: BTreeMap<String, SecretSource>,
 }
 
 /// A named volume declaration. Only the `local` driver exists: a directory on each node.
@@ -72,6 +82,9 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     if let Some(n) = top.take("volumes") {
         stack.volumes = volumes(ctx, n, "volumes")?;
     }
+    if let Some(n) = top.take("secrets") {
+        stack.secrets = secrets::declarations(ctx, n, "secrets")?;
+    }
     let Some(services_node) = top.take("services") else {
         return Err(ctx.error(root.loc, "", "missing required key `services`"));
     };
@@ -79,7 +92,7 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     for (key, node) in fields::entries(ctx, services_node, "services")? {
         let path = join("services", &key.name);
         check_name(ctx, key.loc, &path, &key.name)?;
-        let parsed = service::parse(ctx, node, &path, &stack.volumes)?;
+        let parsed = service::parse(ctx, node, &path, &stack.volumes, &stack.secrets)?;
         deps.push((key.name.clone(), parsed.depends_on));
         stack.services.push((key.name.clone(), parsed.spec));
     }
@@ -120,7 +133,7 @@ fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-/// Names of stacks, services and volumes: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+/// Names of stacks, services, volumes and secrets: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
 fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

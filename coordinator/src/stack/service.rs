@@ -12,6 +12,7 @@ use super::fields::{self, Fields};
 use super::healthcheck;
 use super::mounts;
 use super::ports;
+use super::secrets::{self, SecretSource};
 use super::yaml::{join, Node, Value};
 use super::VolumeSpec;
 
@@ -26,6 +27,7 @@ pub(crate) fn parse(
     node: &Node,
     path: &str,
     volumes: &BTreeMap<String, VolumeSpec>,
+    declared_secrets: &BTreeMap<String, SecretSource>,
 ) -> Result<ParsedService> {
     let mut f = Fields::new(ctx, node, path)?;
     let mut c = ContainerSpec::default();
@@ -69,6 +71,9 @@ pub(crate) fn parse(
     if let Some(n) = f.take("volumes") {
         c.mounts
             .extend(mounts::volumes(ctx, n, &f.child("volumes"), volumes)?);
+    }
+    if let Some(n) = f.take("secrets") {
+        c.secrets = secrets::references(ctx, n, &f.child("secrets"), declared_secrets)?;
     }
     if let Some(n) = f.take("tmpfs") {
         c.mounts.extend(mounts::tmpfs(ctx, n, &f.child("tmpfs"))?);

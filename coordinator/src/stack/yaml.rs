@@ -12,6 +12,8 @@ use super::error::{Ctx, Loc, Result};
 pub(crate) struct Node {
     pub loc: Loc,
     pub value: Value,
+    /// The source text of an integer (`0400`, `0o400`, `256`), where the notation matters.
+    pub raw: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +73,12 @@ pub(crate) fn load(ctx: Ctx<'_>, source: &str) -> Result<Node> {
         0 => Ok(Node {
             loc: Loc { line: 1, column: 1 },
             value: Value::Map(Vec::new()),
+            raw: None,
         }),
-        1 => convert(ctx, &docs[0], ""),
+        1 => {
+            let chars: Vec<char> = source.chars().collect();
+            convert(ctx, &chars, &docs[0], "")
+        }
         _ => Err(ctx.error(
             loc_of(&docs[1]),
             "",
@@ -81,7 +87,7 @@ pub(crate) fn load(ctx: Ctx<'_>, source: &str) -> Result<Node> {
     }
 }
 
-fn convert(ctx: Ctx<'_>, y: &MarkedYaml<'_>, path: &str) -> Result<Node> {
+fn convert(ctx: Ctx<'_>, src: &[char], y: &MarkedYaml<'_>, path: &str) -> Result<Node> {
     let loc = loc_of(y);
     let value = match &y.data {
         YamlData::Value(s) => scalar(s),
@@ -90,7 +96,7 @@ fn convert(ctx: Ctx<'_>, y: &MarkedYaml<'_>, path: &str) -> Result<Node> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| convert(ctx, item, &format!("{path}[{i}]")))
+                .map(|(i, item)| convert(ctx, src, item, &format!("{path}[{i}]")))
                 .collect::<Result<_>>()?,
         ),
         YamlData::Mapping(map) => {
@@ -107,7 +113,7 @@ fn convert(ctx: Ctx<'_>, y: &MarkedYaml<'_>, path: &str) -> Result<Node> {
                     return Err(ctx.error(key_loc, path, "mapping keys must be plain scalars"));
                 };
                 let child_path = join(path, &name);
-                let node = convert(ctx, v, &child_path)?;
+                let node = convert(ctx, src, v, &child_path)?;
                 if name == "<<" {
                     match node.value {
                         Value::Map(m) => merged.extend(m),
@@ -147,11 +153,15 @@ fn convert(ctx: Ctx<'_>, y: &MarkedYaml<'_>, path: &str) -> Result<Node> {
             }
             Value::Map(entries)
         }
-        YamlData::Tagged(_, inner) => return convert(ctx, inner, path),
+        YamlData::Tagged(_, inner) => return convert(ctx, src, inner, path),
         YamlData::Alias(_) => return Err(ctx.error(loc, path, "unresolved yaml alias")),
         YamlData::BadValue => return Err(ctx.error(loc, path, "invalid yaml value")),
     };
-    Ok(Node { loc, value })
+    let raw = matches!(value, Value::Int(_))
+        .then(|| src.get(y.span.start.index()..y.span.end.index()))
+        .flatten()
+        .map(|c| c.iter().collect::<String>().trim().to_string());
+    Ok(Node { loc, value, raw })
 }
 
 fn scalar(s: &Scalar<'_>) -> Value {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use shoal_pki::{CertAuthority, Role};
 
 use super::pki::{CertRecord, Redacted};
-use shoal_model::{Millis, Node, NodeAvailability, ServiceSpec, Task, TaskState};
+use shoal_model::{Millis, Node, NodeAvailability, SecretValue, ServiceSpec, Task, TaskState};
 
 /// One Raft log entry: a command, with the proposer's clock and an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +45,13 @@ pub enum Command {
         node: String,
         updates: Vec<TaskStatusUpdate>,
     },
-    /// Creates, updates and removes the services of one stack at once.
+    /// Creates, updates and removes the services and secrets of one stack at once.
     ApplyStack {
         stack: String,
         services: Vec<(String, ServiceSpec)>,
+        /// The stack's secrets with their values (`Debug` redacts them).
+        #[serde(default)]
+        secrets: Vec<(String, SecretValue)>,
     },
     RemoveStack {
         stack: String,

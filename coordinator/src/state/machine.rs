@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use shoal_model::{Node, NodeStatus, Service, ServiceSpec, Task, TaskState};
+use shoal_model::{Node, NodeStatus, SecretValue, Service, ServiceSpec, Task, TaskState};
 
 use shoal_pki::Role;
 
 use super::pki::PkiState;
+use super::secrets::{plan_stack_secrets, Secret};
 use super::{Command, Event, Query, Reconcile, Request, Response};
 
 /// How many events the state keeps.
@@ -26,6 +27,12 @@ pub struct ClusterState {
     #[serde(default)]
     pub pki: Option<PkiState>,
     pub next_event_seq: u64,
+    /// Stack secrets by name, with their values. No query returns them.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// Last secret version handed out.
+    #[serde(default)]
+    secret_seq: u64,
     /// Request id -> (order of arrival, first response).
     dedup: BTreeMap<String, (u64, Response)>,
     /// Arrival order -> request id, to forget the oldest first.
@@ -75,6 +82,9 @@ impl ClusterState {
                 if let Err(e) = validate_name("service", name) {
                     return Response::refused(e);
                 }
+                if let Err(e) = no_secrets(name, spec) {
+                    return Response::refused(e);
+                }
                 if self.services.contains_key(name) {
                     return Response::refused(format!("service `{name}` already exists"));
                 }
@@ -90,17 +100,20 @@ impl ClusterState {
                 self.event(now, "service", name, "create", "service created");
                 Response::version(1)
             }
-            Command::UpdateService { name, spec } => match self.services.get_mut(name) {
-                None => Response::refused(format!("service `{name}` not found")),
-                Some(svc) => {
-                    svc.spec = spec.clone();
-                    svc.version += 1;
-                    svc.updated_at = now;
-                    let v = svc.version;
-                    self.event(now, "service", name, "update", &format!("version {v}"));
-                    Response::version(v)
+            Command::UpdateService { name, spec } => {
+                if let Err(e) = no_secrets(name, spec) {
+                    return Response::refused(e);
                 }
-            },
+                let Some(svc) = self.services.get_mut(name) else {
+                    return Response::refused(format!("service `{name}` not found"));
+                };
+                svc.spec = spec.clone();
+                svc.version += 1;
+                svc.updated_at = now;
+                let v = svc.version;
+                self.event(now, "service", name, "update", &format!("version {v}"));
+                Response::version(v)
+            }
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
                     return Response::refused(format!("service `{name}` not found"));
@@ -161,7 +174,11 @@ impl ClusterState {
                 }
                 Response::ok()
             }
-            Command::ApplyStack { stack, services } => self.apply_stack(now, stack, services),
+            Command::ApplyStack {
+                stack,
+                services,
+                secrets,
+            } => self.apply_stack(now, stack, services, secrets),
             Command::RemoveStack { stack } => {
                 let names: Vec<String> = self
                     .services
@@ -169,8 +186,24 @@ impl ClusterState {
                     .filter(|s| s.stack.as_deref() == Some(stack.as_str()))
                     .map(|s| s.name.clone())
                     .collect();
-                if names.is_empty() {
+                let secrets: Vec<String> = self
+                    .secrets
+                    .values()
+                    .filter(|s| s.stack == *stack)
+                    .map(|s| s.name.clone())
+                    .collect();
+                if names.is_empty() && secrets.is_empty() {
                     return Response::refused(format!("stack `{stack}` not found"));
+                }
+                for name in secrets {
+                    self.secrets.remove(&name);
+                    self.event(
+                        now,
+                        "secret",
+                        &name,
+                        "remove",
+                        &format!("stack {stack} removed"),
+                    );
                 }
                 for name in names {
                     self.services.remove(&name);
@@ -327,10 +360,17 @@ impl ClusterState {
         now: u64,
         stack: &str,
         services: &[(String, ServiceSpec)],
+        secrets: &[(String, SecretValue)],
     ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
             return Response::refused(e);
         }
+        let plan =
+            match plan_stack_secrets(&self.secrets, self.secret_seq, stack, secrets, services) {
+                Ok(p) => p,
+                Err(e) => return Response::refused(e),
+            };
+        let services = plan.services.as_slice();
         for (name, _) in services {
             if let Err(e) = validate_name("service", name) {
                 return Response::refused(e);
@@ -351,6 +391,43 @@ impl ClusterState {
             .filter(|s| s.stack.as_deref() == Some(stack) && !keep.contains(s.name.as_str()))
             .map(|s| s.name.clone())
             .collect();
+        self.secret_seq = plan.last_seq;
+        for name in &plan.remove {
+            self.secrets.remove(name);
+            self.event(
+                now,
+                "secret",
+                name,
+                "remove",
+                &format!("not in stack {stack}"),
+            );
+        }
+        for (name, value, version, is_new) in &plan.upsert {
+            match self.secrets.get_mut(name) {
+                Some(_) if !is_new => {}
+                Some(s) => {
+                    s.value = value.clone();
+                    s.version = *version;
+                    s.updated_at = now;
+                    let msg = format!("new value, version {version}");
+                    self.event(now, "secret", name, "update", &msg);
+                }
+                None => {
+                    self.secrets.insert(
+                        name.clone(),
+                        Secret {
+                            name: name.clone(),
+                            stack: stack.to_string(),
+                            value: value.clone(),
+                            version: *version,
+                            created_at: now,
+                            updated_at: now,
+                        },
+                    );
+                    self.event(now, "secret", name, "create", &format!("stack {stack}"));
+                }
+            }
+        }
         for name in stale {
             self.services.remove(&name);
             self.event(
@@ -501,7 +578,19 @@ impl ClusterState {
     }
 }
 
-fn validate_name(what: &str, name: &str) -> Result<(), String> {
+/// Secrets belong to stacks: a service created outside a stack cannot use one.
+fn no_secrets(name: &str, spec: &ServiceSpec) -> Result<(), String> {
+    match spec.container.secrets.first() {
+        None => Ok(()),
+        Some(r) => Err(format!(
+            "service `{name}` uses secret `{}`: secrets are only available to stack services \
+             (shoalctl apply -f STACK)",
+            r.source
+        )),
+    }
+}
+
+pub(super) fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name

@@ -7,7 +7,11 @@ mod command;
 mod machine;
 pub mod pki;
 mod query;
+mod secrets;
+#[cfg(test)]
+mod secrets_tests;
 
 pub use command::{Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
 pub use query::Query;
+pub use secrets::Secret;

@@ -1,0 +1,287 @@
+//! Secret files on the node: values arrive with the assignment set and live in memory
+//! ([`SecretStore`]) and as files on a tmpfs the agent mounts itself, one directory per task
+//! (`<secrets_dir>/<task id>/secret-<n>`, bound read-only into the container by the spec builder).
+//!
+//! Invariant: secret values never touch a disk (the state db keeps only references) and never
+//! reach a log line: errors and traces name secrets and tasks, not values.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use shoal_model::{SecretValue, Task};
+
+/// Size of the agent's secrets tmpfs.
+const TMPFS_OPTIONS: &str = "mode=0700,size=64m";
+
+/// Why a task's secret files could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The value has not arrived (yet): retry after the next assignment set.
+    #[error("secret `{name}` (version {version}) has not been received from a coordinator")]
+    Missing { name: String, version: u64 },
+    #[error("secrets dir `{path}`: {message}")]
+    Tmpfs { path: PathBuf, message: String },
+    #[error("secret file `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The values of the secrets the node's current tasks use, by name, with their versions.
+/// `Debug` shows names and versions only.
+#[derive(Clone, Default)]
+pub struct SecretStore(Arc<Mutex<BTreeMap<String, (u64, SecretValue)>>>);
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<(String, u64)> = self
+            .lock()
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), *v))
+            .collect();
+        f.debug_tuple("SecretStore").field(&names).finish()
+    }
+}
+
+impl SecretStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, SecretValue)>> {
+        // A panic while holding this lock cannot leave the map half-updated: replace is one store.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the known values with those of the latest assignment set.
+    pub fn replace(&self, values: BTreeMap<String, (u64, SecretValue)>) {
+        *self.lock() = values;
+    }
+
+    /// The value of `name` at `version`, if known.
+    pub fn get(&self, name: &str, version: u64) -> Option<SecretValue> {
+        self.lock()
+            .get(name)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, value)| value.clone())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+/// Host path of the `index`-th secret file of task `task_id`.
+pub fn host_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
+    secrets_dir.join(task_id).join(format!("secret-{index}"))
+}
+
+/// Whether `path` is itself a tmpfs mount point, from `/proc/self/mountinfo`.
+fn is_tmpfs_mount(mountinfo: &str, path: &Path) -> bool {
+    mountinfo.lines().any(|l| {
+        // `id parent maj:min root mount-point options... - fstype source super-options`
+        let mut fields = l.split(' ');
+        let mount_point = fields.nth(4);
+        let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+        mount_point.is_some_and(|m| Path::new(&m.replace("\\040", " ")) == path)
+            && fstype == Some("tmpfs")
+    })
+}
+
+/// Mounts a tmpfs on `dir` (mode 0700) unless one is already there.
+pub fn ensure_tmpfs(dir: &Path) -> Result<(), SecretsError> {
+    let err = |message: String| SecretsError::Tmpfs {
+        path: dir.to_path_buf(),
+        message,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| err(format!("cannot create: {e}")))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| err(format!("cannot resolve: {e}")))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| err(format!("cannot read /proc/self/mountinfo: {e}")))?;
+    if is_tmpfs_mount(&mountinfo, &dir) {
+        return Ok(());
+    }
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(TMPFS_OPTIONS),
+    )
+    .map_err(|e| err(format!("cannot mount a tmpfs: {e}")))?;
+    tracing::info!(secrets_dir = %dir.display(), "mounted the secrets tmpfs");
+    Ok(())
+}
+
+/// Writes `task`'s secret files under `secrets_dir` (which must already be a tmpfs): values from
+/// `store`, or the files written earlier for the same task (a task's references never change).
+pub fn write_task(
+    secrets_dir: &Path,
+    task: &Task,
+    store: &SecretStore,
+) -> Result<(), SecretsError> {
+    let dir = secrets_dir.join(&task.id);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SecretsError::Io { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(&dir))?;
+    for (i, r) in task.spec.secrets.iter().enumerate() {
+        let path = host_file(secrets_dir, &task.id, i);
+        let Some(value) = store.get(&r.source, r.version) else {
+            if path.exists() {
+                continue;
+            }
+            return Err(SecretsError::Missing {
+                name: r.source.clone(),
+                version: r.version,
+            });
+        };
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(value.expose()).map_err(io(&tmp))?;
+        drop(f);
+        std::os::unix::fs::chown(&tmp, Some(r.uid), Some(r.gid)).map_err(io(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(r.mode))
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Removes task `task_id`'s secret files.
+pub fn remove_task(secrets_dir: &Path, task_id: &str) {
+    let dir = secrets_dir.join(task_id);
+    if dir.exists() {
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(task_id, %error, "cannot remove the task's secret files");
+        }
+    }
+}
+
+/// Removes the secret directories of tasks not in `keep` (no container and no assignment).
+pub fn remove_others(secrets_dir: &Path, keep: &BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(secrets_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            remove_task(secrets_dir, &name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use shoal_model::{ContainerSpec, SecretRef, TaskState};
+
+    use super::*;
+
+    fn task(id: &str, refs: Vec<SecretRef>) -> Task {
+        Task {
+            id: id.into(),
+            service: "api".into(),
+            service_version: 1,
+            slot: 1,
+            node: Some("n1".into()),
+            desired_state: TaskState::Running,
+            state: TaskState::Assigned,
+            message: String::new(),
+            exit_code: None,
+            spec: ContainerSpec {
+                secrets: refs,
+                ..Default::default()
+            },
+            restart_policy: Default::default(),
+            mode: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn reference(source: &str, version: u64, mode: u32) -> SecretRef {
+        let mut r = SecretRef::new(source);
+        r.version = version;
+        r.mode = mode;
+        r
+    }
+
+    #[test]
+    fn writes_files_with_their_modes_and_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::default();
+        store.replace(
+            [
+                ("pw".to_string(), (3, SecretValue::new(b"one".to_vec()))),
+                ("tk".to_string(), (5, SecretValue::new(b"two".to_vec()))),
+            ]
+            .into(),
+        );
+        let t = task(
+            "t1",
+            vec![reference("pw", 3, 0o400), reference("tk", 5, 0o440)],
+        );
+        write_task(dir.path(), &t, &store).unwrap();
+        let f0 = host_file(dir.path(), "t1", 0);
+        assert_eq!(std::fs::read(&f0).unwrap(), b"one");
+        assert_eq!(std::fs::metadata(&f0).unwrap().mode() & 0o777, 0o400);
+        let f1 = host_file(dir.path(), "t1", 1);
+        assert_eq!(std::fs::metadata(&f1).unwrap().mode() & 0o777, 0o440);
+
+        // Values gone from memory (agent restart): the files already written still serve.
+        store.replace(BTreeMap::new());
+        write_task(dir.path(), &t, &store).unwrap();
+        // A task whose value never arrived waits; a wrong version is not used.
+        store.replace([("pw".to_string(), (4, SecretValue::new(b"x".to_vec())))].into());
+        let t2 = task("t2", vec![reference("pw", 3, 0o400)]);
+        assert!(matches!(
+            write_task(dir.path(), &t2, &store),
+            Err(SecretsError::Missing { .. })
+        ));
+
+        remove_others(dir.path(), &["t2".to_string()].into());
+        assert!(!dir.path().join("t1").exists());
+        remove_task(dir.path(), "t2");
+        assert!(!dir.path().join("t2").exists());
+    }
+
+    #[test]
+    fn debug_of_the_store_shows_names_only() {
+        let store = SecretStore::default();
+        store.replace([("pw".to_string(), (1, SecretValue::new(b"hunter2".to_vec())))].into());
+        let text = format!("{store:?}");
+        assert!(text.contains("pw") && !text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn finds_tmpfs_mount_points() {
+        let info = "22 1 0:21 / /run rw,nosuid shared:5 - tmpfs tmpfs rw,mode=755\n\
+                    30 22 0:40 / /var/lib/a\\040b/secrets rw - tmpfs tmpfs rw,mode=700\n\
+                    31 1 8:1 / /data rw - ext4 /dev/sda1 rw\n";
+        assert!(is_tmpfs_mount(info, Path::new("/run")));
+        assert!(is_tmpfs_mount(info, Path::new("/var/lib/a b/secrets")));
+        assert!(!is_tmpfs_mount(info, Path::new("/data")));
+        assert!(!is_tmpfs_mount(info, Path::new("/run/x")));
+    }
+}

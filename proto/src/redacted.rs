@@ -1,0 +1,61 @@
+//! `Debug` for the messages that carry secret values: everything but the values.
+
+use std::fmt;
+
+use crate::control::StackFileRequest;
+use crate::dispatcher::SecretValue;
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("version", &self.version)
+            .field("value", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+impl fmt::Debug for StackFileRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&String> = self.secrets.keys().collect();
+        f.debug_struct("StackFileRequest")
+            .field("stack", &self.stack)
+            .field("file", &self.file)
+            .field("source", &self.source)
+            .field("secrets", &format_args!("<redacted: {names:?}>"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatcher::AssignmentSet;
+
+    #[test]
+    fn debug_prints_no_secret_value() {
+        let set = AssignmentSet {
+            tasks_json: b"[]".to_vec(),
+            applied_index: 3,
+            secrets: [(
+                "pw".to_string(),
+                SecretValue {
+                    version: 2,
+                    value: b"hunter2".to_vec(),
+                },
+            )]
+            .into(),
+        };
+        let req = StackFileRequest {
+            stack: "s".into(),
+            file: "f".into(),
+            source: "services: {}".into(),
+            secrets: [("pw".to_string(), b"hunter2".to_vec())].into(),
+        };
+        for text in [format!("{set:?}"), format!("{req:?}")] {
+            assert!(text.contains("pw") && text.contains("<redacted"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+            // Nor the bytes as numbers: 'h' 'u' 'n' = 104, 117, 110.
+            assert!(!text.contains("104, 117, 110"), "{text}");
+        }
+    }
+}
