@@ -308,3 +308,74 @@ pub async fn cluster(root: &Path, n: u64, extra_args: &[&str]) -> Vec<Coord> {
     }
     coords
 }
+
+impl Coord {
+    /// The current join token of `role` ("agent" or "coordinator"), asked as an admin.
+    pub async fn join_token(&self, role: &str) -> anyhow::Result<String> {
+        use shoal_proto::certificates::certificates_client::CertificatesClient;
+        use shoal_proto::certificates::TokenRequest;
+        let tls = self.admin_tls();
+        let ch = shoal_pki::tls::endpoint(&self.addr, tls.as_ref())?
+            .connect_timeout(Duration::from_millis(500))
+            .connect()
+            .await?;
+        let reply = CertificatesClient::new(ch)
+            .show_token(TokenRequest { role: role.into() })
+            .await?;
+        Ok(reply.into_inner().token)
+    }
+}
+
+/// A secure cluster of `n` coordinators: member 1 bootstraps the CA (`--bootstrap`), the others
+/// join through it with the coordinator token. `configure` may add arguments or environment to
+/// each before it starts. Returns the coordinators and the bootstrap's admin TLS directory.
+pub async fn secure_cluster(
+    root: &Path,
+    n: u64,
+    configure: impl Fn(&mut Coord),
+) -> (Vec<Coord>, PathBuf) {
+    let mut first = Coord::new(root, 1);
+    first.secure = true;
+    configure(&mut first);
+    first.extra_args.push("--bootstrap".into());
+    first.start();
+    first.wait_serving().await;
+    let admin_dir = first.data_dir.join("admin");
+    let admin = first.admin_tls();
+    let token = first
+        .join_token("coordinator")
+        .await
+        .expect("coordinator join token");
+    let mut coords = vec![first];
+    for id in 2..=n {
+        let mut c = Coord::new(root, id);
+        c.secure = true;
+        c.client_tls = admin.clone();
+        configure(&mut c);
+        c.extra_args
+            .extend(["--join".to_string(), coords[0].addr.clone()]);
+        c.env.push(("SHOAL_JOIN_TOKEN".into(), token.clone()));
+        c.start();
+        c.wait_serving().await;
+        // One membership change at a time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let voters = coords[0]
+                .status()
+                .await
+                .map(|s| s.members.iter().filter(|m| m.role == "voter").count())
+                .unwrap_or(0);
+            if voters == id as usize {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coordinator {id} did not become a voter:\n{}",
+                c.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        coords.push(c);
+    }
+    (coords, admin_dir)
+}

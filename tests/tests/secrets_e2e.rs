@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shoal_tests::agents::Agent;
 use shoal_tests::containerd::TestContainerd;
-use shoal_tests::coordinators::{wait_leader, Coord};
+use shoal_tests::coordinators::{secure_cluster, wait_leader, Coord};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
 use shoal_tests::probes::http_get;
 use shoal_tests::{binary, free_addr};
@@ -190,23 +190,19 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
         .unwrap()
         .path;
 
-    // Three coordinators, each with its own /metrics, logging at debug.
-    let mut coords: Vec<Coord> = (1..=3).map(|id| Coord::new(dir.path(), id)).collect();
-    let mut coord_metrics = Vec::new();
-    for c in &mut coords {
-        let m = free_addr();
-        c.extra_args = vec!["--metrics-listen".into(), m.clone()];
+    // Three coordinators of a secure cluster (every connection mutual TLS), each with its own
+    // /metrics, logging at debug.
+    let coord_metrics: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let (coords, admin_dir) = secure_cluster(dir.path(), 3, |c| {
+        let m = coord_metrics[(c.id - 1) as usize].clone();
+        c.extra_args = vec!["--metrics-listen".into(), m];
         c.env = vec![("RUST_LOG".into(), DEBUG_LOG.into())];
-        coord_metrics.push(m);
-        c.start();
-    }
-    for c in &coords {
-        c.wait_serving().await;
-    }
-    coords[0].init().await.unwrap();
-    for c in &coords[1..] {
-        coords[0].add(c).await.unwrap();
-    }
+    })
+    .await;
+    // Every shoalctl this test runs presents the admin certificate.
+    std::env::set_var("SHOAL_TLS_DIR", &admin_dir);
+    std::env::remove_var("SHOAL_INSECURE");
+    let agent_token = coords[0].join_token("agent").await.unwrap();
     let refs: Vec<&Coord> = coords.iter().collect();
     wait_leader(&refs, Duration::from_secs(10)).await;
     let endpoints: Vec<String> = coords.iter().map(|c| c.addr.clone()).collect();
@@ -226,6 +222,7 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
         let m = free_addr();
         a.args.extend(["--metrics-listen".to_string(), m.clone()]);
         a.env = vec![("RUST_LOG".into(), DEBUG_LOG.into())];
+        a.secure(&agent_token);
         agent_metrics.push(m);
         a.start();
         agents.push(a);

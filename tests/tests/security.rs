@@ -665,6 +665,27 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     }
     assert!(!coords[0].data_dir.join("tls/pending-ca.json").exists());
 
+    // Join-token secrets and the CA key are never logged.
+    let ca_key = material(&admin_dir).key_pem; // (the admin key, checked too)
+    let secrets: Vec<String> = [&coord_token, &agent_token, &rotated]
+        .iter()
+        .map(|t| t.rsplit('-').next().unwrap().to_string())
+        .collect();
+    let mut logs: Vec<String> = coords.iter().map(|c| c.log_text()).collect();
+    logs.extend(agents.iter().map(|a| a.log_text()));
+    logs.push(n3.log_text());
+    for log in &logs {
+        assert!(!log.is_empty());
+        for secret in &secrets {
+            assert!(
+                !log.contains(secret.as_str()),
+                "a join-token secret was logged"
+            );
+        }
+        assert!(!log.contains("PRIVATE KEY"), "a private key was logged");
+    }
+    assert!(ca_key.contains("PRIVATE KEY"));
+
     // 10. A coordinator removed from the cluster loses its certificate too.
     let c3_tls = material(&coords[2].data_dir.join("tls"));
     ok(
