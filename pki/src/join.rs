@@ -41,13 +41,8 @@ pub async fn join(
         };
         let tls = anonymous_client_config(&ca_pem, Role::Coordinator);
         let call = async {
-            let channel = endpoint(addr, Some(&tls))?
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(15))
-                .connect()
-                .await
-                .map_err(|e| PkiError::Pin(format!("{addr}: {e}")))?;
-            let reply = CertificatesClient::new(channel)
+            let reply = ca_client(addr, &tls)
+                .await?
                 .join(JoinRequest {
                     token: token.encode(),
                     csr_pem: request.csr_pem.clone(),
@@ -81,13 +76,8 @@ pub async fn renew(addr: &str, current: &TlsMaterial) -> Result<TlsMaterial, Pki
     let info = CertInfo::from_pem(&current.cert_pem)?;
     let request = KeyAndCsr::generate(&info.identity)?;
     let tls = client_config(current, Role::Coordinator);
-    let channel = endpoint(addr, Some(&tls))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
-        .connect()
-        .await
-        .map_err(|e| PkiError::Pin(format!("{addr}: {e}")))?;
-    let reply = CertificatesClient::new(channel)
+    let reply = ca_client(addr, &tls)
+        .await?
         .renew(RenewRequest {
             csr_pem: request.csr_pem,
         })
@@ -100,6 +90,19 @@ pub async fn renew(addr: &str, current: &TlsMaterial) -> Result<TlsMaterial, Pki
         cert_pem: reply.cert_pem,
         key_pem: request.key_pem,
     })
+}
+
+async fn ca_client(
+    addr: &str,
+    tls: &tonic::transport::ClientTlsConfig,
+) -> Result<CertificatesClient<tonic::transport::Channel>, PkiError> {
+    let channel = endpoint(addr, Some(tls))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .map_err(|e| PkiError::Pin(format!("{addr}: {e}")))?;
+    Ok(CertificatesClient::new(channel))
 }
 
 fn refused(addr: &str, s: &tonic::Status) -> PkiError {

@@ -129,6 +129,17 @@ fn wait_exit_failed(c: &mut Coord, within: Duration) -> String {
     c.log_text()
 }
 
+/// A Raft vote with `tls`; the call must be refused.
+async fn raft_vote_refused(addr: &str, tls: &ClientTlsConfig) -> tonic::Status {
+    let ch = endpoint(addr, Some(tls)).unwrap().connect().await.unwrap();
+    RaftClient::new(ch)
+        .vote(RaftPayload {
+            data: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err()
+}
+
 fn key_mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -423,17 +434,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         msg.contains("requires an admin certificate") && msg.contains("agent `n1`"),
         "{msg}"
     );
-    let ch = endpoint(&leader, Some(&as_n1))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let s = RaftClient::new(ch)
-        .vote(RaftPayload {
-            data: b"{}".to_vec(),
-        })
-        .await
-        .unwrap_err();
+    let s = raft_vote_refused(&leader, &as_n1).await;
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("raft peer API"), "{s:?}");
 
@@ -704,17 +705,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         .addr
         .clone();
     let as_c3 = client_config(&c3_tls, Role::Coordinator);
-    let ch = endpoint(&leader, Some(&as_c3))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let s = RaftClient::new(ch)
-        .vote(RaftPayload {
-            data: b"{}".to_vec(),
-        })
-        .await
-        .unwrap_err();
+    let s = raft_vote_refused(&leader, &as_c3).await;
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("revoked"), "{s:?}");
 }

@@ -127,6 +127,19 @@ impl CertificatesService {
         }))
     }
 
+    /// Admin only: the role whose join token a request names.
+    fn token_role(&self, req: &Request<TokenRequest>) -> Result<Role, Status> {
+        self.require_secure()?;
+        self.coord
+            .security
+            .authorize(&self.coord.sm, req, "join tokens", &[Role::Admin])?;
+        role_arg(
+            "role",
+            &req.get_ref().role,
+            &[Role::Agent, Role::Coordinator],
+        )
+    }
+
     async fn token_of(&self, role: Role) -> Result<String, Status> {
         let (digest, secret) = self
             .coord
@@ -252,15 +265,7 @@ impl Certificates for CertificatesService {
     }
 
     async fn show_token(&self, req: Request<TokenRequest>) -> Result<Response<TokenReply>, Status> {
-        self.require_secure()?;
-        self.coord
-            .security
-            .authorize(&self.coord.sm, &req, "join tokens", &[Role::Admin])?;
-        let role = role_arg(
-            "role",
-            &req.get_ref().role,
-            &[Role::Agent, Role::Coordinator],
-        )?;
+        let role = self.token_role(&req)?;
         Ok(Response::new(TokenReply {
             token: self.token_of(role).await?,
         }))
@@ -271,15 +276,7 @@ impl Certificates for CertificatesService {
         &self,
         req: Request<TokenRequest>,
     ) -> Result<Response<TokenReply>, Status> {
-        self.require_secure()?;
-        self.coord
-            .security
-            .authorize(&self.coord.sm, &req, "join tokens", &[Role::Admin])?;
-        let role = role_arg(
-            "role",
-            &req.get_ref().role,
-            &[Role::Agent, Role::Coordinator],
-        )?;
+        let role = self.token_role(&req)?;
         let cmd = Command::RotateToken {
             role,
             secret: Redacted(JoinToken::new_secret()),
