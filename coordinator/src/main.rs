@@ -9,6 +9,7 @@ use clap::Parser;
 use shoal_coordinator::api::control::ControlService;
 use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
+use shoal_coordinator::batcher::Batcher;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::identity_file;
@@ -229,6 +230,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         channels,
         tag,
         metrics: Metrics::new(),
+        batcher: Batcher::start(raft.clone()),
     };
     tokio::spawn(coord.metrics.watch_raft(&coord));
 

@@ -1,7 +1,8 @@
 //! The Raft log storage on sled: entries, vote, committed log id and purge marker.
 //!
-//! Invariant: every write (append, vote, committed, truncate, purge) is flushed to disk before it
-//! is reported done; truncate and purge are each one atomic sled batch.
+//! Invariant: every append, vote, truncate and purge is flushed to disk before it is reported
+//! done; truncate and purge are each one atomic sled batch. The committed log id is written
+//! without a flush (see [`RaftLogStorage::save_committed`] below).
 
 // openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
 // type so that `?` carries it through unchanged.
@@ -175,20 +176,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Self::read_meta(&self.raft, VOTE_KEY, "vote", ErrorSubject::Vote)
     }
 
+    /// Written but not flushed: openraft calls this on every commit, and a flush here was a
+    /// second fsync per write in the Raft core. The committed log id is only a hint for how far
+    /// to re-apply the log at start-up (openraft treats it as optional); it reaches disk with
+    /// the next append, vote or sled's own periodic flush, and a lost one means re-applying less
+    /// at start-up, then catching up from the leader. It never points past the flushed log:
+    /// openraft 0.9 waits for each append's flush before it can commit the entries.
     async fn save_committed(&mut self, committed: Option<LogId>) -> StorageResult<()> {
-        match committed {
+        let result = match committed {
             Some(log_id) => {
-                let raft = self.raft.clone();
-                self.write_meta(&raft, COMMITTED_KEY, &log_id, ErrorSubject::Store)
-                    .await
-            }
-            None => {
-                self.raft
-                    .remove(COMMITTED_KEY)
+                let bytes = serde_json::to_vec(&log_id)
                     .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
-                self.flush(ErrorSubject::Store).await
+                self.raft.insert(COMMITTED_KEY, bytes).map(drop)
             }
-        }
+            None => self.raft.remove(COMMITTED_KEY).map(drop),
+        };
+        result.map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, &e))
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId>> {

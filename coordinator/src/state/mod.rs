@@ -7,6 +7,6 @@ mod command;
 mod machine;
 mod query;
 
-pub use command::{Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
+pub use command::{Batch, Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
 pub use query::Query;
