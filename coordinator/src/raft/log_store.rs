@@ -17,6 +17,7 @@ use openraft::{
 };
 use serde::Serialize;
 
+use super::log_cache::LogCache;
 use super::store::{log_key, parse_log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
 use super::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
@@ -37,6 +38,8 @@ pub struct LogStore {
     logs: sled::Tree,
     /// Vote and committed log id.
     raft: sled::Tree,
+    /// The last entries appended, decoded, for replication to read without sled.
+    recent: LogCache,
 }
 
 impl Debug for LogStore {
@@ -47,7 +50,11 @@ impl Debug for LogStore {
 
 impl LogStore {
     pub(crate) fn new(logs: sled::Tree, raft: sled::Tree) -> Self {
-        Self { logs, raft }
+        Self {
+            logs,
+            raft,
+            recent: LogCache::default(),
+        }
     }
 
     /// Waits until everything written so far is on disk (sled flushes the whole database).
@@ -136,6 +143,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             },
             Bound::Unbounded => 0,
         };
+        if let Some(entries) = self.recent.get(start, &range) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         for item in self.logs.range(log_key(start)..) {
             let (key, value) =
@@ -209,14 +219,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
-        let mut last = None;
+        let mut written = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
-            batch.insert(&log_key(entry.log_id.index)[..], bytes);
-            last = Some(entry.log_id);
+            batch.insert(&log_key(entry.log_id.index)[..], &bytes[..]);
+            written.push((entry, bytes.len()));
         }
-        let result = self.write_batch(batch).await;
+        let last = written.last().map(|(e, _)| e.log_id);
+        let applied = self
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e));
+        if applied.is_ok() {
+            // Readable from here on (openraft may read them before the flush completes).
+            for (entry, size) in written {
+                self.recent.appended(entry, size);
+            }
+        }
+        let result = match applied {
+            Ok(()) => self.flush(ErrorSubject::Logs).await,
+            Err(e) => Err(e),
+        };
         tracing::trace!(last = ?last, ok = result.is_ok(), "appended raft log entries");
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
@@ -227,6 +251,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
         tracing::debug!(since = %log_id, "truncating raft log");
+        self.recent.truncated(log_id);
         let mut batch = sled::Batch::default();
         for key in self.logs.range(log_key(log_id.index)..).keys() {
             let key = key.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
@@ -237,6 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
         tracing::debug!(upto = %log_id, "purging raft log");
+        self.recent.purged(log_id);
         let marker = serde_json::to_vec(&log_id)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
         let mut batch = sled::Batch::default();
