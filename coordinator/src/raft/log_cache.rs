@@ -166,7 +166,10 @@ mod tests {
         }
         assert_eq!(indexes(cache.get(9, &(9..10))), None);
         assert_eq!(indexes(cache.get(10, &(10..11))), Some(vec![10]));
-        cache.appended(blank_ent::<TypeConfig>(1, 1, MAX_ENTRIES as u64 + 10), MAX_BYTES);
+        cache.appended(
+            blank_ent::<TypeConfig>(1, 1, MAX_ENTRIES as u64 + 10),
+            MAX_BYTES,
+        );
         assert_eq!(
             indexes(cache.get(0, &(0..))),
             None,
