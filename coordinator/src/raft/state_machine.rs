@@ -200,22 +200,29 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot> {
         let started = std::time::Instant::now();
         // Copy the state under the lock and encode the copy after releasing it: `apply` waits
-        // for the lock, and encoding a large state took tens of milliseconds, which every write
-        // committed meanwhile waited out. The copy is encoded on a blocking thread so that it
-        // does not hold up other tasks on the runtime either.
-        let copy = self.lock_read().clone();
-        let cloned = started.elapsed();
-        let (last_applied, last_membership) = (copy.last_applied, copy.last_membership.clone());
-        let data = tokio::task::spawn_blocking(move || serde_json::to_vec(&copy))
+        // for the lock, and encoding a large state took several times as long as copying it,
+        // which every write committed meanwhile waited out. Both run on a blocking thread so
+        // that they do not hold up other tasks on the runtime either.
+        let applied = self.applied.clone();
+        let (cloned, last_applied, last_membership, data) =
+            tokio::task::spawn_blocking(move || {
+                let copy = applied
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let cloned = started.elapsed();
+                let data = serde_json::to_vec(&copy);
+                (cloned, copy.last_applied, copy.last_membership, data)
+            })
             .await
-            .map_err(|e| snapshot_err(None, ErrorVerb::Read, &e))?
-            .map_err(|e| {
-                StorageIOError::new(
-                    ErrorSubject::StateMachine,
-                    ErrorVerb::Read,
-                    AnyError::new(&e),
-                )
-            })?;
+            .map_err(|e| snapshot_err(None, ErrorVerb::Read, &e))?;
+        let data = data.map_err(|e| {
+            StorageIOError::new(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Read,
+                AnyError::new(&e),
+            )
+        })?;
         let held = self.snapshot_write.lock().await;
         let seq = self.next_snapshot_seq(&held)?;
         let snapshot_id = match last_applied {
