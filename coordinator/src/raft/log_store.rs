@@ -187,7 +187,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Written but not flushed: openraft calls this on every commit, and a flush here was a
-    /// second fsync per write in the Raft core. The committed log id is only a hint for how far
+    /// second disk sync per write, waited for by the Raft core. The committed log id is only a hint for how far
     /// to re-apply the log at start-up (openraft treats it as optional); it reaches disk with
     /// the next append, vote or sled's own periodic flush, and a lost one means re-applying less
     /// at start-up, then catching up from the leader. It never points past the flushed log:

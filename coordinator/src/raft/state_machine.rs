@@ -200,9 +200,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot> {
         let started = std::time::Instant::now();
         // Copy the state under the lock and encode the copy after releasing it: `apply` waits
-        // for the lock, and encoding a large state took several times as long as copying it,
-        // which every write committed meanwhile waited out. Both run on a blocking thread so
-        // that they do not hold up other tasks on the runtime either.
+        // for the lock, and encoding a large state (17 MB, 100,000 request ids) took 30-80 ms,
+        // which every write committed meanwhile waited out; the copy takes about half of that
+        // (see `DedupId`). Both run on a blocking thread so that they do not hold up other
+        // tasks on the runtime either.
         let applied = self.applied.clone();
         let (cloned, last_applied, last_membership, data) =
             tokio::task::spawn_blocking(move || {
