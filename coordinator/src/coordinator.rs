@@ -13,6 +13,7 @@ use shoal_proto::control::{ClusterStatusReply, ClusterStatusRequest, Member};
 use shoal_proto::raft::RaftPayload;
 use tokio::time::Instant;
 
+use crate::batcher::Batcher;
 use crate::identity_file::{self, Identity};
 use crate::metrics::Metrics;
 use crate::raft::identity::ClusterTag;
@@ -66,6 +67,8 @@ pub struct Coordinator {
     pub tag: ClusterTag,
     pub metrics: Metrics,
     pub security: crate::security::Security,
+    /// Groups concurrent writes into log entries (used only while this member leads).
+    pub batcher: Batcher,
 }
 
 pub fn now_millis() -> u64 {
@@ -128,14 +131,17 @@ impl Coordinator {
     pub async fn local(&self, work: Forwarded) -> Result<ForwardedReply, CoordError> {
         match work {
             Forwarded::Write(req) => {
-                let result = self.raft.client_write(*req).await;
-                self.metrics.proposal(result.is_ok());
+                let result = self.batcher.write(*req).await;
+                self.metrics.proposal(matches!(result, Some(Ok(_))));
                 match result {
-                    Ok(r) => Ok(ForwardedReply::Written {
-                        response: r.data,
-                        log_index: r.log_id.index,
+                    Some(Ok((response, log_index))) => Ok(ForwardedReply::Written {
+                        response,
+                        log_index,
                     }),
-                    Err(e) => Err(write_error(e)),
+                    Some(Err(e)) => Err(write_error(&e)),
+                    None => Err(CoordError::Unavailable(
+                        "this coordinator is shutting down".into(),
+                    )),
                 }
             }
             Forwarded::AddMember { id, addr } => self.add_member(id, addr).await,
@@ -325,14 +331,14 @@ impl Coordinator {
                     "member {id} at {addr} did not catch up within 60s; it stays a learner"
                 )))
             }
-            Ok(Err(e)) => return Err(write_error(e)),
+            Ok(Err(e)) => return Err(write_error(&e)),
             Ok(Ok(_)) => {}
         }
         tracing::info!(member = id, %addr, "learner caught up; promoting to voter");
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(write_error)?;
+            .map_err(|e| write_error(&e))?;
         Ok(ForwardedReply::Done {
             message: format!("member {id} at {addr} added as a voter"),
         })
@@ -397,11 +403,15 @@ impl Coordinator {
         self.raft
             .change_membership(change, false)
             .await
-            .map_err(write_error)?;
+            .map_err(|e| write_error(&e))?;
         // Its certificates stop working: a removed member cannot come back with them.
         let revoke = self.request(None, Command::RevokeMember { member_id: id });
-        if let Err(e) = self.raft.client_write(revoke).await {
-            tracing::warn!(member = id, error = %e, "cannot revoke the removed member's certificates");
+        match self.batcher.write(revoke).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(member = id, error = %e, "cannot revoke the removed member's certificates")
+            }
+            None => tracing::warn!(member = id, "shutting down: certificates not revoked"),
         }
         Ok(ForwardedReply::Done {
             message: format!("member {id} removed"),
@@ -461,7 +471,7 @@ impl Coordinator {
     }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> CoordError {
+fn write_error(e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> CoordError {
     if e.forward_to_leader().is_some() {
         return CoordError::NotLeader;
     }

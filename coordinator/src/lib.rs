@@ -1,6 +1,7 @@
 //! Shoal's coordinator: Raft-replicated cluster state, scheduling and the control API.
 
 pub mod api;
+pub mod batcher;
 pub mod config;
 pub mod coordinator;
 pub mod identity_file;

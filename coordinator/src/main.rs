@@ -10,6 +10,7 @@ use shoal_coordinator::api::certificates::CertificatesService;
 use shoal_coordinator::api::control::ControlService;
 use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
+use shoal_coordinator::batcher::Batcher;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::identity_file;
@@ -288,6 +289,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             material: material.clone(),
             cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),
         },
+        batcher: Batcher::start(raft.clone()),
     };
     tokio::spawn(coord.metrics.watch_raft(&coord));
 

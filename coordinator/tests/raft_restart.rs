@@ -112,9 +112,12 @@ async fn run_first_life(dir: &Path) -> (u64, u64) {
     let init = request(Command::InitCluster {
         cluster_id: "c-1".into(),
     });
-    raft.client_write(init).await.expect("write init");
-    let written = raft.client_write(create("db")).await.expect("write db");
-    assert_eq!(written.data.version, Some(1));
+    raft.client_write(init.into()).await.expect("write init");
+    let written = raft
+        .client_write(create("db").into())
+        .await
+        .expect("write db");
+    assert_eq!(written.data[0].version, Some(1));
 
     raft.trigger().snapshot().await.expect("trigger snapshot");
     let snapshot_at = written.log_id.index;
@@ -123,7 +126,10 @@ async fn run_first_life(dir: &Path) -> (u64, u64) {
         .await
         .expect("snapshot");
 
-    let last = raft.client_write(create("web")).await.expect("write web");
+    let last = raft
+        .client_write(create("web").into())
+        .await
+        .expect("write web");
     assert_eq!(services(&store), vec!["db", "web"]);
     raft.shutdown().await.expect("shutdown");
     (snapshot_at, last.log_id.index)

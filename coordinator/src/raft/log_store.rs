@@ -1,7 +1,8 @@
 //! The Raft log storage on sled: entries, vote, committed log id and purge marker.
 //!
-//! Invariant: every write (append, vote, committed, truncate, purge) is flushed to disk before it
-//! is reported done; truncate and purge are each one atomic sled batch.
+//! Invariant: every append, vote, truncate and purge is flushed to disk before it is reported
+//! done; truncate and purge are each one atomic sled batch. The committed log id is written
+//! without a flush (see [`RaftLogStorage::save_committed`] below).
 
 // openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
 // type so that `?` carries it through unchanged.
@@ -16,6 +17,7 @@ use openraft::{
 };
 use serde::Serialize;
 
+use super::log_cache::LogCache;
 use super::store::{log_key, parse_log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
 use super::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
@@ -36,6 +38,8 @@ pub struct LogStore {
     logs: sled::Tree,
     /// Vote and committed log id.
     raft: sled::Tree,
+    /// The last entries appended, decoded, for replication to read without sled.
+    recent: LogCache,
 }
 
 impl Debug for LogStore {
@@ -46,7 +50,11 @@ impl Debug for LogStore {
 
 impl LogStore {
     pub(crate) fn new(logs: sled::Tree, raft: sled::Tree) -> Self {
-        Self { logs, raft }
+        Self {
+            logs,
+            raft,
+            recent: LogCache::default(),
+        }
     }
 
     /// Waits until everything written so far is on disk (sled flushes the whole database).
@@ -135,6 +143,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             },
             Bound::Unbounded => 0,
         };
+        if let Some(entries) = self.recent.get(start, &range) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         for item in self.logs.range(log_key(start)..) {
             let (key, value) =
@@ -175,20 +186,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Self::read_meta(&self.raft, VOTE_KEY, "vote", ErrorSubject::Vote)
     }
 
+    /// Written but not flushed: openraft calls this on every commit, and a flush here was a
+    /// second disk sync per write, waited for by the Raft core. The committed log id is only a hint for how far
+    /// to re-apply the log at start-up (openraft treats it as optional); it reaches disk with
+    /// the next append, vote or sled's own periodic flush, and a lost one means re-applying less
+    /// at start-up, then catching up from the leader. It never points past the flushed log:
+    /// openraft 0.9 waits for each append's flush before it can commit the entries.
     async fn save_committed(&mut self, committed: Option<LogId>) -> StorageResult<()> {
-        match committed {
+        let result = match committed {
             Some(log_id) => {
-                let raft = self.raft.clone();
-                self.write_meta(&raft, COMMITTED_KEY, &log_id, ErrorSubject::Store)
-                    .await
-            }
-            None => {
-                self.raft
-                    .remove(COMMITTED_KEY)
+                let bytes = serde_json::to_vec(&log_id)
                     .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
-                self.flush(ErrorSubject::Store).await
+                self.raft.insert(COMMITTED_KEY, bytes).map(drop)
             }
-        }
+            None => self.raft.remove(COMMITTED_KEY).map(drop),
+        };
+        result.map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, &e))
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId>> {
@@ -206,14 +219,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
-        let mut last = None;
+        let mut written = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
-            batch.insert(&log_key(entry.log_id.index)[..], bytes);
-            last = Some(entry.log_id);
+            batch.insert(&log_key(entry.log_id.index)[..], &bytes[..]);
+            written.push((entry, bytes.len()));
         }
-        let result = self.write_batch(batch).await;
+        let last = written.last().map(|(e, _)| e.log_id);
+        let applied = self
+            .logs
+            .apply_batch(batch)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e));
+        if applied.is_ok() {
+            // Readable from here on (openraft may read them before the flush completes).
+            for (entry, size) in written {
+                self.recent.appended(entry, size);
+            }
+        }
+        let result = match applied {
+            Ok(()) => self.flush(ErrorSubject::Logs).await,
+            Err(e) => Err(e),
+        };
         tracing::trace!(last = ?last, ok = result.is_ok(), "appended raft log entries");
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
@@ -224,6 +251,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {
         tracing::debug!(since = %log_id, "truncating raft log");
+        self.recent.truncated(log_id);
         let mut batch = sled::Batch::default();
         for key in self.logs.range(log_key(log_id.index)..).keys() {
             let key = key.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
@@ -234,6 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
         tracing::debug!(upto = %log_id, "purging raft log");
+        self.recent.purged(log_id);
         let marker = serde_json::to_vec(&log_id)
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
         let mut batch = sled::Batch::default();

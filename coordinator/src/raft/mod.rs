@@ -1,6 +1,7 @@
 //! openraft wiring: the type config, the sled-backed storage and the gRPC network.
 
 pub mod identity;
+mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

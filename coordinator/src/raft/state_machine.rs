@@ -20,7 +20,7 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::store::{read_json, Corruption, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, SNAPSHOT_SEQ_KEY};
 use super::types::{Entry, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::state::{ClusterState, Response};
+use crate::state::{Batch, ClusterState, Response};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -199,17 +199,31 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot> {
         let started = std::time::Instant::now();
-        let (data, last_applied, last_membership) = {
-            let applied = self.lock_read();
-            let data = serde_json::to_vec(&*applied).map_err(|e| {
-                StorageIOError::new(
-                    ErrorSubject::StateMachine,
-                    ErrorVerb::Read,
-                    AnyError::new(&e),
-                )
-            })?;
-            (data, applied.last_applied, applied.last_membership.clone())
-        };
+        // Copy the state under the lock and encode the copy after releasing it: `apply` waits
+        // for the lock, and encoding a large state (17 MB, 100,000 request ids) took 30-80 ms,
+        // which every write committed meanwhile waited out; the copy takes about half of that
+        // (see `DedupId`). Both run on a blocking thread so that they do not hold up other
+        // tasks on the runtime either.
+        let applied = self.applied.clone();
+        let (cloned, last_applied, last_membership, data) =
+            tokio::task::spawn_blocking(move || {
+                let copy = applied
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let cloned = started.elapsed();
+                let data = serde_json::to_vec(&copy);
+                (cloned, copy.last_applied, copy.last_membership, data)
+            })
+            .await
+            .map_err(|e| snapshot_err(None, ErrorVerb::Read, &e))?;
+        let data = data.map_err(|e| {
+            StorageIOError::new(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Read,
+                AnyError::new(&e),
+            )
+        })?;
         let held = self.snapshot_write.lock().await;
         let seq = self.next_snapshot_seq(&held)?;
         let snapshot_id = match last_applied {
@@ -228,7 +242,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             b.last_seconds = started.elapsed().as_secs_f64();
             b.last_bytes = data.len() as u64;
         });
-        tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            bytes = data.len(),
+            lock_held_ms = cloned.as_secs_f64() * 1000.0,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "built snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -244,7 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Vec<Response>>>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -254,12 +274,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut applied = self.lock_write();
             for entry in entries {
                 let response = match &entry.payload {
-                    EntryPayload::Blank => Response::ok(),
-                    EntryPayload::Normal(request) => applied.state.apply(request),
+                    EntryPayload::Blank => Vec::new(),
+                    // One response per request, in order: the batcher pairs them up by position.
+                    EntryPayload::Normal(Batch(requests)) => {
+                        requests.iter().map(|r| applied.state.apply(r)).collect()
+                    }
                     EntryPayload::Membership(membership) => {
                         applied.last_membership =
                             StoredMembership::new(Some(entry.log_id), membership.clone());
-                        Response::ok()
+                        Vec::new()
                     }
                 };
                 applied.last_applied = Some(entry.log_id);

@@ -24,7 +24,8 @@ use super::state_machine::{SnapshotImage, StateMachineStore};
 use super::types::{Entry, LogId, NodeId, Vote};
 
 /// The on-disk layout written by this code; bump it on any incompatible change.
-pub(crate) const FORMAT_VERSION: &str = "1";
+/// 2: a log entry's payload is a batch of requests (was one request).
+pub(crate) const FORMAT_VERSION: &str = "2";
 
 pub(crate) const LOGS_TREE: &str = "logs";
 pub(crate) const RAFT_TREE: &str = "raft";

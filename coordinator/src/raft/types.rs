@@ -2,13 +2,14 @@
 
 use std::io::Cursor;
 
-use crate::state::{Request, Response};
+use crate::state::{Batch, Response};
 
 openraft::declare_raft_types!(
-    /// Shoal's Raft: [`Request`] log entries, [`Response`] answers, u64 node ids.
+    /// Shoal's Raft: [`Batch`]es of requests as log entries, one [`Response`] per request,
+    /// u64 node ids.
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = Batch,
+        R = Vec<Response>,
 );
 
 pub type NodeId = u64;

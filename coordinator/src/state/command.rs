@@ -6,7 +6,18 @@ use shoal_pki::{CertAuthority, Role};
 use super::pki::{CertRecord, Redacted};
 use shoal_model::{Millis, Node, NodeAvailability, SecretValue, ServiceSpec, Task, TaskState};
 
-/// One Raft log entry: a command, with the proposer's clock and an idempotency key.
+/// One Raft log entry: requests proposed together by the leader, applied in order, each on its
+/// own (one [`Response`] per request). A lone write is a batch of one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Request>);
+
+impl From<Request> for Batch {
+    fn from(request: Request) -> Self {
+        Batch(vec![request])
+    }
+}
+
+/// One write: a command, with the proposer's clock and an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// A retried request with the same id is applied once; later copies return the first answer.

@@ -11,7 +11,7 @@ mod secrets;
 #[cfg(test)]
 mod secrets_tests;
 
-pub use command::{Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
+pub use command::{Batch, Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
 pub use query::Query;
 pub use secrets::Secret;
