@@ -84,7 +84,8 @@ async fn serve_api(
                 router.serve_with_incoming_shutdown(incoming, restart).await
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                 router.serve_with_incoming_shutdown(incoming, restart).await
             }
         }

@@ -30,7 +30,6 @@ use shoal_proto::dispatcher::dispatcher_server::DispatcherServer;
 use shoal_proto::raft::raft_server::RaftServer;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::ClientTlsConfig;
 
 mod tls_setup;
@@ -336,9 +335,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             shoal_pki::server::incoming(listener, tls.clone(), "api"),
             stop,
         )),
-        None => tokio::spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop),
-        ),
+        None => tokio::spawn(router.serve_with_incoming_shutdown(plain_incoming(listener), stop)),
     };
     let (halt_tx, halt_rx) = tokio::sync::watch::channel(false);
     if let Some(agent_listen) = &cfg.agent_listen {
@@ -358,9 +355,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 shoal_pki::server::incoming(l, tls.clone(), "agents"),
                 stop,
             )),
-            None => {
-                tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop))
-            }
+            None => tokio::spawn(router.serve_with_incoming_shutdown(plain_incoming(l), stop)),
         };
     }
     if let Some(metrics_listen) = &cfg.metrics_listen {
@@ -434,6 +429,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = raft.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Plaintext connections (`--insecure`), with Nagle off like the TLS accept loop's.
+fn plain_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Calls this coordinator's own control API until it answers, warning every 10 s it does not.

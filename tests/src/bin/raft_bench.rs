@@ -35,6 +35,10 @@ struct Args {
     /// Size of each written value in bytes (etcd); Shoal writes a service spec of similar size.
     #[arg(long, default_value_t = 700)]
     value_bytes: usize,
+    /// Run Shoal as deployed: a secure cluster (mutual TLS on every RPC, clients with the admin
+    /// certificate). Default: `--insecure`, plaintext like the etcd members.
+    #[arg(long)]
+    secure: bool,
 }
 
 #[derive(Default)]
@@ -98,16 +102,32 @@ where
     run
 }
 
-async fn connect(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+async fn connect(
+    addr: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> anyhow::Result<ControlClient<Channel>> {
+    let ch = shoal_pki::tls::endpoint(addr, tls)?
         .tcp_nodelay(true)
         .connect()
         .await?;
     Ok(ControlClient::new(ch))
 }
 
+/// Three coordinators: plaintext and formed through the API, or a secure cluster (bootstrap and
+/// join tokens).
+async fn bench_cluster(secure: bool, root: &std::path::Path) -> Vec<Coord> {
+    if secure {
+        shoal_tests::coordinators::secure_cluster(root, 3, |_| {})
+            .await
+            .0
+    } else {
+        cluster(root, 3, &[]).await
+    }
+}
+
 async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(usize, Run)>> {
-    let coords = cluster(root, 3, &[]).await;
+    let coords = bench_cluster(args.secure, root).await;
+    let tls = coords[0].admin_tls();
     let refs: Vec<&Coord> = coords.iter().collect();
     let leader = wait_leader(&refs, Duration::from_secs(10)).await;
     let addr = coords
@@ -118,7 +138,7 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
     // A few connections shared by the clients, as a real client pool would.
     let mut pool = Vec::new();
     for _ in 0..8 {
-        pool.push(connect(&addr).await?);
+        pool.push(connect(&addr, tls.as_ref()).await?);
     }
     let mut out = Vec::new();
     for &n in &args.clients {
@@ -153,8 +173,13 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
 
 /// Kills the leader `times` times (restarting it each time) and measures the time from SIGKILL
 /// to the first write acknowledged through a survivor.
-async fn failovers(times: usize, root: &std::path::Path) -> anyhow::Result<Vec<Duration>> {
-    let mut coords = cluster(root, 3, &[]).await;
+async fn failovers(
+    times: usize,
+    secure: bool,
+    root: &std::path::Path,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut coords = bench_cluster(secure, root).await;
+    let tls = coords[0].admin_tls();
     let mut out = Vec::new();
     for round in 0..times {
         let refs: Vec<&Coord> = coords.iter().collect();
@@ -172,7 +197,7 @@ async fn failovers(times: usize, root: &std::path::Path) -> anyhow::Result<Vec<D
             .collect();
         let mut clients = Vec::new();
         for a in &survivors {
-            clients.push(connect(a).await?);
+            clients.push(connect(a, tls.as_ref()).await?);
         }
         coords[pos].kill();
         let killed = Instant::now();
@@ -347,6 +372,7 @@ fn rtt_baseline() -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    shoal_pki::install_crypto();
     let root = tempfile::tempdir()?;
     let fsync = fsync_baseline(root.path())?;
     let rtt = rtt_baseline()?;
@@ -357,7 +383,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         etcd_runs(&args, root.path()).await?
     };
-    let fo = failovers(args.failovers, &root.path().join("failover")).await?;
+    let fo = failovers(args.failovers, args.secure, &root.path().join("failover")).await?;
 
     println!("| clients | Shoal writes/s | Shoal p50 ms | Shoal p99 ms | etcd writes/s | etcd p50 ms | etcd p99 ms | Shoal/etcd |");
     println!("|---|---|---|---|---|---|---|---|");
