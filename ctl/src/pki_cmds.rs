@@ -7,7 +7,7 @@ use clap::Subcommand;
 use shoal_pki::csr::KeyAndCsr;
 use shoal_pki::files::{TlsDir, TlsMaterial};
 use shoal_pki::{CertInfo, Identity, Role};
-use shoal_proto::certificates::{IssueAdminRequest, TokenRequest};
+use shoal_proto::certificates::{IssueAdminRequest, RevokeRequest, TokenRequest};
 
 use crate::client::Client;
 
@@ -33,6 +33,8 @@ pub enum CertCmd {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
+    /// Revoke a certificate by serial (as `cert issue-admin` printed it).
+    Revoke { serial: String },
 }
 
 /// The admin certificate to present, from `--tls-dir`, `SHOAL_TLS_DIR` or
@@ -99,11 +101,26 @@ pub async fn token(client: &mut Client, cmd: &TokenCmd) -> anyhow::Result<()> {
 }
 
 pub async fn cert(client: &mut Client, cmd: &CertCmd) -> anyhow::Result<()> {
-    let CertCmd::IssueAdmin {
-        name,
-        out,
-        ttl_secs,
-    } = cmd;
+    let (name, out, ttl_secs) = match cmd {
+        CertCmd::IssueAdmin {
+            name,
+            out,
+            ttl_secs,
+        } => (name, out, ttl_secs),
+        CertCmd::Revoke { serial } => {
+            let req = RevokeRequest {
+                serial: serial.clone(),
+            };
+            let reply = client
+                .call_certs(|mut c| {
+                    let req = req.clone();
+                    async move { c.revoke_cert(req).await }
+                })
+                .await?;
+            println!("{}", reply.message);
+            return Ok(());
+        }
+    };
     let identity = Identity::new(Role::Admin, name.clone());
     let request = KeyAndCsr::generate(&identity)?;
     let req = IssueAdminRequest {

@@ -424,6 +424,46 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         "service ls with the new admin",
     );
     assert!(ls.contains("web"), "{ls}");
+    // An admin certificate revoked by serial stops working at once; another admin's does not.
+    let temp = root.path().join("temp-admin");
+    ok(
+        ctl(
+            &admin_dir,
+            &all,
+            &[
+                "cert",
+                "issue-admin",
+                "--name",
+                "temp",
+                "--out",
+                temp.to_str().unwrap(),
+            ],
+        ),
+        "cert issue-admin temp",
+    );
+    let temp_serial = serial_of(&temp);
+    ok(ctl(&temp, &all, &["service", "ls"]), "service ls as temp");
+    let out = ok(
+        ctl(&ops, &all, &["cert", "revoke", &temp_serial]),
+        "cert revoke",
+    );
+    assert!(out.contains("revoked"), "{out}");
+    let out = ctl(&temp, &all, &["service", "ls"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("revoked"), "{err}");
+    ok(
+        ctl(&ops, &all, &["service", "ls"]),
+        "service ls as ops after revoking temp",
+    );
+    let out = ctl(&ops, &all, &["cert", "revoke", "abcdef"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no unexpired certificate with serial abcdef"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 4d. An agent certificate on the control API and on the Raft API.
     let n1_tls = material(&agents[0].tls_dir());

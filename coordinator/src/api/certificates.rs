@@ -10,7 +10,8 @@ use std::time::Duration;
 use shoal_pki::{CertAuthority, Identity, IssuedCert, JoinToken, Role};
 use shoal_proto::certificates::certificates_server::Certificates;
 use shoal_proto::certificates::{
-    CertReply, IssueAdminRequest, JoinRequest, RenewRequest, TokenReply, TokenRequest,
+    CertReply, IssueAdminRequest, JoinRequest, RenewRequest, RevokeReply, RevokeRequest,
+    TokenReply, TokenRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -268,6 +269,41 @@ impl Certificates for CertificatesService {
         let role = self.token_role(&req)?;
         Ok(Response::new(TokenReply {
             token: self.token_of(role).await?,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(serial = %req.get_ref().serial))]
+    async fn revoke_cert(
+        &self,
+        req: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeReply>, Status> {
+        self.require_secure()?;
+        self.coord.security.authorize(
+            &self.coord.sm,
+            &req,
+            "revoking certificates",
+            &[Role::Admin],
+        )?;
+        let serial = req.into_inner().serial.trim().to_ascii_lowercase();
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(format!(
+                "field `serial`: `{serial}` is not a hex serial number"
+            )));
+        }
+        let cmd = Command::RevokeCert {
+            serial: serial.clone(),
+        };
+        let (resp, _) = self
+            .coord
+            .write(self.coord.request(None, cmd))
+            .await
+            .map_err(status_of)?;
+        if let Some(e) = resp.error {
+            return Err(Status::not_found(e));
+        }
+        tracing::info!(%serial, "certificate revoked");
+        Ok(Response::new(RevokeReply {
+            message: format!("certificate {serial} revoked"),
         }))
     }
 

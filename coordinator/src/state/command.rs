@@ -101,6 +101,10 @@ pub enum Command {
         role: Role,
         secret: Redacted,
     },
+    /// Revokes one certificate by serial.
+    RevokeCert {
+        serial: String,
+    },
     /// Revokes the certificates of a coordinator that left the cluster.
     RevokeMember {
         member_id: u64,

@@ -363,6 +363,25 @@ impl ClusterState {
                 );
                 Response::ok()
             }
+            Command::RevokeCert { serial } => {
+                let Some(pki) = self.pki.as_mut() else {
+                    return Response::refused("this cluster has no CA (insecure mode)");
+                };
+                let Some(cert) = pki.issued.get(serial).cloned() else {
+                    return Response::refused(format!(
+                        "no unexpired certificate with serial {serial} is on record"
+                    ));
+                };
+                pki.revoke_serial(serial);
+                self.event(
+                    now,
+                    "certificate",
+                    &cert.name,
+                    "revoke",
+                    &format!("{} certificate {serial} revoked", cert.role),
+                );
+                Response::ok()
+            }
             Command::RevokeMember { member_id } => {
                 let n = self
                     .pki

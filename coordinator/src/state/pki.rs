@@ -104,6 +104,17 @@ impl PkiState {
         serials.len()
     }
 
+    /// Revokes one certificate; false if no unexpired certificate has that serial.
+    pub fn revoke_serial(&mut self, serial: &str) -> bool {
+        match self.issued.remove(serial) {
+            Some(c) => {
+                self.revoked.insert(serial.to_string(), c);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn forget_expired(&mut self, now: Millis) {
         let now_s = (now / 1000) as i64;
         self.issued.retain(|_, c| c.not_after >= now_s);
@@ -166,6 +177,19 @@ mod tests {
         assert_eq!(p.revoke(Role::Agent, Some("n1"), None), 1);
         assert!(p.is_revoked("01"));
         assert!(!p.is_revoked("02") && !p.is_revoked("03"));
+    }
+
+    #[test]
+    fn revoke_by_serial_takes_one_certificate() {
+        let mut p = pki();
+        p.record(0, &cert("01", Role::Admin, "a", 10), None)
+            .unwrap();
+        p.record(0, &cert("02", Role::Admin, "b", 10), None)
+            .unwrap();
+        assert!(p.revoke_serial("01"));
+        assert!(!p.revoke_serial("01"), "already revoked");
+        assert!(!p.revoke_serial("ff"), "unknown");
+        assert!(p.is_revoked("01") && !p.is_revoked("02"));
     }
 
     #[test]
