@@ -43,20 +43,12 @@ impl AgentApi {
         if !self.secure {
             return Ok(());
         }
-        match shoal_pki::tls::peer_info(req) {
-            None => Err(Status::unauthenticated(
-                "the agent API requires a client certificate from the cluster CA",
-            )),
-            Some(Err(e)) => Err(Status::unauthenticated(e.to_string())),
-            Some(Ok(info)) => match info.identity.role {
-                shoal_pki::Role::Admin | shoal_pki::Role::Coordinator => Ok(()),
-                shoal_pki::Role::Agent => Err(Status::permission_denied(format!(
-                    "the agent API requires an admin certificate; the caller presented the \
-                     certificate of {}",
-                    info.identity
-                ))),
-            },
-        }
+        let info = shoal_pki::tls::caller(req, "the agent API")?;
+        shoal_pki::tls::check_role(
+            &info,
+            "the agent API",
+            &[shoal_pki::Role::Admin, shoal_pki::Role::Coordinator],
+        )
     }
 
     /// The task's stdout and stderr files: from its container's labels, else the default place.

@@ -285,7 +285,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tag,
         metrics: Metrics::new(),
         security: Security {
-            material: material.clone(),
+            secure: material.is_some(),
             cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),
         },
         batcher: Batcher::start(raft.clone()),

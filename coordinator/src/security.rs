@@ -4,19 +4,18 @@
 //! In insecure mode (`--insecure`, local experiments only) there are no certificates and every
 //! check passes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_pki::files::TlsMaterial;
 use shoal_pki::{CertInfo, Identity, Role};
 use tonic::Status;
 
 use crate::raft::StateMachineStore;
 
-/// This coordinator's TLS material and certificate policy; `None` material means insecure.
+/// Whether callers are checked, and the certificate policy.
 #[derive(Clone)]
 pub struct Security {
-    pub material: Option<Arc<TlsMaterial>>,
+    /// False in insecure mode (`--insecure`): no TLS, every check passes.
+    pub secure: bool,
     /// Lifetime of the certificates this coordinator signs for nodes.
     pub cert_ttl: Duration,
 }
@@ -39,15 +38,8 @@ impl Caller {
 }
 
 impl Security {
-    pub fn insecure() -> Security {
-        Security {
-            material: None,
-            cert_ttl: Duration::from_secs(0),
-        }
-    }
-
     pub fn is_secure(&self) -> bool {
-        self.material.is_some()
+        self.secure
     }
 
     /// The caller's verified certificate, if its role is one of `allowed` and it is not
@@ -62,35 +54,14 @@ impl Security {
         if !self.is_secure() {
             return Ok(Caller::Anyone);
         }
-        let info = match shoal_pki::tls::peer_info(req) {
-            None => {
-                return Err(Status::unauthenticated(format!(
-                    "{api} requires a client certificate from the cluster CA (mutual TLS); \
-                     none was presented"
-                )))
-            }
-            Some(Err(e)) => return Err(Status::unauthenticated(e.to_string())),
-            Some(Ok(info)) => info,
-        };
+        let info = shoal_pki::tls::caller(req, api)?;
         if sm.read(|s| s.pki.as_ref().is_some_and(|p| p.is_revoked(&info.serial))) {
             return Err(Status::permission_denied(format!(
                 "the certificate of {} (serial {}) has been revoked",
                 info.identity, info.serial
             )));
         }
-        if !allowed.contains(&info.identity.role) {
-            let want: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
-            return Err(Status::permission_denied(format!(
-                "{api} requires a{} {} certificate; the caller presented the certificate of {}",
-                if want.first().is_some_and(|w| w.starts_with('a')) {
-                    "n"
-                } else {
-                    ""
-                },
-                want.join(" or "),
-                info.identity
-            )));
-        }
+        shoal_pki::tls::check_role(&info, api, allowed)?;
         Ok(Caller::Cert(info))
     }
 }

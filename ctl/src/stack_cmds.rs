@@ -30,24 +30,10 @@ fn print_plan(fmt: Format, v: &Value, applied: bool) {
     }
     let verb = if applied { "applied" } else { "plan for" };
     println!("{verb} stack {}", str_at(v, "/stack"));
-    let services: Vec<Vec<String>> = v["services"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
-                .collect()
-        })
-        .unwrap_or_default();
+    let services = name_action_rows(&v["services"]);
     print!("{}", table(&["SERVICE", "ACTION"], &services));
     println!();
-    let secrets: Vec<Vec<String>> = v["secrets"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
-                .collect()
-        })
-        .unwrap_or_default();
+    let secrets = name_action_rows(&v["secrets"]);
     if !secrets.is_empty() {
         print!("{}", table(&["SECRET", "ACTION"], &secrets));
         println!();
@@ -133,4 +119,15 @@ pub async fn ls(client: &mut Client, fmt: Format, stale: bool) -> anyhow::Result
         vec![str_at(s, "/name"), str_at(s, "/services")]
     });
     Ok(())
+}
+
+/// (name, action) rows of a plan's list of services or secrets.
+fn name_action_rows(list: &Value) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
+                .collect()
+        })
+        .unwrap_or_default()
 }

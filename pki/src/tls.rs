@@ -50,3 +50,34 @@ pub fn peer_info<T>(req: &tonic::Request<T>) -> Option<Result<CertInfo, PkiError
     let leaf = certs.first()?;
     Some(CertInfo::from_der(leaf))
 }
+
+/// The caller's verified certificate (the chain was checked by TLS), or `Unauthenticated`
+/// naming `api` when there is none.
+pub fn caller<T>(req: &tonic::Request<T>, api: &str) -> Result<CertInfo, tonic::Status> {
+    match peer_info(req) {
+        None => Err(tonic::Status::unauthenticated(format!(
+            "{api} requires a client certificate from the cluster CA (mutual TLS); none was \
+             presented"
+        ))),
+        Some(Err(e)) => Err(tonic::Status::unauthenticated(e.to_string())),
+        Some(Ok(info)) => Ok(info),
+    }
+}
+
+/// `PermissionDenied` naming `api` unless the certificate's role is one of `allowed`.
+pub fn check_role(info: &CertInfo, api: &str, allowed: &[Role]) -> Result<(), tonic::Status> {
+    if allowed.contains(&info.identity.role) {
+        return Ok(());
+    }
+    let want: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+    let article = if want.first().is_some_and(|w| w.starts_with('a')) {
+        "an"
+    } else {
+        "a"
+    };
+    Err(tonic::Status::permission_denied(format!(
+        "{api} requires {article} {} certificate; the caller presented the certificate of {}",
+        want.join(" or "),
+        info.identity
+    )))
+}

@@ -1,4 +1,5 @@
-//! Small probes the operability tests share: a plain HTTP GET and a systemd notify-socket reader.
+//! Small probes the operability tests share: a plain HTTP GET, a systemd notify-socket reader
+//! and the Prometheus exposition check.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -42,4 +43,37 @@ pub async fn recv_until(
             Err(_) => return false,
         }
     }
+}
+
+/// `promtool check metrics` must accept `text` (the classic format) without a complaint, and the
+/// endpoint at `addr` must answer an OpenMetrics request with a body ending in `# EOF`.
+pub fn check_exposition(addr: &str, text: &str) {
+    use std::process::{Command, Stdio};
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`) must be installed");
+    promtool
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = promtool.wait_with_output().expect("promtool output");
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool check metrics complained ({}):\n{complaints}\n--- metrics:\n{text}",
+        out.status
+    );
+    let accept = "application/openmetrics-text;version=1.0.0";
+    let (_, om) = http_get(addr, "/metrics", Some(accept)).expect("OpenMetrics scrape");
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
 }

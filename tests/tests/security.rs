@@ -50,6 +50,23 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `shoalctl cert issue-admin --name NAME --out OUT EXTRA...` as the bootstrap admin.
+fn issue_admin(admin_dir: &Path, coordinators: &str, name: &str, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "cert",
+        "issue-admin",
+        "--name",
+        name,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(
+        ctl(admin_dir, coordinators, &args),
+        &format!("cert issue-admin {name}"),
+    );
+}
+
 fn material(dir: &Path) -> TlsMaterial {
     TlsDir::new(dir).load().unwrap()
 }
@@ -362,23 +379,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
 
     // 4c. An expired certificate (issued for one second).
     let brief = root.path().join("brief");
-    ok(
-        ctl(
-            &admin_dir,
-            &all,
-            &[
-                "cert",
-                "issue-admin",
-                "--name",
-                "brief",
-                "--ttl-secs",
-                "1",
-                "--out",
-                brief.to_str().unwrap(),
-            ],
-        ),
-        "cert issue-admin",
-    );
+    issue_admin(&admin_dir, &all, "brief", &brief, &["--ttl-secs", "1"]);
     assert_eq!(key_mode(&brief.join("key.pem")), 0o600);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let expired = client_config(&material(&brief), Role::Coordinator);
@@ -404,21 +405,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     assert!(err.contains("the certificate expired at"), "{err}");
     // A fresh admin certificate from `cert issue-admin` works.
     let ops = root.path().join("ops");
-    ok(
-        ctl(
-            &admin_dir,
-            &all,
-            &[
-                "cert",
-                "issue-admin",
-                "--name",
-                "ops",
-                "--out",
-                ops.to_str().unwrap(),
-            ],
-        ),
-        "cert issue-admin ops",
-    );
+    issue_admin(&admin_dir, &all, "ops", &ops, &[]);
     let ls = ok(
         ctl(&ops, &all, &["service", "ls"]),
         "service ls with the new admin",
@@ -426,21 +413,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     assert!(ls.contains("web"), "{ls}");
     // An admin certificate revoked by serial stops working at once; another admin's does not.
     let temp = root.path().join("temp-admin");
-    ok(
-        ctl(
-            &admin_dir,
-            &all,
-            &[
-                "cert",
-                "issue-admin",
-                "--name",
-                "temp",
-                "--out",
-                temp.to_str().unwrap(),
-            ],
-        ),
-        "cert issue-admin temp",
-    );
+    issue_admin(&admin_dir, &all, "temp", &temp, &[]);
     let temp_serial = serial_of(&temp);
     ok(ctl(&temp, &all, &["service", "ls"]), "service ls as temp");
     let out = ok(

@@ -75,6 +75,25 @@ impl CertificatesService {
         }
     }
 
+    /// A secure cluster and an admin caller.
+    fn require_admin<T>(&self, req: &Request<T>, api: &str) -> Result<(), Status> {
+        self.require_secure()?;
+        self.coord
+            .security
+            .authorize(&self.coord.sm, req, api, &[Role::Admin])
+            .map(|_| ())
+    }
+
+    /// Proposes `cmd` through Raft; the inner `Err` is the state machine's refusal.
+    async fn commit(&self, cmd: Command) -> Result<Result<(), String>, Status> {
+        let (resp, _) = self
+            .coord
+            .write(self.coord.request(None, cmd))
+            .await
+            .map_err(status_of)?;
+        Ok(resp.error.map_or(Ok(()), Err))
+    }
+
     fn ca(&self) -> Result<CertAuthority, Status> {
         self.coord
             .sm
@@ -110,12 +129,7 @@ impl CertificatesService {
             cert: record,
             join_secret,
         };
-        let (resp, _) = self
-            .coord
-            .write(self.coord.request(None, cmd))
-            .await
-            .map_err(status_of)?;
-        if let Some(e) = resp.error {
+        if let Err(e) = self.commit(cmd).await? {
             tracing::warn!(role = %identity.role, name = %identity.name, error = %e,
                 "certificate refused");
             return Err(Status::permission_denied(e));
@@ -130,10 +144,7 @@ impl CertificatesService {
 
     /// Admin only: the role whose join token a request names.
     fn token_role(&self, req: &Request<TokenRequest>) -> Result<Role, Status> {
-        self.require_secure()?;
-        self.coord
-            .security
-            .authorize(&self.coord.sm, req, "join tokens", &[Role::Admin])?;
+        self.require_admin(req, "join tokens")?;
         role_arg(
             "role",
             &req.get_ref().role,
@@ -237,13 +248,7 @@ impl Certificates for CertificatesService {
         &self,
         req: Request<IssueAdminRequest>,
     ) -> Result<Response<CertReply>, Status> {
-        self.require_secure()?;
-        self.coord.security.authorize(
-            &self.coord.sm,
-            &req,
-            "issuing admin certificates",
-            &[Role::Admin],
-        )?;
+        self.require_admin(&req, "issuing admin certificates")?;
         let IssueAdminRequest {
             csr_pem,
             name,
@@ -277,13 +282,7 @@ impl Certificates for CertificatesService {
         &self,
         req: Request<RevokeRequest>,
     ) -> Result<Response<RevokeReply>, Status> {
-        self.require_secure()?;
-        self.coord.security.authorize(
-            &self.coord.sm,
-            &req,
-            "revoking certificates",
-            &[Role::Admin],
-        )?;
+        self.require_admin(&req, "revoking certificates")?;
         let serial = req.into_inner().serial.trim().to_ascii_lowercase();
         if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Status::invalid_argument(format!(
@@ -293,12 +292,7 @@ impl Certificates for CertificatesService {
         let cmd = Command::RevokeCert {
             serial: serial.clone(),
         };
-        let (resp, _) = self
-            .coord
-            .write(self.coord.request(None, cmd))
-            .await
-            .map_err(status_of)?;
-        if let Some(e) = resp.error {
+        if let Err(e) = self.commit(cmd).await? {
             return Err(Status::not_found(e));
         }
         tracing::info!(%serial, "certificate revoked");
@@ -317,12 +311,7 @@ impl Certificates for CertificatesService {
             role,
             secret: Redacted(JoinToken::new_secret()),
         };
-        let (resp, _) = self
-            .coord
-            .write(self.coord.request(None, cmd))
-            .await
-            .map_err(status_of)?;
-        if let Some(e) = resp.error {
+        if let Err(e) = self.commit(cmd).await? {
             return Err(Status::failed_precondition(e));
         }
         tracing::info!(%role, "join token rotated");
