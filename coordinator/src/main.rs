@@ -283,7 +283,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sm,
         channels,
         tag,
-        metrics: Metrics::new(),
+        metrics: Metrics::for_store(store.disk_sync_durations()),
         security: Security {
             secure: material.is_some(),
             cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),

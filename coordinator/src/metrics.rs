@@ -78,6 +78,7 @@ struct Inner {
     snapshots: Counter,
     snapshot_build_seconds: Histogram,
     snapshot_bytes: Gauge,
+    disk_sync_seconds: Histogram,
     leader_changes: Counter,
     // Cluster state, refreshed at scrape time.
     nodes: Family<StateLabel, Gauge>,
@@ -107,7 +108,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics without a store behind them (tests); see [`Metrics::for_store`].
     pub fn new() -> Self {
+        Self::for_store(seconds_histogram())
+    }
+
+    /// Metrics that include `disk_sync_seconds`, the store's own histogram of durable flushes.
+    pub fn for_store(disk_sync_seconds: Histogram) -> Self {
         let mut root = Registry::default();
         let r = root.sub_registry_with_prefix("shoal");
         let api = GrpcMetrics::register(r);
@@ -124,6 +131,7 @@ impl Metrics {
             snapshots: Counter::default(),
             snapshot_build_seconds: seconds_histogram(),
             snapshot_bytes: Gauge::default(),
+            disk_sync_seconds,
             leader_changes: Counter::default(),
             nodes: Family::default(),
             services: Gauge::default(),
@@ -193,6 +201,11 @@ impl Metrics {
             "raft_snapshot_build_duration_seconds",
             "Time to build a snapshot of the state machine",
             i.snapshot_build_seconds.clone(),
+        );
+        r.register(
+            "raft_disk_sync_duration_seconds",
+            "Time for one durable flush of the Raft store (sled flush, then fdatasync)",
+            i.disk_sync_seconds.clone(),
         );
         r.register(
             "raft_snapshot_size_bytes",

@@ -71,6 +71,12 @@ async fn snapshot_metrics_follow_raft() {
             assert_eq!(sample(&text, "shoal_services"), Some(9.0), "{text}");
             assert!(sample(&text, "shoal_raft_proposals_total").unwrap() >= 9.0);
             assert!(sample(&text, "shoal_raft_leader_changes_total").unwrap() >= 1.0);
+            // Every committed entry was appended with a durable flush, and so was the snapshot.
+            let syncs = sample(&text, "shoal_raft_disk_sync_duration_seconds_count").unwrap();
+            assert!(
+                syncs >= 10.0,
+                "{syncs} durable flushes for 9 writes and a snapshot"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no snapshot in metrics:\n{text}");

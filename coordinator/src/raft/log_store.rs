@@ -1,8 +1,9 @@
 //! The Raft log storage on sled: entries, vote, committed log id and purge marker.
 //!
-//! Invariant: every append, vote, truncate and purge is flushed to disk before it is reported
-//! done; truncate and purge are each one atomic sled batch. The committed log id is written
-//! without a flush (see [`RaftLogStorage::save_committed`] below).
+//! Invariant: every append, vote, truncate and purge is on stable storage (sled's flush, then
+//! the `fdatasync`/`fsync` of [`DiskSync`]) before it is reported done; truncate and purge are
+//! each one atomic sled batch. The committed log id is written without a flush (see
+//! [`RaftLogStorage::save_committed`] below).
 
 // openraft's traits return its `StorageError` (over 200 bytes); the helpers here return the same
 // type so that `?` carries it through unchanged.
@@ -17,6 +18,7 @@ use openraft::{
 };
 use serde::Serialize;
 
+use super::disk_sync::DiskSync;
 use super::log_cache::LogCache;
 use super::store::{log_key, parse_log_key, read_json, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
 use super::types::{Entry, LogId, NodeId, TypeConfig, Vote};
@@ -40,6 +42,8 @@ pub struct LogStore {
     raft: sled::Tree,
     /// The last entries appended, decoded, for replication to read without sled.
     recent: LogCache,
+    /// Makes a flush durable (sled's own is not).
+    disk: DiskSync,
 }
 
 impl Debug for LogStore {
@@ -49,21 +53,21 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(logs: sled::Tree, raft: sled::Tree) -> Self {
+    pub(crate) fn new(logs: sled::Tree, raft: sled::Tree, disk: DiskSync) -> Self {
         Self {
             logs,
             raft,
             recent: LogCache::default(),
+            disk,
         }
     }
 
-    /// Waits until everything written so far is on disk (sled flushes the whole database).
+    /// Waits until everything written so far is on stable storage (the whole database).
     async fn flush(&self, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
-        self.logs
-            .flush_async()
+        self.disk
+            .flush_async(&self.logs)
             .await
-            .map_err(|e| sto_err(subject, ErrorVerb::Write, &e))?;
-        Ok(())
+            .map_err(|e| sto_err(subject, ErrorVerb::Write, &e))
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(

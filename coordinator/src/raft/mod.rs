@@ -1,5 +1,6 @@
 //! openraft wiring: the type config, the sled-backed storage and the gRPC network.
 
+mod disk_sync;
 pub mod identity;
 mod log_cache;
 pub mod log_store;

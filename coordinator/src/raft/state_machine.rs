@@ -18,6 +18,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
+use super::disk_sync::DiskSync;
 use super::store::{read_json, Corruption, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, SNAPSHOT_SEQ_KEY};
 use super::types::{Entry, LogId, NodeId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::state::{Batch, ClusterState, Response};
@@ -91,6 +92,8 @@ pub struct StateMachineStore {
     applied_tx: Arc<watch::Sender<u64>>,
     builds_tx: Arc<watch::Sender<SnapshotBuilds>>,
     snapshots: sled::Tree,
+    /// Makes a stored snapshot durable (sled's own flush is not).
+    disk: DiskSync,
     /// Serializes writes of the current snapshot (a build runs concurrently with installs).
     snapshot_write: Arc<Mutex<()>>,
 }
@@ -108,7 +111,7 @@ fn index_of(log_id: Option<LogId>) -> u64 {
 }
 
 impl StateMachineStore {
-    pub(crate) fn new(snapshots: sled::Tree, image: Option<SnapshotImage>) -> Self {
+    pub(crate) fn new(snapshots: sled::Tree, image: Option<SnapshotImage>, disk: DiskSync) -> Self {
         let applied = image.map(|i| i.applied).unwrap_or_default();
         let (applied_tx, _) = watch::channel(index_of(applied.last_applied));
         Self {
@@ -116,6 +119,7 @@ impl StateMachineStore {
             applied_tx: Arc::new(applied_tx),
             builds_tx: Arc::new(watch::channel(SnapshotBuilds::default()).0),
             snapshots,
+            disk,
             snapshot_write: Arc::new(Mutex::new(())),
         }
     }
@@ -182,8 +186,8 @@ impl StateMachineStore {
         self.snapshots
             .apply_batch(batch)
             .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, &e))?;
-        self.snapshots
-            .flush_async()
+        self.disk
+            .flush_async(&self.snapshots)
             .await
             .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, &e))?;
         Ok(())

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use serde::de::DeserializeOwned;
 
+use super::disk_sync::{DiskSync, SyncError};
 use super::log_store::LogStore;
 use super::state_machine::{SnapshotImage, StateMachineStore};
 use super::types::{Entry, LogId, NodeId, Vote};
@@ -78,6 +79,8 @@ pub enum StoreError {
         action: &'static str,
         source: sled::Error,
     },
+    #[error("store `{}`: {source}", path.display())]
+    Sync { path: PathBuf, source: SyncError },
     #[error("store `{}`: corrupt {what}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,
@@ -118,7 +121,10 @@ impl Corruption {
 /// An open store: hands out the Raft log storage and the state machine, and keeps identity keys.
 pub struct Store {
     path: PathBuf,
+    /// The database itself; the trees below keep it open, the store's tests reach past them.
+    #[cfg_attr(not(test), allow(dead_code))]
     db: sled::Db,
+    disk: DiskSync,
     meta: sled::Tree,
     log_store: LogStore,
     state_machine: StateMachineStore,
@@ -174,11 +180,17 @@ impl Store {
         validate_logs(&logs).map_err(|c| corrupt(&path, c))?;
         let image = SnapshotImage::load(&snapshot).map_err(|c| corrupt(&path, c))?;
 
+        let disk = DiskSync::open(&path).map_err(|source| StoreError::Sync {
+            path: path.clone(),
+            source,
+        })?;
         if fresh {
             meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
                 .map_err(|source| sled_err(&path, "writing the format version", source))?;
-            db.flush()
-                .map_err(|source| sled_err(&path, "flushing", source))?;
+            disk.flush(&meta).map_err(|source| StoreError::Sync {
+                path: path.clone(),
+                source,
+            })?;
         }
         tracing::info!(
             path = %path.display(),
@@ -187,15 +199,21 @@ impl Store {
             "opened raft store"
         );
 
-        let log_store = LogStore::new(logs, raft);
-        let state_machine = StateMachineStore::new(snapshot, image);
+        let log_store = LogStore::new(logs, raft, disk.clone());
+        let state_machine = StateMachineStore::new(snapshot, image, disk.clone());
         Ok(Store {
             path,
             db,
+            disk,
             meta,
             log_store,
             state_machine,
         })
+    }
+
+    /// Seconds per durable flush of this store (appends, votes, truncates, purges, snapshots).
+    pub fn disk_sync_durations(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.disk.durations()
     }
 
     /// The directory this store lives in.
@@ -239,10 +257,12 @@ impl Store {
         self.meta
             .insert(key, value)
             .map_err(|source| sled_err(&self.path, "writing a meta key", source))?;
-        self.db
-            .flush()
-            .map_err(|source| sled_err(&self.path, "flushing", source))?;
-        Ok(())
+        self.disk
+            .flush(&self.meta)
+            .map_err(|source| StoreError::Sync {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
