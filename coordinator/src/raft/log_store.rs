@@ -222,23 +222,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        let mut written = Vec::new();
+        let mut encoded = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
-            batch.insert(&log_key(entry.log_id.index)[..], &bytes[..]);
-            written.push((entry, bytes.len()));
+            encoded.push((entry, bytes));
         }
-        let last = written.last().map(|(e, _)| e.log_id);
-        let applied = self
-            .logs
-            .apply_batch(batch)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e));
+        let last = encoded.last().map(|(e, _)| e.log_id);
+        let applied = match &encoded[..] {
+            // The usual case (openraft appends each proposal on its own): a plain insert is
+            // atomic too, and skips a batch's global write lock and the batch marker sled logs.
+            // Measured: +15-20% writes/s at 1 and 16 clients (BENCHMARKS.md).
+            [(entry, bytes)] => self
+                .logs
+                .insert(&log_key(entry.log_id.index)[..], &bytes[..])
+                .map(drop),
+            _ => {
+                let mut batch = sled::Batch::default();
+                for (entry, bytes) in &encoded {
+                    batch.insert(&log_key(entry.log_id.index)[..], &bytes[..]);
+                }
+                self.logs.apply_batch(batch)
+            }
+        }
+        .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Write, &e));
         if applied.is_ok() {
             // Readable from here on (openraft may read them before the flush completes).
-            for (entry, size) in written {
-                self.recent.appended(entry, size);
+            for (entry, bytes) in encoded {
+                self.recent.appended(entry, bytes.len());
             }
         }
         let result = match applied {
