@@ -1,4 +1,7 @@
 //! The agent's own gRPC API (`shoal.agent.v1.Agent`): logs and exec for the tasks it runs.
+//!
+//! Callers: admin and coordinator certificates of the cluster CA, unless revoked (the serials
+//! come from the coordinators, see [`crate::revocations`]).
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -6,20 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use shoal_pki::{CertInfo, Role};
 use shoal_proto::agent::agent_server::Agent;
 use shoal_proto::agent::{ExecReply, ExecRequest, LogChunk, LogsRequest};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::reconcile::exit_code_i32;
+use crate::revocations::Revocations;
 use crate::runtime::{labels, ContainerRuntime, RuntimeError};
 use crate::supervisor::log_paths;
 
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// What the authorization errors call this API.
+const API: &str = "the agent API";
 
 /// Serves logs and exec for the tasks of one runtime.
 pub struct AgentApi {
@@ -27,28 +34,46 @@ pub struct AgentApi {
     log_dir: PathBuf,
     /// Whether callers must present a certificate (the server's TLS checks it against the CA).
     secure: bool,
+    /// Serials refused even though TLS accepted their certificate.
+    revocations: Revocations,
+}
+
+/// Logs and exec are for operators (admin certificates) and coordinators only, and not for a
+/// certificate the coordinators revoked (a leaked admin certificate, a removed coordinator's).
+pub fn check_caller(info: &CertInfo, revocations: &Revocations) -> Result<(), Status> {
+    if revocations.is_revoked(&info.serial) {
+        warn!(
+            serial = %info.serial,
+            caller = %info.identity,
+            "agent API call with a revoked certificate refused"
+        );
+        return Err(shoal_pki::tls::revoked(info));
+    }
+    shoal_pki::tls::check_role(info, API, &[Role::Admin, Role::Coordinator])
 }
 
 impl AgentApi {
-    pub fn new(rt: Arc<dyn ContainerRuntime>, log_dir: PathBuf, secure: bool) -> Self {
+    pub fn new(
+        rt: Arc<dyn ContainerRuntime>,
+        log_dir: PathBuf,
+        secure: bool,
+        revocations: Revocations,
+    ) -> Self {
         Self {
             rt,
             log_dir,
             secure,
+            revocations,
         }
     }
 
-    /// Logs and exec are for operators (admin certificates) and coordinators only.
+    /// The caller's certificate (verified against the CA by TLS) must pass [`check_caller`].
     fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
         if !self.secure {
             return Ok(());
         }
-        let info = shoal_pki::tls::caller(req, "the agent API")?;
-        shoal_pki::tls::check_role(
-            &info,
-            "the agent API",
-            &[shoal_pki::Role::Admin, shoal_pki::Role::Coordinator],
-        )
+        let info = shoal_pki::tls::caller(req, API)?;
+        check_caller(&info, &self.revocations)
     }
 
     /// The task's stdout and stderr files: from its container's labels, else the default place.
@@ -197,7 +222,55 @@ impl Agent for AgentApi {
 
 #[cfg(test)]
 mod tests {
+    use shoal_pki::Identity;
+
     use super::*;
+
+    fn cert(role: Role, name: &str, serial: &str) -> CertInfo {
+        CertInfo {
+            identity: Identity::new(role, name),
+            serial: serial.into(),
+            not_before: 0,
+            not_after: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn refuses_revoked_serials_and_other_roles() {
+        let revocations = Revocations::load(None);
+        let alice = cert(Role::Admin, "alice", "0a");
+        let ops = cert(Role::Admin, "ops", "0b");
+        let c1 = cert(Role::Coordinator, "c1", "0c");
+        for c in [&alice, &ops, &c1] {
+            assert!(check_caller(c, &revocations).is_ok(), "{c:?}");
+        }
+        let s = check_caller(&cert(Role::Agent, "n1", "0d"), &revocations).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
+        assert!(
+            s.message().contains("requires an admin or coordinator"),
+            "{s:?}"
+        );
+        // The coordinators revoke alice's certificate and c1's: both are refused from then on,
+        // with the serial named; ops is not affected.
+        revocations.replace(["0a".to_string(), "0c".to_string()]);
+        for c in [&alice, &c1] {
+            let s = check_caller(c, &revocations).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::PermissionDenied);
+            assert_eq!(
+                s.message(),
+                format!(
+                    "the certificate of {} (serial {}) has been revoked",
+                    c.identity, c.serial
+                )
+            );
+        }
+        assert!(check_caller(&ops, &revocations).is_ok());
+        // Revoked beats the role check: a revoked agent certificate is named as revoked.
+        revocations.replace(["0d".to_string()]);
+        let s = check_caller(&cert(Role::Agent, "n1", "0d"), &revocations).unwrap_err();
+        assert!(s.message().contains("has been revoked"), "{s:?}");
+        assert!(check_caller(&alice, &revocations).is_ok());
+    }
 
     #[test]
     fn tails() {

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod node_info;
 pub mod reconcile;
 pub mod reporter;
+pub mod revocations;
 pub mod runtime;
 pub mod runtime_metrics;
 pub mod secrets;

@@ -11,6 +11,7 @@ use shoal_agent::log_rotation::{self, RotationPolicy};
 use shoal_agent::metrics::Metrics;
 use shoal_agent::node_info::local_node;
 use shoal_agent::reporter::Reporter;
+use shoal_agent::revocations::Revocations;
 use shoal_agent::runtime::{ContainerRuntime, ContainerdConfig, ContainerdRuntime};
 use shoal_agent::runtime_metrics::MeteredRuntime;
 use shoal_agent::secrets::SecretStore;
@@ -150,6 +151,8 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("binding the agent API to `{}`", cfg.listen))?;
     let reporter = Arc::new(Reporter::new(Some(db.clone())));
+    // Loaded before the API serves: revoked certificates stay refused with no coordinator.
+    let revocations = Revocations::load(Some(db.clone()));
     let metrics = Metrics::new();
     if let Some(addr) = &cfg.metrics_listen {
         let bound = shoal_ops::metrics_http::spawn(
@@ -198,6 +201,7 @@ async fn main() -> Result<()> {
         assignments: assign_tx,
         tls: tls.clone(),
         secrets,
+        revocations: revocations.clone(),
     };
     tokio::spawn(session.run());
     tokio::spawn(log_rotation::run(
@@ -209,7 +213,12 @@ async fn main() -> Result<()> {
         Duration::from_secs(10),
     ));
 
-    let api = Arc::new(AgentApi::new(rt, cfg.log_dir.clone(), tls.is_some()));
+    let api = Arc::new(AgentApi::new(
+        rt,
+        cfg.log_dir.clone(),
+        tls.is_some(),
+        revocations,
+    ));
     let mut server = tokio::spawn(serve_api(
         api,
         listener,

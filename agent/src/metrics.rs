@@ -2,7 +2,7 @@
 //!
 //! Counters and histograms are updated where things happen: every runtime (containerd) call
 //! through [`crate::runtime_metrics::MeteredRuntime`], container exits by [`Metrics::count_exits`].
-//! Gauges (tasks by state, session state, per-task CPU and memory) and the counters kept by
+//! Gauges (tasks by state, session state, revoked serials, per-task CPU and memory) and the counters kept by
 //! modules that do not hold a handle (health probes, in [`HEALTH_PROBES_PASSED`] and
 //! [`HEALTH_PROBES_FAILED`]) are read at scrape time by [`Metrics::render`].
 //!
@@ -32,6 +32,8 @@ pub static HEALTH_PROBES_PASSED: AtomicU64 = AtomicU64::new(0);
 pub static HEALTH_PROBES_FAILED: AtomicU64 = AtomicU64::new(0);
 /// Whether the agent holds an assignment stream from a coordinator (set by [`crate::session`]).
 pub static SESSION_CONNECTED: AtomicBool = AtomicBool::new(false);
+/// How many revoked certificate serials the agent API refuses (set by [`crate::revocations`]).
+pub static REVOKED_SERIALS: AtomicU64 = AtomicU64::new(0);
 
 /// Every task state, for `shoal_agent_tasks{state}` (a state with no task reads 0).
 const TASK_STATES: [TaskState; 11] = [
@@ -79,6 +81,7 @@ struct Inner {
     // Refreshed at scrape time.
     tasks: Family<StateLabel, Gauge>,
     session_connected: Gauge,
+    revoked_serials: Gauge,
     health_checks: Family<ResultLabel, Counter>,
     task_cpu_seconds: Family<TaskLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     task_memory_bytes: Family<TaskLabel, Gauge>,
@@ -127,6 +130,12 @@ impl Metrics {
             "agent_coordinator_session",
             "1 while the agent holds an assignment stream from a coordinator",
             session_connected.clone(),
+        );
+        let revoked_serials = Gauge::default();
+        r.register(
+            "agent_revoked_serials",
+            "Revoked certificate serials the agent API refuses, as last sent by a coordinator",
+            revoked_serials.clone(),
         );
         let health_checks = Family::<ResultLabel, Counter>::default();
         r.register(
@@ -224,6 +233,7 @@ impl Metrics {
                 registry: root,
                 tasks,
                 session_connected,
+                revoked_serials,
                 health_checks,
                 task_cpu_seconds,
                 task_memory_bytes,
@@ -315,6 +325,8 @@ impl Metrics {
         }
         i.session_connected
             .set(i64::from(SESSION_CONNECTED.load(Ordering::Relaxed)));
+        i.revoked_serials
+            .set(i64::try_from(REVOKED_SERIALS.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         for (result, v) in [
             ("passed", &HEALTH_PROBES_PASSED),
             ("failed", &HEALTH_PROBES_FAILED),
@@ -481,6 +493,7 @@ mod tests {
             "shoal_agent_runtime_calls_total{op=\"create\"} 1",
             "shoal_agent_task_memory_bytes{task_id=\"t1\"} 1024",
             "shoal_agent_coordinator_session 0",
+            "shoal_agent_revoked_serials ",
             "shoal_agent_health_checks_total{result=\"passed\"}",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");

@@ -16,6 +16,7 @@ use tonic::{Code, Status};
 use tracing::{info, warn};
 
 use crate::reporter::Reporter;
+use crate::revocations::Revocations;
 use crate::secrets::SecretStore;
 
 /// Metadata key naming the leader in a coordinator's `Unavailable` answer.
@@ -99,6 +100,8 @@ pub struct Session {
     pub tls: Option<Arc<crate::tls::AgentTls>>,
     /// Where the values of the secrets the tasks use go (before the tasks themselves).
     pub secrets: SecretStore,
+    /// Where the revoked certificate serials go (for the agent API), before anything else.
+    pub revocations: Revocations,
 }
 
 impl Session {
@@ -282,7 +285,8 @@ impl Session {
                         let tasks = tasks_from_json(&set.tasks_json).map_err(|source| {
                             SessionError::Decode { addr: addr.to_owned(), source }
                         })?;
-                        info!(coordinator = addr, tasks = tasks.len(), secrets = set.secrets.len(), applied_index = set.applied_index, "assignment set");
+                        info!(coordinator = addr, tasks = tasks.len(), secrets = set.secrets.len(), revoked_serials = set.revoked_serials.len(), applied_index = set.applied_index, "assignment set");
+                        self.revocations.replace(set.revoked_serials);
                         self.secrets.replace(
                             set.secrets
                                 .into_iter()

@@ -1,9 +1,11 @@
-//! The agent's local sled db: the last assignment set, reported task states and unsent reports.
+//! The agent's local sled db: the last assignment set, the revoked certificate serials that came
+//! with it, reported task states and unsent reports.
 //!
 //! It is what lets the agent restart without a coordinator: it keeps running the tasks it last
-//! had, and resends the status reports no coordinator acknowledged.
+//! had, keeps refusing the certificates it was told are revoked, and resends the status reports
+//! no coordinator acknowledged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +13,7 @@ use shoal_model::{Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 
 const ASSIGNMENTS_KEY: &[u8] = b"assignments";
+const REVOKED_KEY: &[u8] = b"revoked_serials";
 
 /// What can go wrong with the local db.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,20 @@ impl StateDb {
         }
     }
 
+    /// Stores the serials of the revoked certificates, as last sent by a coordinator.
+    pub fn save_revoked_serials(&self, serials: &BTreeSet<String>) -> Result<(), StateDbError> {
+        self.meta.insert(REVOKED_KEY, encode(serials))?;
+        self.flush()
+    }
+
+    /// The last stored revoked serials; none if no coordinator ever sent any.
+    pub fn load_revoked_serials(&self) -> Result<BTreeSet<String>, StateDbError> {
+        match self.meta.get(REVOKED_KEY)? {
+            Some(v) => decode(REVOKED_KEY, &v),
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
     /// Stores an unsent report under `seq` and the task's last state.
     pub fn push_report(&self, seq: u64, update: &StatusUpdate) -> Result<(), StateDbError> {
         let stored = encode(&StoredUpdate::from(update));
@@ -194,6 +211,9 @@ mod tests {
             let db = StateDb::open(dir.path()).unwrap();
             assert_eq!(db.load_assignments().unwrap(), None);
             db.save_assignments(&[]).unwrap();
+            assert!(db.load_revoked_serials().unwrap().is_empty());
+            db.save_revoked_serials(&["0a".to_string(), "0b".to_string()].into())
+                .unwrap();
             db.push_report(1, &update("a", TaskState::Starting))
                 .unwrap();
             db.push_report(2, &update("a", TaskState::Running)).unwrap();
@@ -203,6 +223,10 @@ mod tests {
         }
         let db = StateDb::open(dir.path()).unwrap();
         assert_eq!(db.load_assignments().unwrap(), Some(vec![]));
+        assert_eq!(
+            db.load_revoked_serials().unwrap(),
+            BTreeSet::from(["0a".to_string(), "0b".to_string()])
+        );
         let pending = db.load_reports().unwrap();
         assert_eq!(
             pending,

@@ -1,5 +1,5 @@
 //! The agent's dispatcher session against in-test dispatcher servers: leader redirects,
-//! reconnects and status reports that survive a coordinator outage.
+//! reconnects, status reports that survive a coordinator outage, revoked serials.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use shoal_agent::config::{AgentConfig, FileConfig, Flags};
 use shoal_agent::node_info::local_node;
 use shoal_agent::reporter::Reporter;
+use shoal_agent::revocations::Revocations;
 use shoal_agent::session::Session;
 use shoal_model::TaskState;
 use shoal_proto::convert::StatusUpdate;
@@ -18,6 +19,14 @@ use support::{task, FakeDispatcher};
 fn session(
     endpoints: Vec<String>,
     reporter: Arc<Reporter>,
+) -> (Session, tokio::sync::mpsc::Receiver<Vec<shoal_model::Task>>) {
+    session_with(endpoints, reporter, Revocations::default())
+}
+
+fn session_with(
+    endpoints: Vec<String>,
+    reporter: Arc<Reporter>,
+    revocations: Revocations,
 ) -> (Session, tokio::sync::mpsc::Receiver<Vec<shoal_model::Task>>) {
     let flags = Flags {
         node_name: Some("node-s".into()),
@@ -34,6 +43,7 @@ fn session(
             assignments: tx,
             tls: None,
             secrets: Default::default(),
+            revocations,
         },
         rx,
     )
@@ -134,5 +144,38 @@ async fn reconnects_within_a_second_and_resends_unacknowledged_reports_once() {
         ]
     );
     assert!(reporter.pending().is_empty());
+    h.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_serials_arrive_with_the_assignment_set_and_replace_the_last_list() {
+    let d = FakeDispatcher::start();
+    d.revoke(&["0a"]);
+    let revocations = Revocations::default();
+    let (s, mut rx) = session_with(
+        vec![d.addr.clone()],
+        Arc::new(Reporter::new(None)),
+        revocations.clone(),
+    );
+    let h = tokio::spawn(s.run());
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revocations.is_revoked("0a"));
+    // A revocation while connected: a new set with the same tasks brings the new list.
+    d.revoke(&["0a", "0b"]);
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revocations.is_revoked("0a") && revocations.is_revoked("0b"));
+    // The list is replaced whole (an expired certificate leaves it).
+    d.revoke(&["0b"]);
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!revocations.is_revoked("0a") && revocations.is_revoked("0b"));
     h.abort();
 }

@@ -56,10 +56,7 @@ impl Security {
         }
         let info = shoal_pki::tls::caller(req, api)?;
         if sm.read(|s| s.pki.as_ref().is_some_and(|p| p.is_revoked(&info.serial))) {
-            return Err(Status::permission_denied(format!(
-                "the certificate of {} (serial {}) has been revoked",
-                info.identity, info.serial
-            )));
+            return Err(shoal_pki::tls::revoked(&info));
         }
         shoal_pki::tls::check_role(&info, api, allowed)?;
         Ok(Caller::Cert(info))

@@ -64,6 +64,15 @@ pub fn caller<T>(req: &tonic::Request<T>, api: &str) -> Result<CertInfo, tonic::
     }
 }
 
+/// `PermissionDenied` for a certificate on the cluster's revocation list, naming its holder and
+/// serial. Every server that checks revocation (coordinators, agents) answers with this.
+pub fn revoked(info: &CertInfo) -> tonic::Status {
+    tonic::Status::permission_denied(format!(
+        "the certificate of {} (serial {}) has been revoked",
+        info.identity, info.serial
+    ))
+}
+
 /// `PermissionDenied` naming `api` unless the certificate's role is one of `allowed`.
 pub fn check_role(info: &CertInfo, api: &str, allowed: &[Role]) -> Result<(), tonic::Status> {
     if allowed.contains(&info.identity.role) {

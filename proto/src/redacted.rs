@@ -44,6 +44,7 @@ mod tests {
                 },
             )]
             .into(),
+            revoked_serials: vec!["0a".into()],
         };
         let req = StackFileRequest {
             stack: "s".into(),

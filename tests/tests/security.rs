@@ -2,8 +2,10 @@
 //! agents joining with tokens, `shoalctl` with the admin certificate, and every refusal the
 //! security model promises (no certificate, another CA, an expired certificate, an agent
 //! certificate on the control and Raft APIs, an agent speaking for another node, the wrong token,
-//! a rotated-out token, a revoked node, a coordinator whose CA does not match the pin), each
-//! checked to change nothing. Also: agent certificates renew themselves, key files are 0600.
+//! a rotated-out token, a revoked node, a coordinator whose CA does not match the pin, a revoked
+//! admin certificate on the coordinators and on the agents' API, also after an agent restart with
+//! no coordinator), each checked to change nothing. Also: agent certificates renew themselves, key
+//! files are 0600.
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +17,8 @@ use serde_json::{json, Value};
 use shoal_pki::files::{TlsDir, TlsMaterial};
 use shoal_pki::tls::{anonymous_client_config, client_config, endpoint};
 use shoal_pki::{CertInfo, Role};
+use shoal_proto::agent::agent_client::AgentClient;
+use shoal_proto::agent::{ExecRequest, LogsRequest};
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::ApplyRequest;
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
@@ -155,6 +159,69 @@ async fn raft_vote_refused(addr: &str, tls: &ClientTlsConfig) -> tonic::Status {
         })
         .await
         .unwrap_err()
+}
+
+/// The agent API at `addr`, called directly with `tls` (as the holder of a leaked certificate
+/// would: `shoalctl exec` asks a coordinator first, which refuses a revoked certificate itself).
+async fn agent_api(
+    addr: &str,
+    tls: &ClientTlsConfig,
+) -> Result<AgentClient<tonic::transport::Channel>, tonic::Status> {
+    let ch = endpoint(addr, Some(tls))
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("{e:?}")))?;
+    Ok(AgentClient::new(ch))
+}
+
+/// `echo WORD` in `task` through the agent API at `addr`; stdout on success.
+async fn exec_direct(
+    addr: &str,
+    tls: &ClientTlsConfig,
+    task: &str,
+    word: &str,
+) -> Result<String, tonic::Status> {
+    let r = agent_api(addr, tls)
+        .await?
+        .exec(ExecRequest {
+            task_id: task.into(),
+            command: vec!["echo".into(), word.into()],
+        })
+        .await?
+        .into_inner();
+    Ok(String::from_utf8_lossy(&r.stdout).trim().to_string())
+}
+
+/// Polls exec in `task` through the agent API at `addr` with `tls` until it is refused; fails if
+/// it still works 10 s after `since`.
+async fn exec_refused_by(
+    addr: &str,
+    tls: &ClientTlsConfig,
+    task: &str,
+    since: Instant,
+) -> tonic::Status {
+    loop {
+        match exec_direct(addr, tls, task, "still-allowed").await {
+            Err(s) if s.code() == tonic::Code::PermissionDenied => return s,
+            r => assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the agent at {addr} still serves the revoked certificate 10 s after `cert \
+                 revoke`: {r:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts that `s` is the agent's refusal of the revoked certificate with `serial`.
+fn assert_revoked(s: &tonic::Status, serial: &str) {
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(
+        s.message()
+            .contains(&format!("(serial {serial}) has been revoked")),
+        "{s:?}"
+    );
 }
 
 fn key_mode(path: &Path) -> u32 {
@@ -416,11 +483,22 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     issue_admin(&admin_dir, &all, "temp", &temp, &[]);
     let temp_serial = serial_of(&temp);
     ok(ctl(&temp, &all, &["service", "ls"]), "service ls as temp");
+    // Before the revocation, temp may exec on the agents too (directly, with its certificate).
+    let n1_api = agents[0].listen.clone();
+    let as_temp = client_config(&material(&temp), Role::Agent);
+    let as_ops = client_config(&material(&ops), Role::Agent);
+    assert_eq!(
+        exec_direct(&n1_api, &as_temp, &t1, "temp-before")
+            .await
+            .unwrap(),
+        "temp-before"
+    );
     let out = ok(
         ctl(&ops, &all, &["cert", "revoke", &temp_serial]),
         "cert revoke",
     );
     assert!(out.contains("revoked"), "{out}");
+    let revoked_at = Instant::now();
     let out = ctl(&temp, &all, &["service", "ls"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -429,6 +507,42 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         ctl(&ops, &all, &["service", "ls"]),
         "service ls as ops after revoking temp",
     );
+    // The agents learn the revoked serials from the leader with their assignment set: within a
+    // few seconds, the agent API refuses temp's certificate (exec and logs) and names it.
+    let refused = exec_refused_by(&n1_api, &as_temp, &t1, revoked_at).await;
+    eprintln!(
+        "n1 refused the revoked certificate {:?} after `cert revoke`: {}",
+        revoked_at.elapsed(),
+        refused.message()
+    );
+    assert_revoked(&refused, &temp_serial);
+    assert!(refused.message().contains("admin `temp`"), "{refused:?}");
+    let s = agent_api(&n1_api, &as_temp)
+        .await
+        .unwrap()
+        .logs(LogsRequest {
+            task_id: t1.clone(),
+            follow: false,
+            tail: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_revoked(&s, &temp_serial);
+    // Every agent has it, not only n1.
+    let s = exec_refused_by(&agents[1].listen, &as_temp, &t2, revoked_at).await;
+    assert_revoked(&s, &temp_serial);
+    // Another admin still execs, directly and through shoalctl.
+    assert_eq!(
+        exec_direct(&n1_api, &as_ops, &t1, "ops-direct")
+            .await
+            .unwrap(),
+        "ops-direct"
+    );
+    let out = ok(
+        ctl(&ops, &all, &["exec", &t1, "--", "echo", "ops-exec"]),
+        "exec as ops after revoking temp",
+    );
+    assert_eq!(out.trim(), "ops-exec");
     let out = ctl(&ops, &all, &["cert", "revoke", "abcdef"]);
     assert!(!out.status.success());
     assert!(
@@ -721,4 +835,45 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     let s = raft_vote_refused(&leader, &as_c3).await;
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("revoked"), "{s:?}");
+
+    // 11. An agent restarted while no coordinator answers still refuses the revoked admin
+    //     certificate (the serials are kept in its state db) and still serves another admin.
+    //     Its certificate must outlive the restart, renewal being impossible meanwhile.
+    wait_for(
+        "n1's certificate valid for 15 s more",
+        Duration::from_secs(30),
+        || async {
+            let info = CertInfo::from_pem(&material(&n1_dir).cert_pem).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            info.not_after - now > 15
+        },
+    )
+    .await;
+    agents[0].kill();
+    let i = agents[0]
+        .args
+        .iter()
+        .position(|a| a == "--coordinators")
+        .unwrap();
+    agents[0].args[i + 1] = shoal_tests::free_addr();
+    agents[0].start();
+    wait_for(
+        "n1's API serving ops after a restart without coordinators",
+        Duration::from_secs(30),
+        || async {
+            exec_direct(&n1_api, &as_ops, &t1, "ops-alone")
+                .await
+                .is_ok_and(|out| out == "ops-alone")
+        },
+    )
+    .await;
+    match exec_direct(&n1_api, &as_temp, &t1, "temp-alone").await {
+        Ok(out) => panic!(
+            "n1, restarted with no coordinator, serves the revoked certificate again: {out:?}"
+        ),
+        Err(s) => assert_revoked(&s, &temp_serial),
+    }
 }

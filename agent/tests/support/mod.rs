@@ -23,6 +23,8 @@ pub struct Shared {
     pub reports: Mutex<Vec<StatusUpdate>>,
     pub registrations: Mutex<Vec<Node>>,
     pub assignments: watch::Sender<Vec<Task>>,
+    /// Revoked certificate serials, sent with every assignment set.
+    pub revoked: Mutex<Vec<String>>,
     /// When set, every call fails with `not the leader; leader at <addr>`.
     pub redirect_to: Mutex<Option<String>>,
 }
@@ -80,6 +82,7 @@ impl Dispatcher for Service {
     ) -> Result<Response<AssignmentStream>, Status> {
         self.check_leader()?;
         let mut rx = self.0.assignments.subscribe();
+        let shared = self.0.clone();
         let stream = async_stream(move |tx| async move {
             let mut index = 0;
             loop {
@@ -89,6 +92,7 @@ impl Dispatcher for Service {
                     tasks_json: encode_json(&tasks),
                     applied_index: index,
                     secrets: Default::default(),
+                    revoked_serials: shared.revoked.lock().unwrap().clone(),
                 };
                 if tx.send(Ok(set)).await.is_err() || rx.changed().await.is_err() {
                     return;
@@ -139,6 +143,7 @@ impl FakeDispatcher {
             reports: Mutex::new(Vec::new()),
             registrations: Mutex::new(Vec::new()),
             assignments: tx,
+            revoked: Mutex::new(Vec::new()),
             redirect_to: Mutex::new(None),
         });
         let mut me = Self {
@@ -194,6 +199,12 @@ impl FakeDispatcher {
     /// Replaces the assignment set (sent at once to connected agents).
     pub fn assign(&self, tasks: Vec<Task>) {
         self.shared.assignments.send_replace(tasks);
+    }
+
+    /// Replaces the revoked serials and sends a new set (same tasks) to connected agents.
+    pub fn revoke(&self, serials: &[&str]) {
+        *self.shared.revoked.lock().unwrap() = serials.iter().map(|s| s.to_string()).collect();
+        self.shared.assignments.send_modify(|_| {});
     }
 
     /// Every report received so far, in order.

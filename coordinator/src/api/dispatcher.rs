@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::Coordinator;
 use crate::orchestrator::liveness::Liveness;
-use crate::state::{Command, TaskStatusUpdate};
+use crate::state::{ClusterState, Command, TaskStatusUpdate};
 
 /// gRPC metadata key naming the leader's address on a redirect.
 pub const LEADER_HEADER: &str = "shoal-leader";
@@ -89,24 +89,46 @@ impl DispatcherService {
     fn period_ms(&self) -> u64 {
         self.liveness.heartbeat_period.as_millis() as u64
     }
+}
 
-    /// The tasks an agent must know about: everything assigned to it and not finished.
-    fn tasks_for(&self, node: &str) -> Vec<shoal_model::Task> {
-        self.coord.sm.read(|s| {
-            s.tasks
-                .values()
-                .filter(|t| t.node.as_deref() == Some(node) && !t.state.is_terminal())
-                .filter(|t| t.state >= TaskState::Assigned)
-                .cloned()
-                .collect()
-        })
+/// The tasks an agent must know about: everything assigned to it and not finished.
+fn tasks_for(state: &ClusterState, node: &str) -> Vec<shoal_model::Task> {
+    state
+        .tasks
+        .values()
+        .filter(|t| t.node.as_deref() == Some(node) && !t.state.is_terminal())
+        .filter(|t| t.state >= TaskState::Assigned)
+        .cloned()
+        .collect()
+}
+
+/// The serials of the revoked certificates on record (the state keeps one until it expires;
+/// expired ones are dropped when the next certificate is recorded), sorted. Every agent gets them
+/// all: its API refuses any of them. Serials only, never keys.
+fn revoked_serials(state: &ClusterState) -> Vec<String> {
+    state
+        .pki
+        .as_ref()
+        .map(|p| p.revoked.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// What `node` is sent, from one read of the state: its tasks, the secret values they use and
+/// the revoked serials. `applied_index` is left for the sender to fill.
+fn assignment_set(state: &ClusterState, node: &str) -> AssignmentSet {
+    let tasks = tasks_for(state, node);
+    AssignmentSet {
+        tasks_json: encode_json(&tasks),
+        applied_index: 0,
+        secrets: secrets_for(state, &tasks),
+        revoked_serials: revoked_serials(state),
     }
 }
 
 /// The values of the secrets `tasks` reference, at the versions they reference, by name.
 /// Only these travel to the node: never a secret its tasks do not use.
 fn secrets_for(
-    state: &crate::state::ClusterState,
+    state: &ClusterState,
     tasks: &[shoal_model::Task],
 ) -> std::collections::HashMap<String, SecretValue> {
     let mut out = std::collections::HashMap::new();
@@ -238,7 +260,9 @@ impl Dispatcher for DispatcherService {
     }
 }
 
-/// Sends the node's full task set now and whenever it changes, until leadership is lost.
+/// Sends the node's full task set now and whenever it or the revoked serials change (checked
+/// after every applied log entry: a revocation reaches connected agents as soon as the leader
+/// applies it), until leadership is lost.
 fn async_stream(
     me: DispatcherService,
     node: String,
@@ -247,25 +271,24 @@ fn async_stream(
     tokio::spawn(async move {
         let _session = me.coord.metrics.agent_session();
         let mut applied = me.coord.sm.watch_applied();
-        let mut last: Option<Vec<u8>> = None;
+        let mut last: Option<AssignmentSet> = None;
         loop {
             if let Err(s) = me.require_leader() {
                 let _ = tx.send(Err(s)).await;
                 return;
             }
-            let tasks = me.tasks_for(&node);
-            // The references carry the secrets' versions: same tasks, same secret values.
-            let json = encode_json(&tasks);
-            if last.as_ref() != Some(&json) {
-                let set = AssignmentSet {
-                    tasks_json: json.clone(),
+            let set = me.coord.sm.read(|s| assignment_set(s, &node));
+            // Compared before the applied index is stamped: a set goes out only when what the
+            // agent gets (tasks, secret values, revoked serials) changed.
+            if last.as_ref() != Some(&set) {
+                let sent = AssignmentSet {
                     applied_index: me.coord.sm.applied_index(),
-                    secrets: me.coord.sm.read(|s| secrets_for(s, &tasks)),
+                    ..set.clone()
                 };
-                if tx.send(Ok(set)).await.is_err() {
+                if tx.send(Ok(sent)).await.is_err() {
                     return; // the agent went away
                 }
-                last = Some(json);
+                last = Some(set);
             }
             tokio::select! {
                 r = applied.changed() => if r.is_err() { return },
@@ -281,8 +304,11 @@ fn async_stream(
 mod tests {
     use shoal_model::{SecretRef, Task};
 
+    use shoal_proto::convert::tasks_from_json;
+
     use super::*;
-    use crate::state::{ClusterState, Request};
+    use crate::state::pki::{CertRecord, Redacted};
+    use crate::state::Request;
 
     fn task(id: &str, node: &str, secrets: Vec<SecretRef>) -> Task {
         let spec = shoal_model::ContainerSpec {
@@ -305,6 +331,99 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         }
+    }
+
+    fn apply(s: &mut ClusterState, command: Command) {
+        let r = s.apply(&Request {
+            request_id: None,
+            now: 1,
+            command,
+        });
+        assert!(r.error.is_none(), "{r:?}");
+    }
+
+    fn cert(serial: &str, role: Role, name: &str) -> CertRecord {
+        CertRecord {
+            serial: serial.into(),
+            role,
+            name: name.into(),
+            member_id: None,
+            not_after: 4_000_000_000,
+        }
+    }
+
+    #[test]
+    fn every_node_gets_the_revoked_serials_and_no_key() {
+        let mut s = ClusterState::default();
+        // Insecure cluster (no CA): nothing to refuse.
+        assert!(assignment_set(&s, "n1").revoked_serials.is_empty());
+        apply(
+            &mut s,
+            Command::InitPki {
+                ca: shoal_pki::CertAuthority {
+                    cert_pem: "CA CERT".into(),
+                    key_pem: "CA PRIVATE KEY".into(),
+                },
+                agent_secret: Redacted("agent-secret".into()),
+                coordinator_secret: Redacted("coordinator-secret".into()),
+                issued: vec![cert("0c", Role::Coordinator, "c1")],
+            },
+        );
+        for c in [
+            cert("0b", Role::Admin, "temp"),
+            cert("0a", Role::Admin, "ops"),
+            cert("0d", Role::Agent, "n2"),
+        ] {
+            apply(
+                &mut s,
+                Command::RecordCert {
+                    cert: c,
+                    join_secret: None,
+                },
+            );
+        }
+        assert!(assignment_set(&s, "n1").revoked_serials.is_empty());
+        apply(
+            &mut s,
+            Command::RevokeCert {
+                serial: "0b".into(),
+            },
+        );
+        apply(
+            &mut s,
+            Command::RevokeCert {
+                serial: "0d".into(),
+            },
+        );
+        s.tasks
+            .insert("t".into(), task("t", "n1", vec![SecretRef::new("pw")]));
+        // Sorted, the same for every node, whatever its tasks.
+        let n1 = assignment_set(&s, "n1");
+        assert_eq!(n1.revoked_serials, ["0b", "0d"]);
+        assert_eq!(assignment_set(&s, "n3").revoked_serials, ["0b", "0d"]);
+        assert_eq!(tasks_from_json(&n1.tasks_json).unwrap().len(), 1);
+        // Serials only: no key, no join secret travels.
+        let text = format!("{n1:?} {}", String::from_utf8_lossy(&n1.tasks_json));
+        for secret in [
+            "CA PRIVATE KEY",
+            "CA CERT",
+            "agent-secret",
+            "coordinator-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} sent to an agent");
+        }
+        // A set that differs only in revocations is a new set (the stream sends it again).
+        let before = assignment_set(&s, "n1");
+        apply(
+            &mut s,
+            Command::RevokeCert {
+                serial: "0a".into(),
+            },
+        );
+        let after = assignment_set(&s, "n1");
+        assert_eq!(before.tasks_json, after.tasks_json);
+        assert_ne!(before, after);
+        assert_eq!(after.revoked_serials, ["0a", "0b", "0d"]);
     }
 
     #[test]
