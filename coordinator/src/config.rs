@@ -37,6 +37,9 @@ pub struct TlsSettings {
     pub insecure: bool,
     /// Lifetime of node certificates this coordinator signs (agents renew at two thirds).
     pub cert_ttl_secs: u64,
+    /// Lifetime of coordinator certificates: the one a bootstrap makes for itself and those
+    /// this coordinator signs for joining or renewing coordinators (renewed at two thirds).
+    pub coordinator_cert_ttl_secs: u64,
     /// Join token used when this coordinator's data dir has no certificate yet. Prefer the
     /// `SHOAL_JOIN_TOKEN` environment variable or `--token-file` to keep it out of config files.
     pub join_token: Option<String>,
@@ -47,6 +50,7 @@ impl Default for TlsSettings {
         Self {
             insecure: false,
             cert_ttl_secs: 90 * 24 * 3600,
+            coordinator_cert_ttl_secs: shoal_pki::ca::COORDINATOR_CERT_TTL.as_secs(),
             join_token: None,
         }
     }
@@ -185,6 +189,11 @@ impl Config {
                 "tls: `cert_ttl_secs` must be at least 5".into(),
             ));
         }
+        if self.tls.coordinator_cert_ttl_secs < 5 {
+            return Err(ConfigError::Invalid(
+                "tls: `coordinator_cert_ttl_secs` must be at least 5".into(),
+            ));
+        }
         if t.snapshot_logs == 0 {
             return Err(ConfigError::Invalid(
                 "raft: `snapshot_logs` must be positive".into(),
@@ -210,7 +219,19 @@ mod tests {
         assert_eq!(c.id, 3);
         assert_eq!(c.raft.snapshot_logs, 10);
         assert_eq!(c.raft.heartbeat_ms, 50);
+        assert_eq!(c.tls.coordinator_cert_ttl_secs, 365 * 24 * 3600);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn coordinator_certificate_lifetime_is_read_and_checked() {
+        let c: Config = toml::from_str("[tls]\ncoordinator_cert_ttl_secs = 30\n").unwrap();
+        assert_eq!(c.tls.coordinator_cert_ttl_secs, 30);
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.tls.coordinator_cert_ttl_secs = 1;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("coordinator_cert_ttl_secs"), "{e}");
     }
 
     #[test]

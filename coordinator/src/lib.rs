@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod cert_renewal;
 pub mod config;
 pub mod coordinator;
 pub mod identity_file;

@@ -11,6 +11,7 @@ use shoal_coordinator::api::control::ControlService;
 use shoal_coordinator::api::dispatcher::DispatcherService;
 use shoal_coordinator::api::raft_service::RaftService;
 use shoal_coordinator::batcher::Batcher;
+use shoal_coordinator::cert_renewal::Renewal;
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::identity_file;
@@ -21,6 +22,7 @@ use shoal_coordinator::raft::network::{Channels, NetworkFactory};
 use shoal_coordinator::raft::types::Raft;
 use shoal_coordinator::raft::Store;
 use shoal_coordinator::security::Security;
+use shoal_pki::files::TlsMaterial;
 use shoal_pki::Role;
 use shoal_proto::certificates::certificates_server::CertificatesServer;
 use shoal_proto::control::control_client::ControlClient;
@@ -89,6 +91,10 @@ struct Args {
     /// Lifetime of the node certificates this coordinator signs, in seconds.
     #[arg(long)]
     cert_ttl_secs: Option<u64>,
+    /// Lifetime of coordinator certificates (its own at bootstrap, and those it signs), in
+    /// seconds; coordinators renew theirs two thirds in.
+    #[arg(long)]
+    coordinator_cert_ttl_secs: Option<u64>,
 }
 
 impl Args {
@@ -132,6 +138,9 @@ impl Args {
         c.tls.insecure |= self.insecure;
         if let Some(v) = self.cert_ttl_secs {
             c.tls.cert_ttl_secs = v;
+        }
+        if let Some(v) = self.coordinator_cert_ttl_secs {
+            c.tls.coordinator_cert_ttl_secs = v;
         }
         if let Some(p) = &self.token_file {
             let t = std::fs::read_to_string(p)
@@ -222,11 +231,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client_tls = material
         .as_deref()
         .map(|m| shoal_pki::tls::client_config(m, Role::Coordinator));
+    // The servers' TLS settings, replaced when the certificate is renewed.
     let server_tls = match material.as_deref() {
-        Some(m) => Some(
+        Some(m) => Some(tokio::sync::watch::channel(
             shoal_pki::server::server_config(m, false)
                 .context("invalid TLS settings for the servers")?,
-        ),
+        )),
         None => None,
     };
     let store =
@@ -287,6 +297,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         security: Security {
             secure: material.is_some(),
             cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),
+            coordinator_cert_ttl: Duration::from_secs(cfg.tls.coordinator_cert_ttl_secs),
         },
         batcher: Batcher::start(raft.clone()),
     };
@@ -331,8 +342,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     };
     let server = match &server_tls {
-        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
-            shoal_pki::server::incoming(listener, tls.clone(), "api"),
+        Some((_, tls)) => tokio::spawn(router.serve_with_incoming_shutdown(
+            shoal_pki::server::incoming_watched(listener, tls.clone(), "api"),
             stop,
         )),
         None => tokio::spawn(router.serve_with_incoming_shutdown(plain_incoming(listener), stop)),
@@ -351,8 +362,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let _ = halt.changed().await;
         };
         match &server_tls {
-            Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
-                shoal_pki::server::incoming(l, tls.clone(), "agents"),
+            Some((_, tls)) => tokio::spawn(router.serve_with_incoming_shutdown(
+                shoal_pki::server::incoming_watched(l, tls.clone(), "agents"),
                 stop,
             )),
             None => tokio::spawn(router.serve_with_incoming_shutdown(plain_incoming(l), stop)),
@@ -401,11 +412,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    if material.is_some() {
+    if let (Some(m), Some((server_tls, _))) = (&material, server_tls) {
         tokio::spawn(tls_setup::publish_pending_ca(
             coord.clone(),
             cfg.data_dir.clone(),
         ));
+        let renewal = Renewal {
+            dir: tls_setup::tls_dir(&cfg.data_dir),
+            material: TlsMaterial::clone(m),
+            api_addr: loopback(api_addr).to_string(),
+            channels: coord.channels.clone(),
+            server_tls,
+        };
+        tokio::spawn(renewal.run());
     }
 
     let mut term = signal(SignalKind::terminate())?;
@@ -436,8 +455,8 @@ fn plain_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncomin
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Calls this coordinator's own control API until it answers, warning every 10 s it does not.
-async fn wait_api_serving(mut addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) {
+/// Where this process reaches a listener bound to `addr` (loopback for an unspecified address).
+fn loopback(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -445,6 +464,12 @@ async fn wait_api_serving(mut addr: std::net::SocketAddr, tls: Option<ClientTlsC
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
+    addr
+}
+
+/// Calls this coordinator's own control API until it answers, warning every 10 s it does not.
+async fn wait_api_serving(addr: std::net::SocketAddr, tls: Option<ClientTlsConfig>) {
+    let addr = loopback(addr);
     let mut warn_at = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let call = async {

@@ -18,6 +18,8 @@ pub struct Security {
     pub secure: bool,
     /// Lifetime of the certificates this coordinator signs for nodes.
     pub cert_ttl: Duration,
+    /// Lifetime of the certificates this coordinator signs for coordinators.
+    pub coordinator_cert_ttl: Duration,
 }
 
 /// The caller of a request, as far as authorization is concerned.

@@ -57,7 +57,7 @@ pub async fn prepare(cfg: &Config) -> anyhow::Result<TlsMaterial> {
             .context("cannot load this coordinator's certificate");
     }
     let identity = Identity::new(Role::Coordinator, cfg.name.clone());
-    let ttl = shoal_pki::ca::COORDINATOR_CERT_TTL;
+    let ttl = Duration::from_secs(cfg.tls.coordinator_cert_ttl_secs);
     if cfg.bootstrap {
         return bootstrap(cfg, &dir, &identity, ttl);
     }

@@ -1,5 +1,7 @@
 //! A TLS directory: `ca.pem` (the cluster CA), `cert.pem` (this holder's certificate) and
-//! `key.pem` (its private key, mode 0600). Files are replaced atomically (write, then rename).
+//! `key.pem` (its private key, mode 0600). Files are replaced atomically (write, then rename);
+//! a renewal replaces the certificate and key as a pair (staged, then swapped, and a swap a
+//! crash interrupted is finished by the next `load`), so the two on disk always match.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -91,7 +93,18 @@ impl TlsDir {
         self.cert().exists() && self.key().exists() && self.ca().exists()
     }
 
+    /// Where a renewal stages the new certificate and key before swapping them in.
+    fn staged_cert(&self) -> PathBuf {
+        self.dir.join("cert.pem.next")
+    }
+
+    fn staged_key(&self) -> PathBuf {
+        self.dir.join("key.pem.next")
+    }
+
+    /// Loads the material, first finishing a renewal swap a crash interrupted.
     pub fn load(&self) -> Result<TlsMaterial, PkiError> {
+        self.finish_swap()?;
         let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| file_err(&p, e));
         let key = self.key();
         let mode = std::fs::metadata(&key)
@@ -121,6 +134,52 @@ impl TlsDir {
         write_public(&self.cert(), m.cert_pem.as_bytes())?;
         write_public(&self.ca(), m.ca_pem.as_bytes())
     }
+}
+
+impl TlsDir {
+    /// Replaces the certificate and its key together (a renewal; the CA stays). The key is
+    /// staged first, then the certificate (whose staged file therefore means "the staged key is
+    /// complete"), both synced; then the key and the certificate are renamed into place. A crash
+    /// at any step leaves either the old pair or a swap that [`TlsDir::load`] finishes.
+    pub fn store_renewed(&self, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+        let (staged_cert, staged_key) = (self.staged_cert(), self.staged_key());
+        for p in [&staged_cert, &staged_key] {
+            remove_if_present(p)?;
+        }
+        write_private(&staged_key, key_pem.as_bytes())?;
+        sync_dir(&self.dir)?;
+        write_public(&staged_cert, cert_pem.as_bytes())?;
+        sync_dir(&self.dir)?;
+        self.finish_swap()
+    }
+
+    /// Completes a staged swap: nothing staged, nothing to do; a staged key without a staged
+    /// certificate is an unfinished staging and is dropped (the old pair stays).
+    fn finish_swap(&self) -> Result<(), PkiError> {
+        let (staged_cert, staged_key) = (self.staged_cert(), self.staged_key());
+        if !staged_cert.exists() {
+            return remove_if_present(&staged_key);
+        }
+        if staged_key.exists() {
+            std::fs::rename(&staged_key, self.key()).map_err(|e| file_err(&staged_key, e))?;
+        }
+        std::fs::rename(&staged_cert, self.cert()).map_err(|e| file_err(&staged_cert, e))?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), PkiError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(file_err(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the renames in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| file_err(dir, e))
 }
 
 /// Creates `dir` (and parents) with mode 0700 for the last component.
@@ -178,5 +237,61 @@ mod tests {
         std::fs::set_permissions(dir.key(), std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = dir.load().unwrap_err().to_string();
         assert!(e.contains("readable by others"), "{e}");
+    }
+
+    fn pair(dir: &TlsDir) -> (String, String) {
+        let m = dir.load().unwrap();
+        (m.cert_pem, m.key_pem)
+    }
+
+    fn stored(tmp: &tempfile::TempDir) -> TlsDir {
+        let dir = TlsDir::new(tmp.path().join("tls"));
+        let m = TlsMaterial {
+            ca_pem: "ca".into(),
+            cert_pem: "old cert".into(),
+            key_pem: "old key".into(),
+        };
+        dir.store(&m).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_renewal_replaces_the_pair_and_keeps_the_key_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = stored(&tmp);
+        dir.store_renewed("new cert", "new key").unwrap();
+        assert_eq!(pair(&dir), ("new cert".into(), "new key".into()));
+        assert_eq!(dir.load().unwrap().ca_pem, "ca");
+        let mode = std::fs::metadata(dir.key()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.staged_cert().exists() && !dir.staged_key().exists());
+    }
+
+    /// Each state a crash can leave a renewal in loads as one matching pair.
+    #[test]
+    fn an_interrupted_renewal_loads_as_a_matching_pair() {
+        let check = |staged_key: bool, staged_cert: bool, key_swapped: bool, want: (&str, &str)| {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = stored(&tmp);
+            if staged_key {
+                write_private(&dir.staged_key(), b"new key").unwrap();
+            }
+            if key_swapped {
+                write_private(&dir.key(), b"new key").unwrap();
+            }
+            if staged_cert {
+                write_public(&dir.staged_cert(), b"new cert").unwrap();
+            }
+            assert_eq!(pair(&dir), (want.0.to_string(), want.1.to_string()));
+            assert!(!dir.staged_cert().exists() && !dir.staged_key().exists());
+        };
+        // Crash while staging the key: the old pair.
+        check(true, false, false, ("old cert", "old key"));
+        // Both staged, nothing renamed: the new pair.
+        check(true, true, false, ("new cert", "new key"));
+        // The key renamed, the certificate not yet: the new pair.
+        check(false, true, true, ("new cert", "new key"));
+        // Nothing staged: the old pair.
+        check(false, false, false, ("old cert", "old key"));
     }
 }

@@ -1,7 +1,8 @@
 //! The TLS side of a server: rustls settings built from a holder's material, and an accept
 //! loop that hands tonic finished TLS streams (so `Request::peer_certs` works) and logs every
 //! refused handshake with its cause (an expired certificate, another CA, no certificate where
-//! one is required), which tonic's built-in TLS would drop silently.
+//! one is required), which tonic's built-in TLS would drop silently. The accept loop can
+//! follow a `watch` of the settings, so a renewed certificate serves new handshakes at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +12,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::files::TlsMaterial;
 use crate::PkiError;
+
+/// The rustls server settings [`incoming_watched`] follows (re-exported so holders can name it).
+pub use rustls::ServerConfig as ServerSettings;
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,8 +75,18 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     server: &'static str,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    incoming_watched(listener, watch::channel(config).1, server)
+}
+
+/// Like [`incoming`], but each new connection is handshaken with the settings `config` holds
+/// at that moment: sending a new `ServerConfig` (a renewed certificate) changes what new
+/// connections see; established connections keep the one they were made with.
+pub fn incoming_watched(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    server: &'static str,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -88,7 +102,7 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use super::status_of;
 use crate::coordinator::Coordinator;
-use crate::security::Caller;
+use crate::security::{Caller, Security};
 use crate::state::pki::{CertRecord, Redacted};
 use crate::state::Command;
 
@@ -41,11 +41,11 @@ fn role_arg(field: &str, s: &str, allowed: &[Role]) -> Result<Role, Status> {
     }
 }
 
-/// Agents get the configured lifetime (and renew); coordinators a long one.
-fn ttl_for(role: Role, agent_ttl: Duration) -> Duration {
+/// Agents get the node lifetime, coordinators the (long) coordinator lifetime; both renew.
+fn ttl_for(role: Role, security: &Security) -> Duration {
     match role {
-        Role::Coordinator => shoal_pki::ca::COORDINATOR_CERT_TTL,
-        _ => agent_ttl,
+        Role::Coordinator => security.coordinator_cert_ttl,
+        _ => security.cert_ttl,
     }
 }
 
@@ -210,7 +210,7 @@ impl Certificates for CertificatesService {
             Role::Coordinator => Some(member_id),
             _ => None,
         };
-        let ttl = ttl_for(role, self.coord.security.cert_ttl);
+        let ttl = ttl_for(role, &self.coord.security);
         self.issue(
             &csr_pem,
             Identity::new(role, name),
@@ -238,7 +238,7 @@ impl Certificates for CertificatesService {
                 .as_ref()
                 .and_then(|p| p.issued.get(&info.serial).and_then(|c| c.member_id))
         });
-        let ttl = ttl_for(info.identity.role, self.coord.security.cert_ttl);
+        let ttl = ttl_for(info.identity.role, &self.coord.security);
         let csr = req.into_inner().csr_pem;
         self.issue(&csr, info.identity, member_id, ttl, None).await
     }

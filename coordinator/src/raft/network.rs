@@ -25,28 +25,45 @@ use super::types::{Node, NodeId, TypeConfig};
 pub const CLUSTER_HEADER: &str = "shoal-cluster-id";
 
 /// Opens (and caches) one lazily connected channel per peer address; over mutual TLS with this
-/// coordinator's certificate unless the cluster runs insecure.
+/// coordinator's certificate unless the cluster runs insecure. A renewed certificate replaces
+/// the TLS settings and drops the cached channels, so every new connection presents it.
 #[derive(Clone, Default)]
 pub struct Channels {
-    inner: Arc<Mutex<BTreeMap<String, Channel>>>,
+    inner: Arc<Mutex<ChannelsInner>>,
+}
+
+#[derive(Default)]
+struct ChannelsInner {
     tls: Option<ClientTlsConfig>,
+    peers: BTreeMap<String, Channel>,
 }
 
 impl Channels {
     /// Channels that present `tls` (None: plaintext, insecure mode).
     pub fn new(tls: Option<ClientTlsConfig>) -> Channels {
         Channels {
-            inner: Arc::default(),
-            tls,
+            inner: Arc::new(Mutex::new(ChannelsInner {
+                tls,
+                peers: BTreeMap::new(),
+            })),
         }
     }
 
+    /// From now on, connect with `tls` (this coordinator's renewed certificate). Cached channels
+    /// are dropped: calls already under way finish on their connection, later calls open new
+    /// ones.
+    pub fn set_tls(&self, tls: ClientTlsConfig) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.tls = Some(tls);
+        inner.peers.clear();
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = map.get(addr) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = inner.peers.get(addr) {
             return Ok(ch.clone());
         }
-        let endpoint = match &self.tls {
+        let endpoint = match &inner.tls {
             Some(tls) => {
                 Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?
             }
@@ -57,7 +74,7 @@ impl Channels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .connect_lazy();
-        map.insert(addr.to_string(), ch.clone());
+        inner.peers.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
 
@@ -80,16 +97,19 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerClient {
             target,
             addr: node.addr.clone(),
-            client: self.channels.raft_client(&node.addr),
+            channels: self.channels.clone(),
             tag: self.tag.clone(),
         }
     }
 }
 
+/// openraft keeps one of these per replication stream for as long as it leads, so it looks up
+/// the peer's channel at every call: after a certificate renewal the next call uses a channel
+/// that presents the new certificate.
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    client: Result<RaftClient<Channel>, tonic::transport::Error>,
+    channels: Channels,
     tag: ClusterTag,
 }
 
@@ -123,10 +143,10 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
-        };
+        let mut client = self
+            .channels
+            .raft_client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = tagged(&self.tag, RaftPayload { data });
         let fut = async {
