@@ -16,6 +16,7 @@ use shoal_pki::server::ServerSettings;
 use shoal_pki::{CertInfo, PkiError, Role};
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::raft::network::Channels;
 
 /// First wait after a failed attempt; doubled after each further failure.
@@ -54,6 +55,8 @@ pub struct Renewal {
     pub channels: Channels,
     /// What the API and agent listeners handshake new connections with.
     pub server_tls: watch::Sender<Arc<ServerSettings>>,
+    /// Where the certificate's expiry and failed renewals are shown.
+    pub metrics: Metrics,
 }
 
 impl Renewal {
@@ -69,6 +72,7 @@ impl Renewal {
                     return;
                 }
             };
+            self.metrics.certificate_expires(current.not_after);
             let wait = if failures == 0 {
                 until_renewal(current.renew_at(), now_secs())
             } else {
@@ -88,6 +92,7 @@ impl Renewal {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    self.metrics.certificate_renewal_failed();
                     let expires_in_secs = current.not_after - now_secs();
                     let retry_in_secs = retry_delay(failures).as_secs();
                     if expires_in_secs <= 0 {

@@ -423,6 +423,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             api_addr: loopback(api_addr).to_string(),
             channels: coord.channels.clone(),
             server_tls,
+            metrics: coord.metrics.clone(),
         };
         tokio::spawn(renewal.run());
     }

@@ -52,6 +52,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabel {
     peer: String,
 }
@@ -97,6 +102,9 @@ struct Inner {
     agent_sessions: Gauge,
     agent_registrations: Counter,
     agent_heartbeats: Counter,
+    // This coordinator's own certificate (secure clusters only).
+    cert_expiry: Family<RoleLabel, Gauge>,
+    cert_renewal_failures: Counter,
     // API.
     api: GrpcMetrics,
 }
@@ -147,6 +155,8 @@ impl Metrics {
             agent_sessions: Gauge::default(),
             agent_registrations: Counter::default(),
             agent_heartbeats: Counter::default(),
+            cert_expiry: Family::default(),
+            cert_renewal_failures: Counter::default(),
             api,
             registry: Registry::default(),
         };
@@ -275,6 +285,17 @@ impl Metrics {
             "Agent heartbeats accepted",
             i.agent_heartbeats.clone(),
         );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate this coordinator presents expires (Unix time; renewed at two \
+             thirds of its lifetime); absent on an insecure cluster",
+            i.cert_expiry.clone(),
+        );
+        r.register(
+            "tls_certificate_renewal_failures",
+            "Failed attempts to renew this coordinator's certificate since it started",
+            i.cert_renewal_failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry: root,
@@ -323,6 +344,18 @@ impl Metrics {
 
     pub fn agent_heartbeat(&self) {
         self.inner.agent_heartbeats.inc();
+    }
+
+    /// The certificate this coordinator presents now expires at `not_after` (Unix seconds).
+    pub fn certificate_expires(&self, not_after: i64) {
+        let role = RoleLabel {
+            role: "coordinator".into(),
+        };
+        self.inner.cert_expiry.get_or_create(&role).set(not_after);
+    }
+
+    pub fn certificate_renewal_failed(&self) {
+        self.inner.cert_renewal_failures.inc();
     }
 
     /// Counts an open agent session until the guard drops.

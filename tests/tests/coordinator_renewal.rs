@@ -58,6 +58,8 @@ async fn coordinators_renew_their_certificates_and_serve_past_the_first_expiry()
     let (mut coords, _admin_dir) = secure_cluster(root.path(), 3, |c| {
         c.extra_args
             .extend(["--coordinator-cert-ttl-secs".into(), TTL_SECS.to_string()]);
+        c.extra_args
+            .extend(["--metrics-listen".into(), shoal_tests::free_addr()]);
     })
     .await;
 
@@ -112,6 +114,35 @@ async fn coordinators_renew_their_certificates_and_serve_past_the_first_expiry()
     tokio::time::sleep(Duration::from_secs(wait)).await;
     for (c, o) in coords.iter().zip(&originals) {
         assert_ne!(cert_of(c).serial, o.serial, "coordinator {}", c.id);
+    }
+    // /metrics shows when the certificate in use expires: the renewed one's time, not the
+    // original's (polled: a further renewal may be under way).
+    for c in &coords {
+        let at = c
+            .extra_args
+            .iter()
+            .position(|a| a == "--metrics-listen")
+            .unwrap();
+        let addr = &c.extra_args[at + 1];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, text) = shoal_tests::probes::http_get(addr, "/metrics", None).unwrap();
+            let line = "shoal_tls_certificate_expiry_timestamp_seconds{role=\"coordinator\"} ";
+            let shown = text
+                .lines()
+                .find_map(|l| l.strip_prefix(line))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if shown == Some(cert_of(c).not_after) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coordinator {}: metrics show expiry {shown:?}, certificate on disk expires {}:\n{text}",
+                c.id,
+                cert_of(c).not_after
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     // 4. A leader, and writes through every member, each seen by all.
