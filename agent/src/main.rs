@@ -54,64 +54,30 @@ async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
     }
 }
 
-/// Serves the agent API; with TLS, starts over with the new certificate after each renewal.
+/// Serves the agent API, once: with TLS, each new connection is handshaken with the
+/// certificate in use at that moment, so a renewal needs no restart.
 async fn serve_api(
     api: Arc<AgentApi>,
-    mut listener: tokio::net::TcpListener,
-    listen: String,
+    listener: tokio::net::TcpListener,
     metrics: Metrics,
     tls: Option<Arc<AgentTls>>,
 ) -> Result<()> {
-    let mut renewals = tls.as_ref().map(|t| t.renewals());
-    loop {
-        let mut renewed = renewals.clone();
-        let restart = async move {
-            match renewed.as_mut() {
-                Some(r) => {
-                    let _ = r.changed().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let router = tonic::transport::Server::builder()
-            .layer(metrics.api().layer())
-            .add_service(AgentServer::from_arc(api.clone()));
-        match &tls {
-            Some(t) => {
-                let config = t
-                    .server_config()
-                    .context("invalid TLS settings for the agent API")?;
-                let incoming = shoal_pki::server::incoming(listener, config, "agent-api");
-                router.serve_with_incoming_shutdown(incoming, restart).await
-            }
-            None => {
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                router.serve_with_incoming_shutdown(incoming, restart).await
-            }
+    let router = tonic::transport::Server::builder()
+        .layer(metrics.api().layer())
+        .add_service(AgentServer::from_arc(api));
+    match tls {
+        Some(t) => {
+            let incoming =
+                shoal_pki::server::incoming_watched(listener, t.server_settings(), "agent-api");
+            router.serve_with_incoming(incoming).await
         }
-        .context("agent API server")?;
-        if let Some(r) = renewals.as_mut() {
-            r.borrow_and_update();
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming(incoming).await
         }
-        info!(listen = %listen, "agent API restarting with the renewed certificate");
-        // The old accept loop lets go of the port a moment after the server stops.
-        let mut tries = 0;
-        listener = loop {
-            match tokio::net::TcpListener::bind(&listen).await {
-                Ok(l) => break l,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, "agent API port not free yet");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("binding the agent API to `{listen}` again"))
-                }
-            }
-        };
     }
+    .context("agent API server")
 }
 
 #[tokio::main]
@@ -219,13 +185,7 @@ async fn main() -> Result<()> {
         tls.is_some(),
         revocations,
     ));
-    let mut server = tokio::spawn(serve_api(
-        api,
-        listener,
-        cfg.listen.clone(),
-        metrics.clone(),
-        tls,
-    ));
+    let mut server = tokio::spawn(serve_api(api, listener, metrics.clone(), tls));
     info!(listen = %cfg.listen, "agent API listening");
     // containerd answered and the API's socket is bound and accepting: tell systemd.
     shoal_ops::systemd::ready();

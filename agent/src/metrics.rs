@@ -2,16 +2,17 @@
 //!
 //! Counters and histograms are updated where things happen: every runtime (containerd) call
 //! through [`crate::runtime_metrics::MeteredRuntime`], container exits by [`Metrics::count_exits`].
-//! Gauges (tasks by state, session state, revoked serials, per-task CPU and memory) and the counters kept by
-//! modules that do not hold a handle (health probes, in [`HEALTH_PROBES_PASSED`] and
-//! [`HEALTH_PROBES_FAILED`]) are read at scrape time by [`Metrics::render`].
+//! Gauges (tasks by state, session state, revoked serials, certificate expiry, per-task CPU and
+//! memory) and the counters kept by modules that do not hold a handle (health probes, in
+//! [`HEALTH_PROBES_PASSED`] and [`HEALTH_PROBES_FAILED`]; failed certificate renewals, in
+//! [`CERTIFICATE_RENEWAL_FAILURES`]) are read at scrape time by [`Metrics::render`].
 //!
 //! Names: `shoal_` prefix, base units, `_total` on counters (prometheus-client appends it),
 //! `_seconds` on latency histograms.
 
 use shoal_ops::grpc_metrics::seconds_histogram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +35,11 @@ pub static HEALTH_PROBES_FAILED: AtomicU64 = AtomicU64::new(0);
 pub static SESSION_CONNECTED: AtomicBool = AtomicBool::new(false);
 /// How many revoked certificate serials the agent API refuses (set by [`crate::revocations`]).
 pub static REVOKED_SERIALS: AtomicU64 = AtomicU64::new(0);
+/// When the certificate the agent presents expires, Unix seconds; 0 with no certificate (an
+/// insecure agent), when the metric is not shown (set by [`crate::tls`]).
+pub static CERTIFICATE_EXPIRY: AtomicI64 = AtomicI64::new(0);
+/// Failed attempts to renew the agent's certificate (set by [`crate::tls`]).
+pub static CERTIFICATE_RENEWAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Every task state, for `shoal_agent_tasks{state}` (a state with no task reads 0).
 const TASK_STATES: [TaskState; 11] = [
@@ -82,6 +88,9 @@ struct Inner {
     tasks: Family<StateLabel, Gauge>,
     session_connected: Gauge,
     revoked_serials: Gauge,
+    /// One unlabelled series while the agent has a certificate, none when insecure.
+    certificate_expiry: Family<Vec<(String, String)>, Gauge>,
+    certificate_renewal_failures: Counter,
     health_checks: Family<ResultLabel, Counter>,
     task_cpu_seconds: Family<TaskLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     task_memory_bytes: Family<TaskLabel, Gauge>,
@@ -136,6 +145,19 @@ impl Metrics {
             "agent_revoked_serials",
             "Revoked certificate serials the agent API refuses, as last sent by a coordinator",
             revoked_serials.clone(),
+        );
+        let certificate_expiry = Family::<Vec<(String, String)>, Gauge>::default();
+        r.register(
+            "agent_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate this agent presents expires (Unix time; renewed at two thirds \
+             of its lifetime); absent on an insecure agent",
+            certificate_expiry.clone(),
+        );
+        let certificate_renewal_failures = Counter::default();
+        r.register(
+            "agent_tls_certificate_renewal_failures",
+            "Failed attempts to renew this agent's certificate since it started",
+            certificate_renewal_failures.clone(),
         );
         let health_checks = Family::<ResultLabel, Counter>::default();
         r.register(
@@ -234,6 +256,8 @@ impl Metrics {
                 tasks,
                 session_connected,
                 revoked_serials,
+                certificate_expiry,
+                certificate_renewal_failures,
                 health_checks,
                 task_cpu_seconds,
                 task_memory_bytes,
@@ -327,6 +351,18 @@ impl Metrics {
             .set(i64::from(SESSION_CONNECTED.load(Ordering::Relaxed)));
         i.revoked_serials
             .set(i64::try_from(REVOKED_SERIALS.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        match CERTIFICATE_EXPIRY.load(Ordering::Relaxed) {
+            0 => i.certificate_expiry.clear(),
+            not_after => {
+                i.certificate_expiry
+                    .get_or_create(&Vec::new())
+                    .set(not_after);
+            }
+        }
+        i.certificate_renewal_failures.inner().store(
+            CERTIFICATE_RENEWAL_FAILURES.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         for (result, v) in [
             ("passed", &HEALTH_PROBES_PASSED),
             ("failed", &HEALTH_PROBES_FAILED),
@@ -499,5 +535,44 @@ mod tests {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
         assert!(!text.contains("task_id=\"t2\""), "{text}");
+    }
+
+    /// The statics are shared by every test in this binary, so one test walks through both
+    /// cases: no certificate (insecure) shows no expiry series, then a certificate does.
+    #[test]
+    fn certificate_expiry_is_shown_only_with_a_certificate() {
+        let m = Metrics::with_cgroup_root(Path::new("/nonexistent"));
+        let reporter = Reporter::new(None);
+        CERTIFICATE_EXPIRY.store(0, Ordering::Relaxed);
+        m.refresh(&reporter);
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("shoal_agent_tls_certificate_expiry_timestamp_seconds "),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_agent_tls_certificate_renewal_failures_total "),
+            "{text}"
+        );
+        CERTIFICATE_EXPIRY.store(1_900_000_000, Ordering::Relaxed);
+        CERTIFICATE_RENEWAL_FAILURES.fetch_add(2, Ordering::Relaxed);
+        m.refresh(&reporter);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("\nshoal_agent_tls_certificate_expiry_timestamp_seconds 1900000000\n"),
+            "{text}"
+        );
+        let failures = text
+            .lines()
+            .find_map(|l| l.strip_prefix("shoal_agent_tls_certificate_renewal_failures_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(failures.is_some_and(|f| f >= 2), "{text}");
+        CERTIFICATE_EXPIRY.store(0, Ordering::Relaxed);
+        m.refresh(&reporter);
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("expiry_timestamp_seconds 1900000000"),
+            "{text}"
+        );
     }
 }

@@ -180,6 +180,8 @@ impl Session {
         }
     }
 
+    /// A new channel to `addr`, presenting the certificate in use now (a renewed one from the
+    /// first connection after the renewal).
     async fn connect(&self, addr: &str) -> Result<DispatcherClient<Channel>, SessionError> {
         let endpoint = match &self.tls {
             Some(tls) => Endpoint::from_shared(format!("https://{addr}"))

@@ -1,21 +1,29 @@
 //! The agent's certificate: obtained once with the agent join token, kept in
 //! `<data dir>/tls`, renewed before it expires, and used for every connection (to the
-//! coordinators as a client, and for the agent API as a server).
+//! coordinators as a client, and for the agent API as a server). A renewal changes nothing
+//! that is running: the new pair is stored, new handshakes on the agent API present it (the
+//! accept loop follows [`AgentTls::server_settings`]), and new connections to the coordinators
+//! present it (they read [`AgentTls::client_config`] when they connect); established
+//! connections, such as an open `logs --follow`, go on with the certificate they started with.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal_pki::files::{TlsDir, TlsMaterial};
+use shoal_pki::server::ServerSettings;
 use shoal_pki::{CertInfo, Identity, JoinToken, PkiError, Role};
 use tokio::sync::watch;
 use tonic::transport::ClientTlsConfig;
 use tracing::{info, warn};
 
+use crate::metrics::{CERTIFICATE_EXPIRY, CERTIFICATE_RENEWAL_FAILURES};
+
 pub struct AgentTls {
     dir: TlsDir,
     current: RwLock<TlsMaterial>,
-    /// Bumped after every renewal, so servers can reload.
-    generation: watch::Sender<u64>,
+    /// What the agent API handshakes new connections with; replaced after every renewal.
+    server: watch::Sender<Arc<ServerSettings>>,
 }
 
 fn now_secs() -> i64 {
@@ -71,11 +79,12 @@ impl AgentTls {
                 info.identity
             )));
         }
-        let (generation, _) = watch::channel(0);
+        let server = server_settings(&material)?;
+        CERTIFICATE_EXPIRY.store(info.not_after, Ordering::Relaxed);
         Ok(Arc::new(AgentTls {
             dir,
             current: RwLock::new(material),
-            generation,
+            server: watch::Sender::new(server),
         }))
     }
 
@@ -91,14 +100,10 @@ impl AgentTls {
         shoal_pki::tls::client_config(&self.material(), Role::Coordinator)
     }
 
-    /// For the agent API: every caller must present a certificate of the cluster CA.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        shoal_pki::server::server_config(&self.material(), true)
-    }
-
-    /// Changes after each renewal.
-    pub fn renewals(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+    /// For the agent API (see [`shoal_pki::server::incoming_watched`]): the settings new
+    /// handshakes use, replaced after each renewal.
+    pub fn server_settings(&self) -> watch::Receiver<Arc<ServerSettings>> {
+        self.server.subscribe()
     }
 
     /// Renews the certificate two thirds into its lifetime, forever.
@@ -119,23 +124,35 @@ impl AgentTls {
             }
             let addr = &coordinators[next % coordinators.len()];
             next = next.wrapping_add(1);
-            match shoal_pki::join::renew(addr, &self.material()).await {
-                Ok(m) => {
-                    if let Err(e) = self.dir.store(&m) {
-                        warn!(error = %e, "cannot store the renewed certificate");
-                    }
-                    let serial = CertInfo::from_pem(&m.cert_pem)
-                        .map(|i| i.serial)
-                        .unwrap_or_default();
-                    *self.current.write().unwrap_or_else(|p| p.into_inner()) = m;
-                    self.generation.send_modify(|g| *g += 1);
-                    info!(%serial, via = %addr, "agent certificate renewed");
+            match self.renew_once(addr).await {
+                Ok(renewed) => {
+                    info!(old_serial = %info.serial, serial = %renewed.serial,
+                        not_after = renewed.not_after, via = %addr, "agent certificate renewed");
                 }
                 Err(e) => {
+                    CERTIFICATE_RENEWAL_FAILURES.fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, via = %addr, "certificate renewal failed; retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     }
+
+    /// Gets a new certificate through the coordinator at `addr`, stores it, then swaps it in
+    /// (only a stored pair is ever used, so a restart finds what was served).
+    async fn renew_once(&self, addr: &str) -> Result<CertInfo, PkiError> {
+        let fresh = shoal_pki::join::renew(addr, &self.material()).await?;
+        let info = CertInfo::from_pem(&fresh.cert_pem)?;
+        let server = server_settings(&fresh)?;
+        self.dir.store_renewed(&fresh.cert_pem, &fresh.key_pem)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.server.send_replace(server);
+        CERTIFICATE_EXPIRY.store(info.not_after, Ordering::Relaxed);
+        Ok(info)
+    }
+}
+
+/// The agent API's settings: every caller must present a certificate of the cluster CA.
+fn server_settings(m: &TlsMaterial) -> Result<Arc<ServerSettings>, PkiError> {
+    shoal_pki::server::server_config(m, true)
 }

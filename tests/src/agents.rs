@@ -76,6 +76,13 @@ impl Agent {
         self.env.push(("SHOAL_JOIN_TOKEN".into(), token.into()));
     }
 
+    /// Serves the agent's `/metrics` on a free local address, returned (call before `start`).
+    pub fn serve_metrics(&mut self) -> String {
+        let addr = free_addr();
+        self.args.extend(["--metrics-listen".into(), addr.clone()]);
+        addr
+    }
+
     /// This agent's TLS directory (certificate and key once it joined).
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("data").join("tls")

@@ -4,8 +4,9 @@
 //! certificate on the control and Raft APIs, an agent speaking for another node, the wrong token,
 //! a rotated-out token, a revoked node, a coordinator whose CA does not match the pin, a revoked
 //! admin certificate on the coordinators and on the agents' API, also after an agent restart with
-//! no coordinator), each checked to change nothing. Also: agent certificates renew themselves, key
-//! files are 0600.
+//! no coordinator), each checked to change nothing. Also: agent certificates renew themselves
+//! without a restart (an open `logs --follow` stays open, new connections get the new
+//! certificate, `/metrics` shows its expiry), key files are 0600.
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -224,6 +225,52 @@ fn assert_revoked(s: &tonic::Status, serial: &str) {
     );
 }
 
+/// The serial of the certificate the server at `addr` presents on a new TLS connection, made as
+/// the holder of `m` (for a server that requires client certificates); an error if there is no
+/// handshake within 2 s.
+async fn presented_serial(addr: &str, m: &TlsMaterial, server: Role) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(m.ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(m.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(m.key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let name = ServerName::try_from(server.server_name().to_string()).unwrap();
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+    };
+    let tls = match tokio::time::timeout(Duration::from_secs(2), handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(format!("{addr}: {e}")),
+        Err(_) => return Err(format!("{addr}: no TLS handshake within 2 s")),
+    };
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    Ok(CertInfo::from_der(&leaf).unwrap().serial)
+}
+
+/// The agent's `shoal_agent_tls_certificate_expiry_timestamp_seconds` on `metrics` (an
+/// address), if shown.
+fn shown_expiry(metrics: &str) -> Option<i64> {
+    let (_, text) = shoal_tests::probes::http_get(metrics, "/metrics", None).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("shoal_agent_tls_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn key_mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -307,6 +354,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
 
     // 3. Agents join with the agent token; shoalctl runs a service on them.
     let mut agents = Vec::new();
+    let mut n1_metrics = String::new();
     for name in ["n1", "n2"] {
         let mut a = Agent::new(
             root.path(),
@@ -317,6 +365,9 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
             &image.path,
         );
         a.secure(&agent_token);
+        if name == "n1" {
+            n1_metrics = a.serve_metrics();
+        }
         a.start();
         agents.push(a);
     }
@@ -332,7 +383,6 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         )
         .await;
     }
-    let n1_serial_at_join = serial_of(&agents[0].tls_dir());
     let out = ok(
         ctl(
             &admin_dir,
@@ -387,6 +437,23 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         "exec",
     );
     assert_eq!(out.trim(), "over-mtls");
+    // A long-lived call to n1's API, open across its certificate renewal (step 8).
+    let n1_serial_at_follow = serial_of(&agents[0].tls_dir());
+    let as_admin = client_config(&admin, Role::Agent);
+    let mut follow = agent_api(&agents[0].listen, &as_admin)
+        .await
+        .unwrap()
+        .logs(LogsRequest {
+            task_id: t1.clone(),
+            follow: true,
+            tail: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // n1's /metrics shows when its certificate expires.
+    let n1_info = CertInfo::from_pem(&material(&agents[0].tls_dir()).cert_pem).unwrap();
+    assert_eq!(shown_expiry(&n1_metrics), Some(n1_info.not_after));
 
     let leader_id = wait_leader(&coords.iter().collect::<Vec<_>>(), Duration::from_secs(10)).await;
     let leader = coords
@@ -747,12 +814,14 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         agents[1].log_text()
     );
 
-    // 8. Agent certificates renew before they expire (30 s lifetime: at about 20 s).
+    // 8. Agent certificates renew before they expire (30 s lifetime: at about 20 s), without a
+    //    restart: the `logs --follow` opened in step 3 stays open meanwhile, and new connections
+    //    get the new certificate at once.
     let n1_dir = agents[0].tls_dir();
     wait_for(
         "n1's certificate renewed",
         Duration::from_secs(60),
-        || async { serial_of(&n1_dir) != n1_serial_at_join },
+        || async { serial_of(&n1_dir) != n1_serial_at_follow },
     )
     .await;
     let renewed = CertInfo::from_pem(&material(&n1_dir).cert_pem).unwrap();
@@ -761,8 +830,56 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         shoal_pki::Identity::new(Role::Agent, "n1")
     );
     assert!(agents[0].log_text().contains("agent certificate renewed"));
-    // Past the first certificate's expiry the agent still works: heartbeats and its API.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // New handshakes on n1's API present the renewed certificate, and /metrics shows its expiry
+    // (polled: the certificate is stored a moment before it is swapped in; compared with the one
+    // on disk, as a further renewal may have happened meanwhile).
+    wait_for(
+        "n1's API to present its renewed certificate on a new connection",
+        Duration::from_secs(5),
+        || async {
+            let on_disk = serial_of(&n1_dir);
+            presented_serial(&n1_api, &admin, Role::Agent).await == Ok(on_disk)
+        },
+    )
+    .await;
+    wait_for(
+        "n1's /metrics to show its renewed certificate's expiry",
+        Duration::from_secs(5),
+        || async {
+            let on_disk = CertInfo::from_pem(&material(&n1_dir).cert_pem).unwrap();
+            shown_expiry(&n1_metrics) == Some(on_disk.not_after)
+        },
+    )
+    .await;
+    // A new exec after the renewal works while the stream is still open, and the stream, made
+    // before the renewal, still delivers: the exec writes to the container's stdout.
+    let out = ok(
+        ctl(
+            &admin_dir,
+            &all,
+            &[
+                "exec",
+                &t1,
+                "--",
+                "sh",
+                "-c",
+                "echo follow-after-renewal > /proc/1/fd/1; echo renewed",
+            ],
+        ),
+        "exec after renewal",
+    );
+    assert_eq!(out.trim(), "renewed");
+    let mut seen = String::new();
+    while !seen.contains("follow-after-renewal") {
+        match tokio::time::timeout(Duration::from_secs(10), follow.message()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk.data)),
+            r => panic!(
+                "the logs --follow opened before the renewal ended or stalled: {r:?}; saw {seen:?}"
+            ),
+        }
+    }
+    drop(follow);
+    // After the renewal the agent still works: heartbeats and its API.
     wait_for(
         "n1 ready after renewal",
         Duration::from_secs(30),
@@ -773,11 +890,12 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         },
     )
     .await;
-    let out = ok(
-        ctl(&admin_dir, &all, &["exec", &t1, "--", "echo", "renewed"]),
-        "exec after renewal",
+    assert_eq!(
+        exec_direct(&n1_api, &as_admin, &t1, "direct-after-renewal")
+            .await
+            .unwrap(),
+        "direct-after-renewal"
     );
-    assert_eq!(out.trim(), "renewed");
 
     // 9. Private keys are 0600; the bootstrap's pending CA file is gone.
     let mut keys: Vec<PathBuf> = vec![admin_dir.join("key.pem"), ops.join("key.pem")];
