@@ -307,6 +307,7 @@ mod tests {
     use shoal_proto::convert::tasks_from_json;
 
     use super::*;
+    use crate::state::apply_ok as apply;
     use crate::state::pki::{CertRecord, Redacted};
     use crate::state::Request;
 
@@ -331,15 +332,6 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         }
-    }
-
-    fn apply(s: &mut ClusterState, command: Command) {
-        let r = s.apply(&Request {
-            request_id: None,
-            now: 1,
-            command,
-        });
-        assert!(r.error.is_none(), "{r:?}");
     }
 
     fn cert(serial: &str, role: Role, name: &str) -> CertRecord {

@@ -6,7 +6,8 @@ use shoal_model::{
 };
 
 use super::plan;
-use crate::state::{ClusterState, Command, Request, TaskStatusUpdate};
+use crate::state::apply_ok as apply;
+use crate::state::{ClusterState, Command, TaskStatusUpdate};
 
 fn node(name: &str, role: &str) -> Node {
     Node {
@@ -25,15 +26,6 @@ fn node(name: &str, role: &str) -> Node {
         registered_at: 0,
         last_heartbeat: 0,
     }
-}
-
-fn apply(s: &mut ClusterState, command: Command) {
-    let r = s.apply(&Request {
-        request_id: None,
-        now: 1,
-        command,
-    });
-    assert!(r.error.is_none(), "{r:?}");
 }
 
 /// Runs plan + apply until nothing changes (at most 10 passes).

@@ -15,3 +15,14 @@ pub use command::{Batch, Command, Event, Reconcile, Request, Response, TaskStatu
 pub use machine::ClusterState;
 pub use query::Query;
 pub use secrets::Secret;
+
+/// Applies `command` at time 1 and fails the test if the state machine refused it.
+#[cfg(test)]
+pub(crate) fn apply_ok(s: &mut ClusterState, command: Command) {
+    let r = s.apply(&Request {
+        request_id: None,
+        now: 1,
+        command,
+    });
+    assert!(r.error.is_none(), "{r:?}");
+}
