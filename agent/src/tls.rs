@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use shoal_pki::files::{TlsDir, TlsMaterial};
 use shoal_pki::server::ServerSettings;
@@ -24,13 +24,6 @@ pub struct AgentTls {
     current: RwLock<TlsMaterial>,
     /// What the agent API handshakes new connections with; replaced after every renewal.
     server: watch::Sender<Arc<ServerSettings>>,
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl AgentTls {
@@ -64,7 +57,7 @@ impl AgentTls {
             info!(dir = %dir.dir.display(), "joined: agent certificate stored");
             m
         };
-        if let Some(problem) = material.diagnose(now_secs()) {
+        if let Some(problem) = material.diagnose(shoal_pki::unix_now()) {
             return Err(PkiError::Cert(format!(
                 "{}: {problem}; remove {} and restart the agent with a join token",
                 dir.cert().display(),
@@ -117,8 +110,7 @@ impl AgentTls {
                     return;
                 }
             };
-            let wait = (info.renew_at() - now_secs()).max(0) as u64;
-            tokio::time::sleep(Duration::from_secs(wait)).await;
+            tokio::time::sleep(info.until_renewal(shoal_pki::unix_now())).await;
             if coordinators.is_empty() {
                 return;
             }
@@ -141,8 +133,7 @@ impl AgentTls {
     /// Gets a new certificate through the coordinator at `addr`, stores it, then swaps it in
     /// (only a stored pair is ever used, so a restart finds what was served).
     async fn renew_once(&self, addr: &str) -> Result<CertInfo, PkiError> {
-        let fresh = shoal_pki::join::renew(addr, &self.material()).await?;
-        let info = CertInfo::from_pem(&fresh.cert_pem)?;
+        let (fresh, info) = shoal_pki::join::renew(addr, &self.material()).await?;
         let server = server_settings(&fresh)?;
         self.dir.store_renewed(&fresh.cert_pem, &fresh.key_pem)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;

@@ -9,11 +9,11 @@
 //! other issuance.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use shoal_pki::files::{TlsDir, TlsMaterial};
 use shoal_pki::server::ServerSettings;
-use shoal_pki::{CertInfo, PkiError, Role};
+use shoal_pki::{unix_now, CertInfo, PkiError, Role};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -24,23 +24,10 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// How long to wait before the first attempt: until `renew_at` (seconds since the epoch), at
-/// once if it has passed.
-pub fn until_renewal(renew_at: i64, now: i64) -> Duration {
-    Duration::from_secs(renew_at.saturating_sub(now).max(0) as u64)
-}
-
 /// How long to wait after the `failures`-th failed attempt in a row (1, 2, 4, ... s, capped).
 pub fn retry_delay(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Everything the renewal loop replaces.
@@ -74,7 +61,7 @@ impl Renewal {
             };
             self.metrics.certificate_expires(current.not_after);
             let wait = if failures == 0 {
-                until_renewal(current.renew_at(), now_secs())
+                current.until_renewal(unix_now())
             } else {
                 retry_delay(failures)
             };
@@ -93,7 +80,7 @@ impl Renewal {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     self.metrics.certificate_renewal_failed();
-                    let expires_in_secs = current.not_after - now_secs();
+                    let expires_in_secs = current.not_after - unix_now();
                     let retry_in_secs = retry_delay(failures).as_secs();
                     if expires_in_secs <= 0 {
                         tracing::error!(error = %e, serial = %current.serial, failures,
@@ -111,8 +98,7 @@ impl Renewal {
     /// Gets a new certificate, stores it, then swaps it in (only a stored pair is ever used,
     /// so a restart finds what was served).
     async fn renew_once(&mut self) -> Result<CertInfo, PkiError> {
-        let fresh = shoal_pki::join::renew(&self.api_addr, &self.material).await?;
-        let info = CertInfo::from_pem(&fresh.cert_pem)?;
+        let (fresh, info) = shoal_pki::join::renew(&self.api_addr, &self.material).await?;
         let server = shoal_pki::server::server_config(&fresh, false)?;
         let client = shoal_pki::tls::client_config(&fresh, Role::Coordinator);
         self.dir.store_renewed(&fresh.cert_pem, &fresh.key_pem)?;
@@ -126,13 +112,6 @@ impl Renewal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_attempt_waits_until_renew_at_and_not_before_now() {
-        assert_eq!(until_renewal(1_000, 400), Duration::from_secs(600));
-        assert_eq!(until_renewal(1_000, 1_000), Duration::ZERO);
-        assert_eq!(until_renewal(1_000, 5_000), Duration::ZERO);
-    }
 
     #[test]
     fn retries_back_off_to_a_cap() {
@@ -154,7 +133,7 @@ mod tests {
             let info = CertInfo::from_pem(&issued.cert.cert_pem).expect("parse");
             let issued_at = info.not_after - ttl as i64;
             assert_eq!(info.renew_at(), issued_at + ttl as i64 * 2 / 3, "ttl {ttl}");
-            let wait = until_renewal(info.renew_at(), issued_at);
+            let wait = info.until_renewal(issued_at);
             assert_eq!(wait.as_secs(), ttl * 2 / 3, "ttl {ttl}");
         }
     }

@@ -60,11 +60,7 @@ pub fn load_admin_tls(dir: Option<&Path>, insecure: bool) -> anyhow::Result<Opti
         );
     }
     let m = tls.load().context("cannot load the admin certificate")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    if let Some(problem) = m.diagnose(now) {
+    if let Some(problem) = m.diagnose(shoal_pki::unix_now()) {
         bail!("the admin certificate in {}: {problem}", dir.display());
     }
     Ok(Some(m))

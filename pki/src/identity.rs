@@ -2,6 +2,7 @@
 //! CN = name), and read back from a peer's certificate.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -119,9 +120,33 @@ impl CertInfo {
         issued + lifetime * 2 / 3
     }
 
+    /// How long from `now` (Unix seconds) until [`Self::renew_at`]; zero once it has passed.
+    pub fn until_renewal(&self, now: i64) -> Duration {
+        until(self.renew_at(), now)
+    }
+
     /// Reads the first certificate of a PEM text.
     pub fn from_pem(pem: &str) -> Result<CertInfo, PkiError> {
         let der = crate::tls::first_cert_der(pem)?;
         CertInfo::from_der(&der)
+    }
+}
+
+/// From `now` until `at` (both Unix seconds); zero once `at` has passed.
+fn until(at: i64, now: i64) -> Duration {
+    Duration::from_secs(at.saturating_sub(now).max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::until;
+
+    #[test]
+    fn waits_until_the_time_and_not_before_now() {
+        assert_eq!(until(1_000, 400), Duration::from_secs(600));
+        assert_eq!(until(1_000, 1_000), Duration::ZERO);
+        assert_eq!(until(1_000, 5_000), Duration::ZERO);
     }
 }

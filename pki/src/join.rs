@@ -71,8 +71,9 @@ pub async fn join(
     Err(last)
 }
 
-/// Asks a coordinator for a fresh certificate with the same identity and a new key.
-pub async fn renew(addr: &str, current: &TlsMaterial) -> Result<TlsMaterial, PkiError> {
+/// Asks a coordinator for a fresh certificate with the same identity and a new key; returns it
+/// with the new certificate read.
+pub async fn renew(addr: &str, current: &TlsMaterial) -> Result<(TlsMaterial, CertInfo), PkiError> {
     let info = CertInfo::from_pem(&current.cert_pem)?;
     let request = KeyAndCsr::generate(&info.identity)?;
     let tls = client_config(current, Role::Coordinator);
@@ -84,12 +85,13 @@ pub async fn renew(addr: &str, current: &TlsMaterial) -> Result<TlsMaterial, Pki
         .await
         .map_err(|s| refused(addr, &s))?
         .into_inner();
-    check_issued(&reply.cert_pem, &info.identity)?;
-    Ok(TlsMaterial {
+    let issued = check_issued(&reply.cert_pem, &info.identity)?;
+    let material = TlsMaterial {
         ca_pem: current.ca_pem.clone(),
         cert_pem: reply.cert_pem,
         key_pem: request.key_pem,
-    })
+    };
+    Ok((material, issued))
 }
 
 async fn ca_client(
@@ -115,7 +117,8 @@ fn refused(addr: &str, s: &tonic::Status) -> PkiError {
     }
 }
 
-fn check_issued(cert_pem: &str, want: &Identity) -> Result<(), PkiError> {
+/// The issued certificate, read; an error if it is not for `want`.
+fn check_issued(cert_pem: &str, want: &Identity) -> Result<CertInfo, PkiError> {
     let got = CertInfo::from_pem(cert_pem)?;
     if &got.identity != want {
         return Err(PkiError::Cert(format!(
@@ -123,5 +126,5 @@ fn check_issued(cert_pem: &str, want: &Identity) -> Result<(), PkiError> {
             got.identity
         )));
     }
-    Ok(())
+    Ok(got)
 }

@@ -46,6 +46,15 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it): the time certificates are
+/// compared with.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Hex sha256 of DER bytes: how a CA certificate is pinned.
 pub fn sha256_hex(der: &[u8]) -> String {
     use sha2::Digest;

@@ -14,6 +14,20 @@ pub struct TestContainerd {
 }
 
 /// Whether this machine can run the containerd tests (root, containerd, runc, ctr).
+/// Whether the containerd tests can run here; when not, asserts that the operator asked to
+/// skip them (`SHOAL_SKIP_CONTAINERD_TESTS=1`), so a missing containerd never passes silently.
+pub fn available_or_skip() -> bool {
+    if available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
+        "containerd tests need root, containerd, runc and ctr \
+         (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
+    );
+    false
+}
+
 pub fn available() -> bool {
     let root = nix::unistd::Uid::effective().is_root();
     let found = |bin: &str| {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shoal_proto::control::ApplyRequest;
-use shoal_tests::containerd::{available, TestContainerd};
+use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
 use shoal_tests::{binary, free_addr};
@@ -82,12 +82,7 @@ fn shoalctl(coordinators: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
-    if !available() {
-        assert!(
-            std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
-            "containerd tests need root, containerd, runc and ctr \
-             (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
-        );
+    if !available_or_skip() {
         return;
     }
     let cd = TestContainerd::start().unwrap();

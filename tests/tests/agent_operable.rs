@@ -15,25 +15,13 @@ use std::time::{Duration, Instant};
 use shoal_proto::agent::agent_client::AgentClient;
 use shoal_proto::agent::ExecRequest;
 use shoal_tests::agents::Agent;
-use shoal_tests::containerd::{available, TestContainerd};
+use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::Coord;
 use shoal_tests::free_addr;
 use shoal_tests::image::{build_busybox_image, ImageOptions};
 use shoal_tests::probes::{check_exposition, http_get, recv_until};
 
 const IMAGE: &str = "docker.io/library/shoal-ops-test:latest";
-
-fn skip() -> bool {
-    if available() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
-        "containerd tests need root, containerd, runc and ctr \
-         (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
-    );
-    true
-}
 
 fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/agent.toml.example")
@@ -117,7 +105,7 @@ async fn scrape_until(addr: &str, want: &str, log: impl Fn() -> String) -> Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_metrics_pass_promtool() {
-    if skip() {
+    if !available_or_skip() {
         return;
     }
     let cd = TestContainerd::start().unwrap();
@@ -197,7 +185,7 @@ async fn query(web: &str, q: &str, log: &Path) -> (String, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_coordinator_and_an_agent() {
-    if skip() {
+    if !available_or_skip() {
         return;
     }
     let cd = TestContainerd::start().unwrap();
@@ -255,7 +243,7 @@ async fn prometheus_scrapes_a_coordinator_and_an_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_notifies_ready_when_serving_pings_the_watchdog_and_says_stopping() {
-    if skip() {
+    if !available_or_skip() {
         return;
     }
     let cd = TestContainerd::start().unwrap();

@@ -9,10 +9,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use shoal_pki::files::TlsDir;
-use shoal_pki::{CertInfo, Identity, Role};
+use shoal_pki::{unix_now, CertInfo, Identity, Role};
 use shoal_tests::coordinators::{secure_cluster, wait_leader, Coord};
 
 /// The coordinator certificates' lifetime: renewed at about 16 s.
@@ -24,13 +24,6 @@ fn tls_dir(c: &Coord) -> TlsDir {
 
 fn cert_of(c: &Coord) -> CertInfo {
     CertInfo::from_pem(&tls_dir(c).load().unwrap().cert_pem).unwrap()
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// Writes one service through `c`; retries while a leader change settles. Returns the index.
@@ -81,7 +74,7 @@ async fn coordinators_renew_their_certificates_and_serve_past_the_first_expiry()
             let now = cert_of(c);
             if now.serial != o.serial {
                 assert!(
-                    now_secs() < o.not_after,
+                    unix_now() < o.not_after,
                     "coordinator {} renewed only after its certificate expired",
                     c.id
                 );
@@ -109,7 +102,7 @@ async fn coordinators_renew_their_certificates_and_serve_past_the_first_expiry()
 
     // 3. Wait until every original certificate has expired.
     let last_expiry = originals.iter().map(|o| o.not_after).max().unwrap();
-    let wait = (last_expiry + 2 - now_secs()).max(0) as u64;
+    let wait = (last_expiry + 2 - unix_now()).max(0) as u64;
     assert!(wait <= TTL_SECS as u64 + 2, "waiting {wait} s");
     tokio::time::sleep(Duration::from_secs(wait)).await;
     for (c, o) in coords.iter().zip(&originals) {

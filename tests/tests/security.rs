@@ -28,7 +28,7 @@ use shoal_proto::raft::raft_client::RaftClient;
 use shoal_proto::raft::RaftPayload;
 use shoal_tests::agents::Agent;
 use shoal_tests::binary;
-use shoal_tests::containerd::{available, TestContainerd};
+use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::{wait_leader, Coord};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -122,6 +122,14 @@ async fn node(c: &Coord, name: &str) -> Option<Value> {
         .iter()
         .find(|n| n["name"] == json!(name))
         .cloned()
+}
+
+/// Waits until the coordinators list node `name` as ready.
+async fn wait_ready(c: &Coord, name: &str, what: &str, within: Duration) {
+    wait_for(what, within, || async {
+        node(c, name).await.is_some_and(|n| n["status"] == "ready")
+    })
+    .await;
 }
 
 async fn wait_for<F, Fut>(what: &str, within: Duration, mut f: F)
@@ -281,12 +289,7 @@ fn serial_of(dir: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
-    if !available() {
-        assert!(
-            std::env::var_os("SHOAL_SKIP_CONTAINERD_TESTS").is_some(),
-            "containerd tests need root, containerd, runc and ctr \
-             (set SHOAL_SKIP_CONTAINERD_TESTS=1 to skip them)"
-        );
+    if !available_or_skip() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -372,14 +375,11 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         agents.push(a);
     }
     for name in ["n1", "n2"] {
-        wait_for(
+        wait_ready(
+            &coords[0],
+            name,
             &format!("node {name} ready"),
             Duration::from_secs(60),
-            || async {
-                node(&coords[0], name)
-                    .await
-                    .is_some_and(|n| n["status"] == "ready")
-            },
         )
         .await;
     }
@@ -760,14 +760,11 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     n3.kill();
     n3.secure(&rotated);
     n3.start();
-    wait_for(
+    wait_ready(
+        &coords[0],
+        "n3",
         "n3 ready with the new token",
         Duration::from_secs(60),
-        || async {
-            node(&coords[0], "n3")
-                .await
-                .is_some_and(|n| n["status"] == "ready")
-        },
     )
     .await;
 
@@ -880,14 +877,11 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     }
     drop(follow);
     // After the renewal the agent still works: heartbeats and its API.
-    wait_for(
+    wait_ready(
+        &coords[0],
+        "n1",
         "n1 ready after renewal",
         Duration::from_secs(30),
-        || async {
-            node(&coords[0], "n1")
-                .await
-                .is_some_and(|n| n["status"] == "ready")
-        },
     )
     .await;
     assert_eq!(
