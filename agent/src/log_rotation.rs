@@ -1,6 +1,6 @@
 //! Size-based rotation of the containers' stdout/stderr files (copy, then truncate in place).
 //!
-//! The shim's logging program appends with `O_APPEND`, so truncating the file under it is safe:
+//! containerd's shim appends each file with `O_APPEND`, so truncating the file under it is safe:
 //! its next write lands at the new end. Output written between the copy and the truncation is
 //! lost, as with logrotate's `copytruncate`.
 
@@ -93,7 +93,7 @@ mod tests {
             max_bytes: 10,
             keep: 2,
         };
-        // An appending writer that stays open, like the shim's logging program.
+        // An appending writer that stays open, like the containerd shim.
         let mut w = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

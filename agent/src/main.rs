@@ -42,7 +42,6 @@ async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
     cd.volumes_dir = cfg.volumes_dir.clone();
     cd.secrets_dir = cfg.secrets_dir.clone();
     cd.exec_dir = cfg.data_dir.join("exec");
-    cd.log_helper = cfg.data_dir.join("bin/shoal-log-copy");
     loop {
         match ContainerdRuntime::connect(cd.clone()).await {
             Ok(rt) => return rt,

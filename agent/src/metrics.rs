@@ -41,14 +41,21 @@ pub static CERTIFICATE_EXPIRY: AtomicI64 = AtomicI64::new(0);
 /// Failed attempts to renew the agent's certificate (set by [`crate::tls`]).
 pub static CERTIFICATE_RENEWAL_FAILURES: AtomicU64 = AtomicU64::new(0);
 
+/// Containers the last containerd listing returned (set by [`crate::runtime::containerd`]).
+pub static CONTAINERD_LISTED_CONTAINERS: AtomicU64 = AtomicU64::new(0);
+/// The largest gRPC message of the last containerd listing, bytes (set by
+/// [`crate::runtime::containerd`]); compare with `shoal_agent_containerd_decode_limit_bytes`.
+pub static CONTAINERD_LIST_LARGEST_MESSAGE_BYTES: AtomicU64 = AtomicU64::new(0);
+
 /// Every task state, for `shoal_agent_tasks{state}` (a state with no task reads 0).
-const TASK_STATES: [TaskState; 11] = [
+const TASK_STATES: [TaskState; 12] = [
     TaskState::New,
     TaskState::Pending,
     TaskState::Assigned,
     TaskState::Preparing,
     TaskState::Starting,
     TaskState::Running,
+    TaskState::Restarting,
     TaskState::Complete,
     TaskState::Shutdown,
     TaskState::Failed,
@@ -88,6 +95,8 @@ struct Inner {
     tasks: Family<StateLabel, Gauge>,
     session_connected: Gauge,
     revoked_serials: Gauge,
+    containerd_listed_containers: Gauge,
+    containerd_list_largest_message_bytes: Gauge,
     /// One unlabelled series while the agent has a certificate, none when insecure.
     certificate_expiry: Family<Vec<(String, String)>, Gauge>,
     certificate_renewal_failures: Counter,
@@ -145,6 +154,27 @@ impl Metrics {
             "agent_revoked_serials",
             "Revoked certificate serials the agent API refuses, as last sent by a coordinator",
             revoked_serials.clone(),
+        );
+        let containerd_listed_containers = Gauge::default();
+        r.register(
+            "agent_containerd_listed_containers",
+            "Containers (with a task label) the agent's last containerd listing returned",
+            containerd_listed_containers.clone(),
+        );
+        let containerd_list_largest_message_bytes = Gauge::default();
+        r.register(
+            "agent_containerd_list_largest_message_bytes",
+            "Largest gRPC message of the agent's last containerd listing, bytes (the agent \
+             warns once it passes half of shoal_agent_containerd_decode_limit_bytes)",
+            containerd_list_largest_message_bytes.clone(),
+        );
+        let decode_limit = Gauge::<i64>::default();
+        decode_limit
+            .set(i64::try_from(crate::runtime::containerd::DECODE_LIMIT_BYTES).unwrap_or(i64::MAX));
+        r.register(
+            "agent_containerd_decode_limit_bytes",
+            "Largest gRPC message the agent decodes from containerd, bytes",
+            decode_limit,
         );
         let certificate_expiry = Family::<Vec<(String, String)>, Gauge>::default();
         r.register(
@@ -256,6 +286,8 @@ impl Metrics {
                 tasks,
                 session_connected,
                 revoked_serials,
+                containerd_listed_containers,
+                containerd_list_largest_message_bytes,
                 certificate_expiry,
                 certificate_renewal_failures,
                 health_checks,
@@ -351,6 +383,11 @@ impl Metrics {
             .set(i64::from(SESSION_CONNECTED.load(Ordering::Relaxed)));
         i.revoked_serials
             .set(i64::try_from(REVOKED_SERIALS.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let gauge = |v: &AtomicU64| i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        i.containerd_listed_containers
+            .set(gauge(&CONTAINERD_LISTED_CONTAINERS));
+        i.containerd_list_largest_message_bytes
+            .set(gauge(&CONTAINERD_LIST_LARGEST_MESSAGE_BYTES));
         match CERTIFICATE_EXPIRY.load(Ordering::Relaxed) {
             0 => i.certificate_expiry.clear(),
             not_after => {

@@ -176,10 +176,17 @@ fn after_failure(
     }
     let due = since.saturating_add(policy.delay_ms);
     if now < due {
+        // Never `running` while it waits: the next attempt's time is fixed by the exit, so the
+        // message does not change from pass to pass.
         out.push(report(
             id,
-            TaskState::Running,
-            format!("{what}; restart {} in {} ms", attempts + 1, policy.delay_ms),
+            TaskState::Restarting,
+            format!(
+                "{what}; restart {} in {} ms (at {})",
+                attempts + 1,
+                policy.delay_ms,
+                shoal_model::time::rfc3339_utc(due)
+            ),
             code,
         ));
         out.push(Action::WakeAt(due));
@@ -564,8 +571,8 @@ mod tests {
             states(&acts),
             vec![(
                 "a".into(),
-                TaskState::Running,
-                "exited with code 3; restart 1 in 100 ms".into()
+                TaskState::Restarting,
+                "exited with code 3; restart 1 in 100 ms (at 1970-01-01T00:00:01.100Z)".into()
             )]
         );
         assert_eq!(acts.last(), Some(&Action::WakeAt(1100)));
@@ -577,6 +584,54 @@ mod tests {
                 reason: "exited with code 3".into(),
                 stop_first: false
             }]
+        );
+    }
+
+    #[test]
+    fn task_waiting_to_restart_is_restarting_never_running() {
+        let mut t = task("a");
+        t.restart_policy.delay_ms = 5000;
+        t.restart_policy.max_attempts = Some(2);
+        // Killed (137): restarting with the exit code and the next attempt's time.
+        let exit_at = 1_796_000_000_000;
+        let acts = after_exit(t.clone(), exited(137, exit_at), 137, exit_at + 1);
+        let wait = Action::Report(StatusUpdate {
+            task_id: "a".into(),
+            state: TaskState::Restarting,
+            message: "exited with code 137; restart 1 in 5000 ms (at 2026-11-30T00:53:25.000Z)"
+                .into(),
+            exit_code: Some(137),
+        });
+        assert_eq!(acts, vec![wait.clone(), Action::WakeAt(exit_at + 5000)]);
+        // A later pass in the delay, with `restarting` reported, says the same (deduplicated by
+        // the reporter) and is not mistaken for a finished task.
+        let again = Case {
+            desired: vec![t.clone()],
+            observed: vec![container("a", ContainerStatus::Stopped, Some(137))],
+            records: [("a".into(), exited(137, exit_at))].into(),
+            reported: [("a".into(), TaskState::Restarting)].into(),
+            now: exit_at + 4000,
+            ..Default::default()
+        };
+        assert_eq!(again.run(), vec![wait, Action::WakeAt(exit_at + 5000)]);
+        // Due: restarted in place.
+        let due = Case {
+            now: exit_at + 5000,
+            ..again
+        };
+        assert!(matches!(due.run().as_slice(), [Action::Restart { .. }]));
+        // Attempts exhausted: failed, with the exit code, never restarting or running.
+        let mut rec = exited(137, exit_at);
+        rec.restarts = vec![1, 2];
+        let acts = after_exit(t, rec, 137, exit_at + 1);
+        assert_eq!(
+            acts,
+            vec![Action::Report(StatusUpdate {
+                task_id: "a".into(),
+                state: TaskState::Failed,
+                message: "exited with code 137; restart policy exhausted after 2 restarts".into(),
+                exit_code: Some(137),
+            })]
         );
     }
 

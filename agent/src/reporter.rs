@@ -27,14 +27,16 @@ pub struct Reporter {
     pub queued: Notify,
 }
 
-/// Whether `u` is news after `last`: a later state, or a new message or exit code in a
-/// non-terminal state. States never move backwards.
+/// Whether `u` is news after `last`: a later state, the other state of the same step (running ↔
+/// restarting), or a new message or exit code in a non-terminal state. States never move
+/// backwards (see `TaskState::progress`).
 fn is_news(last: Option<&StatusUpdate>, u: &StatusUpdate) -> bool {
     match last {
         None => true,
-        Some(l) if u.state > l.state => true,
-        Some(l) if u.state == l.state => {
-            !u.state.is_terminal() && (u.message != l.message || u.exit_code != l.exit_code)
+        Some(l) if u.state.progress() > l.state.progress() => true,
+        Some(l) if u.state.progress() == l.state.progress() => {
+            !u.state.is_terminal()
+                && (u.state != l.state || u.message != l.message || u.exit_code != l.exit_code)
         }
         Some(_) => false,
     }
@@ -168,6 +170,35 @@ mod tests {
         r.ack(&[p[0].0, p[1].0]);
         assert_eq!(r.pending().len(), 2);
         assert_eq!(r.states()["t"], TaskState::Failed);
+    }
+
+    #[test]
+    fn running_and_restarting_alternate_until_terminal() {
+        let r = Reporter::new(None);
+        assert!(r.report(u(TaskState::Running, "started")));
+        let wait = "exited with code 137; restart 1 in 5000 ms";
+        assert!(r.report(u(TaskState::Restarting, wait)));
+        assert!(!r.report(u(TaskState::Restarting, wait)));
+        assert!(!r.report(u(TaskState::Starting, "")));
+        assert!(r.report(u(
+            TaskState::Running,
+            "restarted after exited with code 137"
+        )));
+        assert!(r.report(u(TaskState::Restarting, "exited with code 1; restart 2")));
+        assert!(r.report(u(TaskState::Failed, "restart policy exhausted")));
+        assert!(!r.report(u(TaskState::Restarting, "late")));
+        assert!(!r.report(u(TaskState::Running, "late")));
+        let states: Vec<TaskState> = r.pending().into_iter().map(|(_, u)| u.state).collect();
+        assert_eq!(
+            states,
+            [
+                TaskState::Running,
+                TaskState::Restarting,
+                TaskState::Running,
+                TaskState::Restarting,
+                TaskState::Failed
+            ]
+        );
     }
 
     #[test]

@@ -441,6 +441,24 @@ impl Supervisor {
                     self.wake_at = None;
                 }
             }
+            self.drain_ready(&mut exits);
+        }
+    }
+
+    /// Takes in everything else already queued, so that the next pass (one listing) covers a
+    /// whole burst: removing 2,000 containers makes a few passes, not 2,000.
+    fn drain_ready(&mut self, exits: &mut broadcast::Receiver<crate::runtime::ExitEvent>) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.finish(done);
+        }
+        while let Ok(ev) = self.health_rx.try_recv() {
+            self.on_health(ev);
+        }
+        loop {
+            match exits.try_recv() {
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
         }
     }
 

@@ -413,7 +413,19 @@ async fn health_checks_drive_healthy_unhealthy_restart() {
             pos("unhealthy: ") < pos("restarted after unhealthy"),
             "{m:?}"
         );
-        assert!(r.iter().all(|u| u.state <= TaskState::Running), "{r:?}");
+        // Waiting for the restart it is `restarting`, never terminal; running again after it.
+        let waiting = r
+            .iter()
+            .position(|u| u.state == TaskState::Restarting)
+            .unwrap_or_else(|| panic!("{id} never reported restarting: {m:?}"));
+        assert!(m[waiting].starts_with("unhealthy; restart 1 in"), "{m:?}");
+        assert!(waiting < pos("restarted after unhealthy"), "{m:?}");
+        assert!(
+            r.iter()
+                .all(|u| u.state <= TaskState::Running || u.state == TaskState::Restarting),
+            "{r:?}"
+        );
+        assert_eq!(r.last().unwrap().state, TaskState::Running, "{r:?}");
         assert_ne!(h.running_pids()[id], pids[id], "{id} has a new process");
     }
 }
@@ -665,4 +677,179 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
             "{id}: {r:?}"
         );
     }
+}
+
+/// `ctr`-free access to containerd in the agent's namespace, for the scale test.
+fn in_ns<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("containerd-namespace", NS.parse().unwrap());
+    r
+}
+
+/// One scrape of the agent's `/metrics`: the value of the unlabelled series `name`.
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    let (_, body) = shoal_tests::probes::http_get(addr, "/metrics", None).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 22, "done when" 3: 2,000 containers (created, not started: metadata only) in the
+/// agent's namespace while the agent is down, each a copy of one the agent made (same labels and
+/// spec). A plain Containers.List of them no longer fits tonic's default 4 MiB message. The
+/// restarted agent lists them all (metric) with no coordinator; once a coordinator's assignment
+/// set arrives it removes the 2,000 it cannot attribute to it, never touches containers without
+/// its task label, starts a new task and leaves its running, adopted one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_reconciles_two_thousand_containers() {
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    use containerd_client::services::v1::{
+        CreateContainerRequest, GetContainerRequest, ListContainersRequest,
+    };
+    use futures::StreamExt;
+    use prost::Message;
+    const ORPHANS: usize = 2000;
+    const FOREIGN: usize = 5;
+
+    let Some(h) = setup("scale") else { return };
+    let mut d = FakeDispatcher::start();
+    let keep = h.task("keep", &["sleep", "100000"]);
+    d.assign(vec![keep.clone()]);
+    let metrics = shoal_tests::free_addr();
+    let config = format!("metrics_listen = \"{metrics}\"\n");
+    let mut agent = h.start_agent_with(&d.addr, &config);
+    d.wait_state(&keep.id, TaskState::Running, LONG).await;
+    let keep_pid = h.running_pids()[&keep.id];
+    // Agent and coordinator gone while the containers pile up.
+    agent.kill9();
+    d.stop();
+
+    // The agent's own container is the template: same labels and spec size, no snapshot.
+    let channel = containerd_client::connect(h.cd.socket()).await.unwrap();
+    let cc = ContainersClient::new(channel.clone());
+    let template = cc
+        .clone()
+        .get(in_ns(GetContainerRequest {
+            id: keep.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    let spec_len = template.spec.as_ref().map_or(0, |s| s.value.len());
+    let make = |id: String, labelled: bool| {
+        let mut c = template.clone();
+        c.labels.clear();
+        if labelled {
+            c.labels = template.labels.clone();
+            c.labels.insert("io.shoal.task-id".into(), id.clone());
+        }
+        c.id = id;
+        c.snapshot_key = String::new();
+        c.snapshotter = String::new();
+        c
+    };
+    let mut containers: Vec<_> = (0..ORPHANS)
+        .map(|i| make(h.id(&format!("orphan-{i}")), true))
+        .collect();
+    containers.extend((0..FOREIGN).map(|i| make(h.id(&format!("foreign-{i}")), false)));
+    let started = Instant::now();
+    let created: Vec<_> = futures::stream::iter(containers)
+        .map(|c| {
+            let mut cc = cc.clone();
+            async move {
+                cc.create(in_ns(CreateContainerRequest { container: Some(c) }))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(created.iter().all(Result::is_ok), "create failed");
+    eprintln!(
+        "created {} containers (spec {spec_len} bytes each) in {:?}",
+        ORPHANS + FOREIGN,
+        started.elapsed()
+    );
+
+    // The whole listing, streamed: what one Containers.List answer would have to carry.
+    let mut stream = cc
+        .clone()
+        .list_stream(in_ns(ListContainersRequest { filters: vec![] }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut total = 0;
+    while let Some(m) = stream.message().await.unwrap() {
+        total += m.encoded_len();
+    }
+    let plain = cc
+        .clone()
+        .list(in_ns(ListContainersRequest { filters: vec![] }))
+        .await
+        .map(|r| r.get_ref().encoded_len());
+    eprintln!("listing: {total} bytes streamed");
+    assert!(total > 4 << 20, "{total} bytes: not past the default limit");
+    let err = plain.expect_err("one Containers.List with the default 4 MiB limit");
+    assert!(err.message().contains("message length too large"), "{err}");
+
+    // The agent, restarted with no coordinator, lists them all (its task label only) ...
+    let _agent = h.start_agent_with(&d.addr, &config);
+    let start = Instant::now();
+    loop {
+        let listed = metric(&metrics, "shoal_agent_containerd_listed_containers");
+        if listed == Some((ORPHANS + 1) as f64) {
+            break;
+        }
+        assert!(start.elapsed() < LONG, "agent listed {listed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let largest = metric(
+        &metrics,
+        "shoal_agent_containerd_list_largest_message_bytes",
+    )
+    .unwrap();
+    let limit = metric(&metrics, "shoal_agent_containerd_decode_limit_bytes").unwrap();
+    assert!(
+        largest > 0.0 && largest < limit / 2.0,
+        "{largest} of {limit}"
+    );
+    // ... keeping everything without a coordinator's word.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let count = h.cd.ctr_ok(&["-n", NS, "containers", "ls", "-q"]).unwrap();
+    assert_eq!(count.lines().count(), 1 + ORPHANS + FOREIGN);
+
+    // ... and reconciles: a new task starts, the orphans go, the rest stays.
+    let fresh = h.task("fresh", &["sleep", "100000"]);
+    d.assign(vec![keep.clone(), fresh.clone()]);
+    let start = Instant::now();
+    d.resume();
+    d.wait_state(&fresh.id, TaskState::Running, LONG).await;
+    let left = loop {
+        let ids: Vec<String> =
+            h.cd.ctr_ok(&["-n", NS, "containers", "ls", "-q"])
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        if ids.len() <= 2 + FOREIGN || start.elapsed() > Duration::from_secs(90) {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "coordinator back: new task running and {ORPHANS} orphans removed in {:?}",
+        start.elapsed()
+    );
+    let mut left = left;
+    left.sort();
+    let mut want: Vec<String> = (0..FOREIGN)
+        .map(|i| h.id(&format!("foreign-{i}")))
+        .collect();
+    want.extend([fresh.id.clone(), keep.id.clone()]);
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(h.running_pids()[&keep.id], keep_pid, "keep was not touched");
 }

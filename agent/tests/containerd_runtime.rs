@@ -35,7 +35,6 @@ async fn setup() -> Option<Env> {
     let mut cfg = ContainerdConfig::new(cd.socket());
     cfg.volumes_dir = cd.dir().join("volumes");
     cfg.exec_dir = cd.dir().join("exec");
-    cfg.log_helper = cd.dir().join("bin/shoal-log-copy");
     let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
     Some(Env { cd, rt })
 }
@@ -170,7 +169,6 @@ async fn containerd_runtime_conforms() {
     cfg.namespace = "shoal-node-2".to_owned();
     cfg.volumes_dir = env.cd.dir().join("volumes-2");
     cfg.exec_dir = env.cd.dir().join("exec-2");
-    cfg.log_helper = env.cd.dir().join("bin/shoal-log-copy");
     let rt2 = ContainerdRuntime::connect(cfg).await.unwrap();
     rt2.import_image(&img.path).await.unwrap();
     let mut other_exits = env.rt.subscribe_exits();

@@ -34,7 +34,6 @@ async fn setup() -> Option<Env> {
     let mut cfg = ContainerdConfig::new(cd.socket());
     cfg.volumes_dir = cd.dir().join("volumes");
     cfg.exec_dir = cd.dir().join("exec");
-    cfg.log_helper = cd.dir().join("bin/shoal-log-copy");
     let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
     Some(Env { cd, rt })
 }

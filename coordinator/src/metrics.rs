@@ -26,13 +26,14 @@ use shoal_ops::grpc_metrics::GrpcMetrics;
 use crate::coordinator::Coordinator;
 
 /// Every task state, for `shoal_tasks{state}` (a state with no task reads 0, not absent).
-const TASK_STATES: [TaskState; 11] = [
+const TASK_STATES: [TaskState; 12] = [
     TaskState::New,
     TaskState::Pending,
     TaskState::Assigned,
     TaskState::Preparing,
     TaskState::Starting,
     TaskState::Running,
+    TaskState::Restarting,
     TaskState::Complete,
     TaskState::Shutdown,
     TaskState::Failed,

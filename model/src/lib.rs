@@ -7,6 +7,7 @@ pub mod node;
 pub mod secret;
 pub mod service;
 pub mod task;
+pub mod time;
 
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};

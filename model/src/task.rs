@@ -27,7 +27,10 @@ pub struct Task {
     pub updated_at: Millis,
 }
 
-/// Task states in the order a task moves through them; a task never moves backwards.
+/// Task states in the order a task moves through them; a task never moves backwards
+/// ([`TaskState::progress`]). `Running` and `Restarting` are one step: a task whose container
+/// exited (or turned unhealthy) and waits for its in-place restart is `Restarting`, and `Running`
+/// again once restarted; it keeps its slot and its id all along.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -40,6 +43,9 @@ pub enum TaskState {
     Preparing,
     Starting,
     Running,
+    /// The container exited or turned unhealthy; the agent restarts it in place after the restart
+    /// policy's delay (the message says why, with the exit code and when the next attempt is).
+    Restarting,
     Complete,
     Shutdown,
     Failed,
@@ -53,6 +59,24 @@ impl TaskState {
         self >= TaskState::Complete
     }
 
+    /// How far along a task is: a report with a lower value than the task's is stale. Equal for
+    /// `Running` and `Restarting`, which alternate.
+    pub fn progress(self) -> u8 {
+        match self {
+            TaskState::New => 0,
+            TaskState::Pending => 1,
+            TaskState::Assigned => 2,
+            TaskState::Preparing => 3,
+            TaskState::Starting => 4,
+            TaskState::Running | TaskState::Restarting => 5,
+            TaskState::Complete => 6,
+            TaskState::Shutdown => 7,
+            TaskState::Failed => 8,
+            TaskState::Rejected => 9,
+            TaskState::Orphaned => 10,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::New => "new",
@@ -61,6 +85,7 @@ impl TaskState {
             TaskState::Preparing => "preparing",
             TaskState::Starting => "starting",
             TaskState::Running => "running",
+            TaskState::Restarting => "restarting",
             TaskState::Complete => "complete",
             TaskState::Shutdown => "shutdown",
             TaskState::Failed => "failed",
@@ -86,5 +111,26 @@ mod tests {
         assert!(TaskState::Complete.is_terminal());
         assert!(TaskState::Orphaned.is_terminal());
         assert!(TaskState::Pending < TaskState::Assigned);
+        assert!(!TaskState::Restarting.is_terminal());
+    }
+
+    #[test]
+    fn running_and_restarting_are_one_step() {
+        use TaskState::*;
+        assert_eq!(Running.progress(), Restarting.progress());
+        assert!(Starting.progress() < Restarting.progress());
+        assert!(Restarting.progress() < Failed.progress());
+        // Progress agrees with the declaration order everywhere else.
+        let all = [
+            New, Pending, Assigned, Preparing, Starting, Running, Restarting, Complete, Shutdown,
+            Failed, Rejected, Orphaned,
+        ];
+        for w in all.windows(2) {
+            assert!(w[0] < w[1]);
+            assert!(w[0].progress() <= w[1].progress());
+        }
+        let json = serde_json::to_string(&Restarting).unwrap();
+        assert_eq!(json, "\"restarting\"");
+        assert_eq!(Restarting.as_str(), "restarting");
     }
 }

@@ -29,7 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tracing::{debug, info, warn};
 
-use super::containerd::{grpc, ContainerdRuntime};
+use super::containerd::{grpc, ContainerdRuntime, DECODE_LIMIT_BYTES};
 use super::registry::{RegistryAuth, RegistryClient};
 use super::{ImageRef, Result, RuntimeError};
 
@@ -327,7 +327,7 @@ struct Blob<'a> {
 
 impl ContainerdRuntime {
     fn content(&self) -> ContentClient<tonic::transport::Channel> {
-        ContentClient::new(self.channel.clone())
+        ContentClient::new(self.channel.clone()).max_decoding_message_size(DECODE_LIMIT_BYTES)
     }
 
     /// Imports the OCI layout tar at `path`; on any failure the lease goes and nothing stays.
@@ -542,7 +542,8 @@ impl ContainerdRuntime {
             target: Some(target.to_proto()),
             ..Default::default()
         };
-        let mut images = ImagesClient::new(self.channel.clone());
+        let mut images =
+            ImagesClient::new(self.channel.clone()).max_decoding_message_size(DECODE_LIMIT_BYTES);
         let created = images
             .create(self.leased(
                 CreateImageRequest {
@@ -695,6 +696,7 @@ impl ContainerdRuntime {
     async fn adopt_existing(&self, image: &str, blob: &Blob<'_>, lease: &str) -> Result<()> {
         let digest = &blob.desc.digest;
         LeasesClient::new(self.channel.clone())
+            .max_decoding_message_size(DECODE_LIMIT_BYTES)
             .add_resource(self.req(AddResourceRequest {
                 id: lease.to_owned(),
                 resource: Some(Resource {
@@ -812,6 +814,7 @@ impl ContainerdRuntime {
         lease: &str,
     ) -> Result<()> {
         let applied = DiffClient::new(self.channel.clone())
+            .max_decoding_message_size(DECODE_LIMIT_BYTES)
             .apply(self.leased(
                 ApplyRequest {
                     diff: Some(layer.to_proto()),
@@ -896,6 +899,7 @@ impl ContainerdRuntime {
     /// Manifest, config and chain ids of an image in containerd's store.
     pub(super) async fn read_image(&self, name: &str) -> Result<ImageParts> {
         let got = ImagesClient::new(self.channel.clone())
+            .max_decoding_message_size(DECODE_LIMIT_BYTES)
             .get(self.req(GetImageRequest {
                 name: name.to_owned(),
             }))

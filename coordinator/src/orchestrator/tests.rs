@@ -323,3 +323,40 @@ fn plan_is_deterministic() {
         crate::state::Reconcile::default()
     );
 }
+
+#[test]
+fn restarting_task_keeps_its_slot_and_is_not_replaced() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    report(&mut s, "api", TaskState::Running, None, "started");
+    let before: Vec<String> = s.tasks.keys().cloned().collect();
+    let wait = "exited with code 137; restart 1 in 5000 ms";
+    report(&mut s, "api", TaskState::Restarting, Some(137), wait);
+    converge(&mut s);
+    // Same tasks, same slots: no replacement is created for a task waiting to restart.
+    assert_eq!(s.tasks.keys().cloned().collect::<Vec<_>>(), before);
+    let states: Vec<TaskState> = live(&s, "api").into_iter().map(|l| l.2).collect();
+    assert_eq!(states, [TaskState::Restarting, TaskState::Restarting]);
+    assert!(s
+        .tasks
+        .values()
+        .all(|t| t.exit_code == Some(137) && t.message == wait));
+    // Restarted: running again (running and restarting alternate); a stale starting is ignored.
+    report(&mut s, "api", TaskState::Running, None, "restarted");
+    report(&mut s, "api", TaskState::Starting, None, "late");
+    let states: Vec<TaskState> = live(&s, "api").into_iter().map(|l| l.2).collect();
+    assert_eq!(states, [TaskState::Running, TaskState::Running]);
+    // Failed for good: now the orchestrator replaces them.
+    report(&mut s, "api", TaskState::Failed, Some(1), "exhausted");
+    converge(&mut s);
+    assert_eq!(live(&s, "api").len(), 2);
+    assert_eq!(s.tasks.len(), 4);
+}

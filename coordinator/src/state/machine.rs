@@ -183,8 +183,11 @@ impl ClusterState {
                     let Some(task) = self.tasks.get_mut(&u.task_id) else {
                         continue;
                     };
-                    if task.node.as_deref() != Some(node.as_str()) || u.state < task.state {
-                        // Reports from another node, or stale ones, change nothing.
+                    if task.node.as_deref() != Some(node.as_str())
+                        || u.state.progress() < task.state.progress()
+                    {
+                        // Reports from another node, or stale ones, change nothing (running and
+                        // restarting are one step and alternate; see `TaskState::progress`).
                         continue;
                     }
                     if u.state == task.state && u.message == task.message {

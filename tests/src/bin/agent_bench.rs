@@ -7,8 +7,14 @@
 //! scheduling in the path): the clock starts when the new assignment set is handed to the
 //! dispatcher's stream and stops when the dispatcher receives the agent's `running` report.
 //!
+//! With `--deploy N` it measures one deploy instead: N tasks assigned at once, the time until all
+//! report `running`, the agent's RSS and PSS idle, with N containers and after they are removed,
+//! and the host processes (and their PSS) each container costs besides its own process: the
+//! containerd shim and whatever collects its logs.
+//!
 //! Needs root, containerd, runc and ctr. Run:
 //! `cargo build --release --workspace --bins && target/release/agent-bench`
+//! or `target/release/agent-bench --deploy 100`
 
 use std::path::Path;
 use std::pin::Pin;
@@ -47,6 +53,9 @@ struct Args {
     /// Seconds to let the agent settle before reading its RSS.
     #[arg(long, default_value_t = 3)]
     settle_secs: u64,
+    /// Measure one deploy of this many tasks (memory and processes per container) instead.
+    #[arg(long)]
+    deploy: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +389,33 @@ fn main() -> Result<()> {
         &image.path,
     );
     agent.start();
+    if let Some(n) = args.deploy {
+        let result = deploy(&args, n, &cd, &dispatcher, &agent);
+        dispatcher.assign(Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !agents::containers(cd.socket(), &agent.namespace).is_empty()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        agent.kill();
+        remove_all(&cd, &agent.namespace);
+        remove_all(&cd, CTR_NAMESPACE);
+        let agent_log = agent.log_text();
+        drop(dispatcher);
+        drop(agent);
+        drop(cd);
+        match result {
+            Ok(d) => report_deploy(&d, &load_start),
+            Err(e) => {
+                let tail: Vec<&str> = agent_log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!("--- agent log (tail) ---\n{}", tail.join("\n"));
+                return Err(e);
+            }
+        }
+        return Ok(());
+    }
     let result = run(&args, &cd, &dispatcher, &agent);
 
     // Cleanup: the agent removes its containers when they are no longer assigned.
@@ -515,6 +551,243 @@ fn run(args: &Args, cd: &TestContainerd, d: &FakeDispatcher, agent: &Agent) -> R
         loaded,
         burst,
     })
+}
+
+/// `Rss` and `Pss` of `pid` from `/proc/<pid>/smaps_rollup`, in KiB.
+fn rss_pss_kib(pid: u32) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .with_context(|| format!("reading /proc/{pid}/smaps_rollup"))?;
+    let field = |name: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/smaps_rollup"))
+    };
+    Ok((field("Rss:")?, field("Pss:")?))
+}
+
+/// One process of the host, as `/proc` shows it.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    cmdline: String,
+}
+
+fn host_processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(Proc {
+            pid,
+            ppid,
+            comm,
+            cmdline,
+        });
+    }
+    out
+}
+
+/// Processes per kind in the process trees of the shims of `namespace`, with their summed PSS
+/// (KiB): (shims, workload processes, everything else such as log helpers).
+#[derive(Debug, Default, Clone, Copy)]
+struct TreeCount {
+    shims: (usize, u64),
+    workload: (usize, u64),
+    helpers: (usize, u64),
+}
+
+fn shim_trees(namespace: &str, workload_comm: &str) -> TreeCount {
+    let procs = host_processes();
+    let ns_arg = format!("-namespace {namespace} ");
+    let mut inside: std::collections::BTreeSet<u32> = procs
+        .iter()
+        .filter(|p| p.comm.starts_with("containerd-shim") && p.cmdline.contains(&ns_arg))
+        .map(|p| p.pid)
+        .collect();
+    // Descendants: repeat until no process is added (trees are shallow).
+    loop {
+        let before = inside.len();
+        for p in &procs {
+            if inside.contains(&p.ppid) {
+                inside.insert(p.pid);
+            }
+        }
+        if inside.len() == before {
+            break;
+        }
+    }
+    let mut c = TreeCount::default();
+    for p in procs.iter().filter(|p| inside.contains(&p.pid)) {
+        let pss = rss_pss_kib(p.pid).map(|(_, pss)| pss).unwrap_or(0);
+        let slot = if p.comm.starts_with("containerd-shim") {
+            &mut c.shims
+        } else if p.comm == workload_comm {
+            &mut c.workload
+        } else {
+            &mut c.helpers
+        };
+        slot.0 += 1;
+        slot.1 += pss;
+    }
+    c
+}
+
+struct Deploy {
+    n: usize,
+    took: Duration,
+    idle: (u64, u64),
+    loaded: (u64, u64),
+    after: (u64, u64),
+    trees: TreeCount,
+}
+
+/// Assigns `n` tasks at once, waits for them all running, measures, then removes them.
+fn deploy(
+    args: &Args,
+    n: usize,
+    cd: &TestContainerd,
+    d: &FakeDispatcher,
+    agent: &Agent,
+) -> Result<Deploy> {
+    let pid = agent.pid().context("agent not started")?;
+    d.shared
+        .wait(Duration::from_secs(60), "agent registration", |s| {
+            (s.registrations > 0).then_some(())
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let images = agents::ctr(cd.socket(), &agent.namespace, &["images", "ls", "-q"]);
+        if images.lines().any(|l| l.trim() == IMAGE) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not import {IMAGE}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.assign(Vec::new());
+    std::thread::sleep(Duration::from_secs(args.settle_secs));
+    let idle = rss_pss_kib(pid)?;
+    let tasks: Vec<Task> = (0..n).map(|i| task(&format!("deploy-{i}"))).collect();
+    let start = Instant::now();
+    d.assign(tasks.clone());
+    let mut last = start;
+    for t in &tasks {
+        last = last.max(d.wait_running(&t.id, start, Duration::from_secs(300))?);
+    }
+    let took = last.saturating_duration_since(start);
+    let running = agents::running_tasks(cd.socket(), &agent.namespace).len();
+    if running != n {
+        bail!("{n} assigned, {running} running in containerd");
+    }
+    std::thread::sleep(Duration::from_secs(args.settle_secs));
+    let loaded = rss_pss_kib(pid)?;
+    let trees = shim_trees(&agent.namespace, "sleep");
+    eprintln!("agent with {n} containers: Rss/Pss {loaded:?} KiB; shim trees {trees:?}");
+    d.assign(Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !agents::containers(cd.socket(), &agent.namespace).is_empty() {
+        if Instant::now() > deadline {
+            bail!("the agent did not remove its containers within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(args.settle_secs));
+    let after = rss_pss_kib(pid)?;
+    Ok(Deploy {
+        n,
+        took,
+        idle,
+        loaded,
+        after,
+        trees,
+    })
+}
+
+fn report_deploy(d: &Deploy, load_start: &str) {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    println!(
+        "containerd: {} · runc: {} · {cpus} CPUs · load average at start {load_start}, at end {}",
+        first_line("containerd", &["--version"]),
+        first_line("runc", &["--version"]),
+        loadavg(),
+    );
+    println!();
+    println!(
+        "Deploy: {} tasks (`sleep 3600` in busybox) assigned at once → all reported `running` in {:.0} ms.",
+        d.n,
+        ms(d.took)
+    );
+    println!();
+    let per = |kib: u64| kib as f64 / d.n as f64;
+    println!("| agent | Rss | Pss |");
+    println!("|---|---|---|");
+    println!(
+        "| idle (registered, image imported, no tasks) | {:.1} MiB | {:.1} MiB |",
+        mib(d.idle.0),
+        mib(d.idle.1)
+    );
+    println!(
+        "| {} running containers | {:.1} MiB | {:.1} MiB |",
+        d.n,
+        mib(d.loaded.0),
+        mib(d.loaded.1)
+    );
+    println!(
+        "| per container ((loaded − idle) / {}) | {:.0} KiB | {:.0} KiB |",
+        d.n,
+        per(d.loaded.0.saturating_sub(d.idle.0)),
+        per(d.loaded.1.saturating_sub(d.idle.1))
+    );
+    println!(
+        "| after all {} were removed | {:.1} MiB | {:.1} MiB |",
+        d.n,
+        mib(d.after.0),
+        mib(d.after.1)
+    );
+    println!();
+    println!("| host processes per container | count | Pss |");
+    println!("|---|---|---|");
+    let t = d.trees;
+    for (name, (count, pss)) in [
+        ("containerd shim", t.shims),
+        ("workload (`sleep`)", t.workload),
+        ("log helpers and other", t.helpers),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.0} KiB |",
+            count as f64 / d.n as f64,
+            per(pss)
+        );
+    }
+    println!(
+        "| total | {:.2} | {:.0} KiB |",
+        (t.shims.0 + t.workload.0 + t.helpers.0) as f64 / d.n as f64,
+        per(t.shims.1 + t.workload.1 + t.helpers.1)
+    );
 }
 
 fn report(args: &Args, r: &Results, load_start: &str) {
