@@ -454,12 +454,8 @@ impl Supervisor {
         while let Ok(ev) = self.health_rx.try_recv() {
             self.on_health(ev);
         }
-        loop {
-            match exits.try_recv() {
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                Err(_) => break,
-            }
-        }
+        // The pass relists anyway: exits (and a lag) need no more than being taken off the queue.
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = exits.try_recv() {}
     }
 
     /// A full assignment set arrived from a coordinator.

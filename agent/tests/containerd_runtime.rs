@@ -79,7 +79,7 @@ async fn sh(rt: &ContainerdRuntime, id: &str, script: &str) -> (u32, String) {
     )
 }
 
-/// Waits until `path` holds `expected`: the logging program may still be writing after the exit.
+/// Waits until `path` holds `expected`: the shim may still be copying after the exit event.
 async fn wait_file(path: &std::path::Path, expected: &str) {
     let start = Instant::now();
     loop {
@@ -533,5 +533,76 @@ async fn privileged_host_namespaces_and_limits() {
     assert_eq!(quota, "50000");
     let (code, _) = sh(rt, &id, "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m").await;
     assert_ne!(code, 0, "an unprivileged container cannot mount");
+    rt.remove(&id).await.unwrap();
+}
+
+/// The shim writes a container's output into its log files itself: with no runtime (no agent)
+/// connected and nobody reading, a container writing far more than a pipe buffer (64 KiB) to
+/// stdout and stderr never blocks, runs to its end, and every byte lands in the right file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_never_waits_for_the_agent() {
+    let Some(Env { cd, rt }) = setup().await else {
+        return;
+    };
+    let img = build_busybox_image(cd.dir(), &ImageOptions::new(IMAGE)).expect("build image");
+    rt.import_image(&img.path).await.unwrap();
+    let log_paths = |id: &str| {
+        (
+            cd.dir().join(format!("logs/{id}.out")),
+            cd.dir().join(format!("logs/{id}.err")),
+        )
+    };
+    let id = unique("chatty");
+    let (out, err) = log_paths(&id);
+    let mut spec = busybox(&[
+        "sh",
+        "-c",
+        "sleep 1; yes o | head -c 4194304; yes e | head -c 1048576 >&2; exec sleep 100000",
+    ]);
+    spec.network = NetworkMode::None;
+    let cfg = ContainerConfig {
+        id: id.clone(),
+        spec,
+        task_id: format!("task-{id}"),
+        service: "svc".to_owned(),
+        node: "node-1".to_owned(),
+        stdout_path: out.clone(),
+        stderr_path: err.clone(),
+    };
+    rt.create(cfg).await.unwrap();
+    rt.start(&id).await.unwrap();
+    // The "agent" goes away before the container writes anything.
+    drop(rt);
+    let start = Instant::now();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    while size(&out) < 4 << 20 || size(&err) < 1 << 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "output stalled with no agent: stdout {} bytes, stderr {} bytes",
+            size(&out),
+            size(&err)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stdout = std::fs::read(&out).unwrap();
+    let stderr = std::fs::read(&err).unwrap();
+    assert_eq!(stdout.len(), 4 << 20);
+    assert!(stdout.chunks(2).all(|c| c == b"o\n"));
+    assert_eq!(stderr.len(), 1 << 20);
+    assert!(stderr.chunks(2).all(|c| c == b"e\n"));
+    // Not blocked: it reached its `sleep` and runs.
+    let tasks = cd.ctr_ok(&["-n", "shoal", "tasks", "ls"]).unwrap();
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("RUNNING")),
+        "{tasks}"
+    );
+
+    // A new runtime (the agent back) cleans up.
+    let mut cfg = ContainerdConfig::new(cd.socket());
+    cfg.volumes_dir = cd.dir().join("volumes");
+    cfg.exec_dir = cd.dir().join("exec");
+    let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
     rt.remove(&id).await.unwrap();
 }
