@@ -214,7 +214,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn stop(&self, id: &str, signal: &str, grace: Duration) -> Result<()>;
     /// Removes the task, the container and its snapshot. Removing an absent container is fine.
     async fn remove(&self, id: &str) -> Result<()>;
-    /// Every container of this runtime's namespace.
+    /// Every container of this runtime's namespace that carries a task label (the others are
+    /// never the agent's to touch). Must work with thousands of containers.
     async fn list(&self) -> Result<Vec<ContainerInfo>>;
     /// Runs `command` inside the running container and waits for it.
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput>;
