@@ -158,6 +158,10 @@ for a in "$@"; do
   esac
 done
 [ "$(id -u)" = 0 ] || { log "must run as root (mmdebstrap, chroot, mounts)"; exit 1; }
+if ! command -v mmdebstrap >/dev/null; then
+  log "installing mmdebstrap (Debian package) on this machine"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+fi
 for tool in mmdebstrap unshare chroot git; do
   command -v "$tool" >/dev/null || { log "needs $tool (Debian packages mmdebstrap, util-linux, coreutils, git)"; exit 1; }
 done
