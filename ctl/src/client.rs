@@ -107,7 +107,7 @@ impl Client {
                         last = anyhow!("{addr}: {}", s.message());
                         failed_call = Some(addr);
                     }
-                    Err(s) => bail!("{}", s.message()),
+                    Err(s) => return Err(self.final_status(&addr, s).await),
                 },
                 Err(e) => {
                     last = e;
@@ -138,7 +138,7 @@ impl Client {
                         last = anyhow!("{addr}: {}", s.message());
                         failed_call = Some(addr);
                     }
-                    Err(s) => bail!("{}", s.message()),
+                    Err(s) => return Err(self.final_status(&addr, s).await),
                 },
                 Err(e) => {
                     last = e;
@@ -151,6 +151,17 @@ impl Client {
             }
         }
         Err(self.explain_call(failed_call, last).await)
+    }
+
+    /// A status no other coordinator would answer differently. An `Internal` one may be the
+    /// HTTP/2 layer failing on a TLS mismatch (`h2 protocol error`): then say so.
+    async fn final_status(&self, addr: &str, s: tonic::Status) -> anyhow::Error {
+        let err = anyhow!("{}", s.message());
+        if s.code() == Code::Internal {
+            self.explain(addr, err).await
+        } else {
+            err
+        }
     }
 
     /// The last error of a call loop, explained when it was a call (a connection that did not

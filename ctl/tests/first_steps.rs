@@ -213,6 +213,14 @@ async fn a_stack_without_name_is_named_after_its_directory() {
         "{}",
         text(&plan.stdout)
     );
+    // --stack still wins.
+    let plan = shoalctl_tls(&c, &["plan", "-f", file, "--stack", "other"]);
+    assert!(
+        text(&plan.stdout).starts_with("plan for stack other\n"),
+        "{}{}",
+        text(&plan.stdout),
+        text(&plan.stderr)
+    );
     let apply = shoalctl_tls(&c, &["apply", "-f", file]);
     assert!(apply.status.success(), "{}", text(&apply.stderr));
     let ls = shoalctl_tls(&c, &["-o", "json", "stack", "ls"]);
@@ -220,13 +228,6 @@ async fn a_stack_without_name_is_named_after_its_directory() {
     assert_eq!(
         stacks,
         serde_json::json!([{"name": "my_demov2", "services": 1}])
-    );
-    // --stack still wins.
-    let plan = shoalctl_tls(&c, &["plan", "-f", file, "--stack", "other"]);
-    assert!(
-        text(&plan.stdout).starts_with("plan for stack other\n"),
-        "{}",
-        text(&plan.stdout)
     );
     // The help says so.
     let help = run("shoalctl", &["plan", "--help"]);
