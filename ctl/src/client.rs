@@ -166,7 +166,11 @@ impl Client {
 
     /// The last error of a call loop, explained when it was a call (a connection that did not
     /// connect was explained already) that failed on a TLS mismatch.
-    async fn explain_call(&self, failed_call: Option<String>, last: anyhow::Error) -> anyhow::Error {
+    async fn explain_call(
+        &self,
+        failed_call: Option<String>,
+        last: anyhow::Error,
+    ) -> anyhow::Error {
         match failed_call {
             Some(addr) => self.explain(&addr, last).await,
             None => last,

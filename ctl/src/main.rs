@@ -276,7 +276,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // These two need no cluster.
     match &cli.cmd {
         Cmd::Completion { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "shoalctl", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "shoalctl",
+                &mut std::io::stdout(),
+            );
             return Ok(());
         }
         Cmd::Man => {

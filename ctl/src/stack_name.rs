@@ -39,7 +39,10 @@ pub fn resolve(flag: Option<&str>, file: &Path, source: &str) -> anyhow::Result<
     }
     let abs = std::path::absolute(file)
         .with_context(|| format!("cannot resolve the path of {}", file.display()))?;
-    let dir = abs.parent().and_then(Path::file_name).map(|d| d.to_string_lossy());
+    let dir = abs
+        .parent()
+        .and_then(Path::file_name)
+        .map(|d| d.to_string_lossy());
     let name = dir.as_deref().map(normalize).unwrap_or_default();
     if name.is_empty() {
         bail!(
@@ -91,8 +94,8 @@ mod tests {
 
     #[test]
     fn a_directory_without_usable_characters_is_an_error() {
-        let err = resolve(None, Path::new("/tmp/.../stack.yaml"), "services: {}\n")
-            .expect_err("no name");
+        let err =
+            resolve(None, Path::new("/tmp/.../stack.yaml"), "services: {}\n").expect_err("no name");
         assert!(err.to_string().contains("--stack NAME"), "{err}");
     }
 }

@@ -76,7 +76,11 @@ pub async fn logs(
     };
     let mut stream = match agent.logs(req).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return Err(client.explain(&addr, anyhow::anyhow!("{}", s.message())).await),
+        Err(s) => {
+            return Err(client
+                .explain(&addr, anyhow::anyhow!("{}", s.message()))
+                .await)
+        }
     };
     let mut out = std::io::stdout();
     while let Some(chunk) = stream
@@ -98,7 +102,11 @@ pub async fn exec(client: &mut Client, task: &str, command: &[String]) -> anyhow
     };
     let r = match agent.exec(req).await {
         Ok(r) => r.into_inner(),
-        Err(s) => return Err(client.explain(&addr, anyhow::anyhow!("{}", s.message())).await),
+        Err(s) => {
+            return Err(client
+                .explain(&addr, anyhow::anyhow!("{}", s.message()))
+                .await)
+        }
     };
     std::io::stdout().write_all(&r.stdout)?;
     std::io::stderr().write_all(&r.stderr)?;

@@ -68,7 +68,9 @@ impl ServerCertVerifier for NoteAndRefuse {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General("probe: certificate presented".into()))
+        Err(rustls::Error::General(
+            "probe: certificate presented".into(),
+        ))
     }
 
     fn verify_tls12_signature(

@@ -58,7 +58,13 @@ async fn a_tls_mismatch_says_what_is_wrong_and_what_to_do() {
     // Plaintext (--insecure) against the TLS cluster.
     let out = run(
         "shoalctl",
-        &["--insecure", "--coordinators", &secure.addr, "cluster", "status"],
+        &[
+            "--insecure",
+            "--coordinators",
+            &secure.addr,
+            "cluster",
+            "status",
+        ],
     );
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
@@ -103,7 +109,13 @@ async fn a_tls_mismatch_says_what_is_wrong_and_what_to_do() {
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     let ok = run(
         "shoalctl",
-        &["--insecure", "--coordinators", &plain.addr, "cluster", "status"],
+        &[
+            "--insecure",
+            "--coordinators",
+            &plain.addr,
+            "cluster",
+            "status",
+        ],
     );
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     secure.terminate();
@@ -163,9 +175,7 @@ async fn events_show_utc_times_and_json_keeps_milliseconds() {
         .as_array()
         .and_then(|a| a.iter().find(|e| e["object"] == "web"))
         .unwrap_or_else(|| panic!("no event about service web: {events}"));
-    let at_ms = web["at"]
-        .as_i64()
-        .expect("`at` stays milliseconds in JSON");
+    let at_ms = web["at"].as_i64().expect("`at` stays milliseconds in JSON");
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -54,7 +54,10 @@ mod tests {
         let mut out = Vec::new();
         clap_mangen::Man::new(cmd).render(&mut out).expect("render");
         let page = String::from_utf8(out).expect("utf-8");
-        assert!(page.starts_with(".ie") || page.contains(".TH demo 1"), "{page}");
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH demo 1"),
+            "{page}"
+        );
         assert!(page.contains("listen"), "{page}");
         assert!(page.contains("man"), "{page}");
     }
