@@ -52,7 +52,7 @@ fi
 echo "==> installing dependencies"
 bash scripts/install-deps.sh
 echo "==> building (debug)"
-cargo build --workspace --bins
+cargo build --locked --workspace --bins
 
 mkdir -p "$QS/pids"
 cat > "$QS/containerd.toml" <<TOML

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --workspace --bins
-cargo test --workspace --no-fail-fast -- --test-threads=2
+cargo build --locked --workspace --bins
+cargo test --locked --workspace --no-fail-fast -- --test-threads=2

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use shoal_agent::api::AgentApi;
 use shoal_agent::config::{AgentConfig, Flags};
 use shoal_agent::log_rotation::{self, RotationPolicy};
@@ -81,7 +80,7 @@ async fn serve_api(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let flags = Flags::parse();
+    let flags: Flags = shoal_ops::man::parse_or_print_man();
     let cfg = AgentConfig::load(&flags).context("loading the agent configuration")?;
     init_tracing(cfg.log_json);
     shoal_pki::install_crypto();

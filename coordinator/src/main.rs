@@ -171,7 +171,7 @@ fn init_tracing(json: bool) {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args: Args = shoal_ops::man::parse_or_print_man();
     init_tracing(args.log_json);
     shoal_pki::install_crypto();
     let rt = match tokio::runtime::Runtime::new() {

@@ -49,7 +49,7 @@ impl Client {
             .or_else(|| addr.strip_prefix("https://"))
             .unwrap_or(addr);
         let tls = self.tls.as_ref().map(|m| client_config(m, server));
-        endpoint(addr, tls.as_ref())
+        let connected = endpoint(addr, tls.as_ref())
             .with_context(|| format!("bad address `{addr}`"))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(90))
@@ -64,7 +64,20 @@ impl Client {
                     ""
                 };
                 anyhow!("cannot connect to {server} {addr}: {e}{hint}")
-            })
+            });
+        match connected {
+            Ok(ch) => Ok(ch),
+            Err(e) => Err(self.explain(addr, e).await),
+        }
+    }
+
+    /// `err`, a failure talking to `addr`, or what is really wrong when `addr` speaks TLS and
+    /// shoalctl plaintext (`--insecure`), or the other way round.
+    pub async fn explain(&self, addr: &str, err: anyhow::Error) -> anyhow::Error {
+        match crate::tls_probe::mismatch(addr, self.tls.is_some()).await {
+            Some(what) => anyhow!("{what}\n  (the connection failed with: {err:#})"),
+            None => err,
+        }
     }
 
     async fn connect(&self, addr: &str) -> anyhow::Result<ControlClient<Channel>> {
@@ -84,19 +97,26 @@ impl Client {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = anyhow!("no coordinator answered");
+        let mut failed_call = None;
         for _ in 0..self.endpoints.len() * 2 {
             let addr = self.endpoints[self.current].clone();
             match self.channel(&addr, Role::Coordinator).await {
                 Ok(ch) => match call(CertificatesClient::new(ch)).await {
                     Ok(r) => return Ok(r.into_inner()),
-                    Err(s) if retriable(&s) => last = anyhow!("{addr}: {}", s.message()),
-                    Err(s) => bail!("{}", s.message()),
+                    Err(s) if retriable(&s) => {
+                        last = anyhow!("{addr}: {}", s.message());
+                        failed_call = Some(addr);
+                    }
+                    Err(s) => return Err(self.final_status(&addr, s).await),
                 },
-                Err(e) => last = e,
+                Err(e) => {
+                    last = e;
+                    failed_call = None;
+                }
             }
             self.current = (self.current + 1) % self.endpoints.len();
         }
-        Err(last)
+        Err(self.explain_call(failed_call, last).await)
     }
 
     /// Runs `call` against the coordinators, moving to the next one while the error says the
@@ -107,6 +127,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = anyhow!("no coordinator answered");
+        let mut failed_call = None;
         let tries = self.endpoints.len() * 2;
         for attempt in 0..tries {
             let addr = self.endpoints[self.current].clone();
@@ -115,16 +136,44 @@ impl Client {
                     Ok(r) => return Ok(r.into_inner()),
                     Err(s) if retriable(&s) => {
                         last = anyhow!("{addr}: {}", s.message());
+                        failed_call = Some(addr);
                     }
-                    Err(s) => bail!("{}", s.message()),
+                    Err(s) => return Err(self.final_status(&addr, s).await),
                 },
-                Err(e) => last = e,
+                Err(e) => {
+                    last = e;
+                    failed_call = None;
+                }
             }
             self.current = (self.current + 1) % self.endpoints.len();
             if attempt + 1 == self.endpoints.len() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        Err(last)
+        Err(self.explain_call(failed_call, last).await)
+    }
+
+    /// A status no other coordinator would answer differently. An `Internal` one may be the
+    /// HTTP/2 layer failing on a TLS mismatch (`h2 protocol error`): then say so.
+    async fn final_status(&self, addr: &str, s: tonic::Status) -> anyhow::Error {
+        let err = anyhow!("{}", s.message());
+        if s.code() == Code::Internal {
+            self.explain(addr, err).await
+        } else {
+            err
+        }
+    }
+
+    /// The last error of a call loop, explained when it was a call (a connection that did not
+    /// connect was explained already) that failed on a TLS mismatch.
+    async fn explain_call(
+        &self,
+        failed_call: Option<String>,
+        last: anyhow::Error,
+    ) -> anyhow::Error {
+        match failed_call {
+            Some(addr) => self.explain(&addr, last).await,
+            None => last,
+        }
     }
 }

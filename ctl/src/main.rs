@@ -5,13 +5,15 @@ mod node_cmds;
 mod output;
 mod pki_cmds;
 mod stack_cmds;
+mod stack_name;
 mod stack_secrets;
 mod task_cmds;
+mod tls_probe;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use shoal_model::{ContainerSpec, ServiceSpec};
 use shoal_proto::control::{
@@ -77,17 +79,25 @@ enum Cmd {
         follow: bool,
     },
     /// Apply a stack file: create, update and remove its services, all at once.
+    ///
+    /// The stack is named as Compose names a project: --stack, else the file's top-level
+    /// `name:`, else the name of the file's directory, lowercased with only `a-z`, `0-9`, `_`
+    /// and `-` kept (`My_App.v2/stack.yaml` is stack `my_appv2`).
     Apply {
         #[arg(long, short = 'f')]
         file: PathBuf,
-        /// Stack name (default: the file's top-level `name`).
+        /// Stack name (default: the file's `name:`, else its directory's name, as Compose does).
         #[arg(long)]
         stack: Option<String>,
     },
     /// Show what applying a stack file would do, and where each task would run, changing nothing.
+    ///
+    /// The stack is named as for `apply`: --stack, else the file's `name:`, else the file's
+    /// directory name, normalized as Compose does.
     Plan {
         #[arg(long, short = 'f')]
         file: PathBuf,
+        /// Stack name (default: the file's `name:`, else its directory's name, as Compose does).
         #[arg(long)]
         stack: Option<String>,
     },
@@ -115,6 +125,14 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Print a shell completion script: `source <(shoalctl completion bash)` (or zsh), or
+    /// `shoalctl completion fish | source`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print shoalctl's man page (roff): `shoalctl man > shoalctl.1`, or `shoalctl man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +273,25 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // These two need no cluster.
+    match &cli.cmd {
+        Cmd::Completion { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "shoalctl",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Cmd::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let tls = pki_cmds::load_admin_tls(cli.tls_dir.as_deref(), cli.insecure)?;
     let mut client = Client::new(endpoints(&cli)?, tls)?;
     let fmt = cli.output;
@@ -447,6 +484,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Events { after, follow } => {
             task_cmds::events(&mut client, *after, *follow, fmt, cli.stale).await
         }
+        Cmd::Completion { .. } | Cmd::Man => Ok(()),
     }
 }
 

@@ -33,7 +33,7 @@ pub fn print_tasks(fmt: Format, v: &Value) {
 async fn agent_for(
     client: &mut Client,
     task: &str,
-) -> anyhow::Result<AgentClient<tonic::transport::Channel>> {
+) -> anyhow::Result<(AgentClient<tonic::transport::Channel>, String)> {
     let tasks = query(
         client,
         json!({"type": "tasks", "service": null, "node": null}),
@@ -59,7 +59,7 @@ async fn agent_for(
         .channel(&addr, shoal_pki::Role::Agent)
         .await
         .with_context(|| format!("cannot reach the agent of node {node} at {addr}"))?;
-    Ok(AgentClient::new(ch))
+    Ok((AgentClient::new(ch), addr))
 }
 
 pub async fn logs(
@@ -68,17 +68,20 @@ pub async fn logs(
     follow: bool,
     tail: Option<u64>,
 ) -> anyhow::Result<()> {
-    let mut agent = agent_for(client, task).await?;
+    let (mut agent, addr) = agent_for(client, task).await?;
     let req = LogsRequest {
         task_id: task.to_string(),
         follow,
         tail: tail.unwrap_or(0),
     };
-    let mut stream = agent
-        .logs(req)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let mut stream = match agent.logs(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            return Err(client
+                .explain(&addr, anyhow::anyhow!("{}", s.message()))
+                .await)
+        }
+    };
     let mut out = std::io::stdout();
     while let Some(chunk) = stream
         .message()
@@ -92,16 +95,19 @@ pub async fn logs(
 }
 
 pub async fn exec(client: &mut Client, task: &str, command: &[String]) -> anyhow::Result<()> {
-    let mut agent = agent_for(client, task).await?;
+    let (mut agent, addr) = agent_for(client, task).await?;
     let req = ExecRequest {
         task_id: task.to_string(),
         command: command.to_vec(),
     };
-    let r = agent
-        .exec(req)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner();
+    let r = match agent.exec(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            return Err(client
+                .explain(&addr, anyhow::anyhow!("{}", s.message()))
+                .await)
+        }
+    };
     std::io::stdout().write_all(&r.stdout)?;
     std::io::stderr().write_all(&r.stderr)?;
     if r.exit_code != 0 {
@@ -117,11 +123,12 @@ pub async fn events(
     fmt: Format,
     stale: bool,
 ) -> anyhow::Result<()> {
-    let header = ["SEQ", "AT", "KIND", "OBJECT", "ACTION", "MESSAGE"];
+    // Tables show UTC times; `-o json` keeps the milliseconds.
+    let header = ["SEQ", "AT (UTC)", "KIND", "OBJECT", "ACTION", "MESSAGE"];
     let row = |e: &Value| {
         vec![
             str_at(e, "/seq"),
-            str_at(e, "/at"),
+            crate::output::utc_time(&e["at"]),
             str_at(e, "/kind"),
             str_at(e, "/object"),
             str_at(e, "/action"),

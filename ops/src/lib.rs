@@ -9,6 +9,7 @@
 //! - [`systemd`]: `READY=1`, `STOPPING=1` and a watchdog loop pinging at half of
 //!   `WATCHDOG_USEC` while a liveness probe passes. All of it does nothing without
 //!   `NOTIFY_SOCKET`, so the daemons run the same outside systemd.
+//! - [`man::parse_or_print_man`]: the daemons' command line with `--man` (their man page).
 //!
 //! How a daemon wires it (the coordinator's `main.rs` does exactly this):
 //!
@@ -36,5 +37,6 @@
 //! ```
 
 pub mod grpc_metrics;
+pub mod man;
 pub mod metrics_http;
 pub mod systemd;
