@@ -43,6 +43,16 @@ pub enum Verdict {
     Down,
 }
 
+/// What the leader thinks of one node, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// This leader heard from the node (see [`Table::heard_from`]).
+    pub heard: bool,
+    pub silence: Duration,
+    pub grace: Duration,
+}
+
 /// Heartbeat period and grace bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -142,6 +152,12 @@ impl Table {
         (widest * JITTER_FACTOR).clamp(t.grace, t.max_grace.max(t.grace))
     }
 
+    /// Whether this leader heard from `node` at all (a node down before this leader was elected
+    /// looks `Alive` during its fresh grace, but is back only once it speaks).
+    pub fn heard_from(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
     /// The verdict on `node` as of the last tick. A follower judges nothing: always `Alive`.
     pub fn verdict(&self, node: &str) -> Verdict {
         if self.leader_since.is_none() {
@@ -192,15 +208,17 @@ impl Liveness {
         self.lock().became_leader(leader, Instant::now());
     }
 
-    /// Verdicts on `nodes`, with each one's silence and grace.
-    pub fn judge<'a>(
-        &self,
-        nodes: impl Iterator<Item = &'a str>,
-    ) -> Vec<(String, Verdict, Duration, Duration)> {
+    /// The verdict on each of `nodes`, in order.
+    pub fn judge<'a>(&self, nodes: impl Iterator<Item = &'a str>) -> Vec<Judgement> {
         let mut t = self.lock();
         t.tick(Instant::now());
         nodes
-            .map(|n| (n.to_string(), t.verdict(n), t.silence(n), t.grace(n)))
+            .map(|n| Judgement {
+                verdict: t.verdict(n),
+                heard: t.heard_from(n),
+                silence: t.silence(n),
+                grace: t.grace(n),
+            })
             .collect()
     }
 
@@ -275,6 +293,10 @@ mod tests {
         t.became_leader(true, Instant::now());
         assert_eq!(t.verdict("a"), Verdict::Alive);
         assert_eq!(t.verdict("b"), Verdict::Alive);
+        // Alive by the fresh grace, but not heard from: not a reason to call a node back.
+        assert!(!t.heard_from("a"));
+        t.seen("a", true, Instant::now());
+        assert!(t.heard_from("a"));
         t.became_leader(false, Instant::now());
         run(&mut t, Duration::from_secs(10), &[], None).await;
         assert_eq!(t.verdict("a"), Verdict::Alive, "a follower judges nothing");

@@ -67,10 +67,10 @@ async fn pass(
         nodes.into_iter().zip(verdicts).collect::<Vec<_>>()
     });
     let mut suspect = 0;
-    for ((name, status), (_, verdict, silence, grace)) in judged {
-        let silence_ms = silence.as_millis() as u64;
-        let grace_ms = grace.as_millis() as u64;
-        match (status, verdict) {
+    for ((name, status), j) in judged {
+        let silence_ms = j.silence.as_millis() as u64;
+        let grace_ms = j.grace.as_millis() as u64;
+        match (status, j.verdict) {
             (NodeStatus::Ready, Verdict::Down) => {
                 tracing::warn!(node = %name, silence_ms, grace_ms, "node silent past its grace; marking it down");
                 coord
@@ -82,7 +82,7 @@ async fn pass(
                 suspect += 1;
                 tracing::debug!(node = %name, silence_ms, grace_ms, "node suspect");
             }
-            (NodeStatus::Down, Verdict::Alive) => {
+            (NodeStatus::Down, Verdict::Alive) if j.heard => {
                 // The node answers again: one Raft write, here, never in the heartbeat path.
                 tracing::info!(node = %name, "node answers again; marking it ready");
                 coord
