@@ -14,7 +14,7 @@ use crate::agents::{containers, running_tasks};
 pub struct NamespaceSample {
     /// Container ids (task ids), any status.
     pub containers: Vec<String>,
-    /// Ids of the containers whose task runs.
+    /// Ids of the containers whose task runs (empty unless the sampler lists them).
     pub running: Vec<String>,
 }
 
@@ -31,20 +31,23 @@ pub struct Sample {
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Vec<Sample>>>,
+    started: Instant,
 }
 
 impl Sampler {
-    /// Samples `namespaces` on the containerd at `socket` every `period`, for at most `at_most`.
+    /// Samples `namespaces` on the containerd at `socket` every `period` (or as fast as `ctr`
+    /// answers), for at most `at_most`; `running` also lists running tasks (a second `ctr` call).
     pub fn start(
         socket: PathBuf,
         namespaces: Vec<String>,
+        running: bool,
         period: Duration,
         at_most: Duration,
     ) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let started = Instant::now();
         let thread = std::thread::spawn(move || {
-            let started = Instant::now();
             let mut out = Vec::new();
             while !flag.load(Ordering::Relaxed) && started.elapsed() < at_most {
                 let at = started.elapsed();
@@ -52,7 +55,11 @@ impl Sampler {
                     .iter()
                     .map(|ns| NamespaceSample {
                         containers: containers(&socket, ns),
-                        running: running_tasks(&socket, ns),
+                        running: if running {
+                            running_tasks(&socket, ns)
+                        } else {
+                            Vec::new()
+                        },
                     })
                     .collect();
                 out.push(Sample { at, namespaces });
@@ -67,7 +74,13 @@ impl Sampler {
         Sampler {
             stop,
             thread: Some(thread),
+            started,
         }
+    }
+
+    /// When sampling started: [`Sample::at`] counts from here.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Stops sampling and returns every sample taken.
