@@ -350,7 +350,11 @@ mod tests {
         let g = Guard::new(&desired, &observed, &["a".to_string()].into());
         assert!(g.blocker(&b, true).is_some());
         // Over the assignment: reported.
-        let g = Guard::new(&[a.clone()], &observed, &["a".to_string()].into());
+        let g = Guard::new(
+            std::slice::from_ref(&a),
+            &observed,
+            &["a".to_string()].into(),
+        );
         assert_eq!(g.over_assignment(), 1);
     }
 

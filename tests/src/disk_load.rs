@@ -47,7 +47,7 @@ impl DiskLoad {
                     }
                     n += 1;
                     written.fetch_add(BLOCK as u64, Ordering::Relaxed);
-                    if n % BLOCKS_PER_SYNC == 0 {
+                    if n.is_multiple_of(BLOCKS_PER_SYNC) {
                         let _ = file.sync_all();
                     }
                     if n * BLOCK as u64 >= MAX_FILE {
