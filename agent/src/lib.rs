@@ -2,7 +2,9 @@
 
 pub mod api;
 pub mod config;
+pub mod copies;
 pub mod health;
+pub mod heartbeat;
 pub mod log_rotation;
 pub mod metrics;
 pub mod node_info;

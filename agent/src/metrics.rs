@@ -47,6 +47,28 @@ pub static CONTAINERD_LISTED_CONTAINERS: AtomicU64 = AtomicU64::new(0);
 /// [`crate::runtime::containerd`]); compare with `shoal_agent_containerd_decode_limit_bytes`.
 pub static CONTAINERD_LIST_LARGEST_MESSAGE_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Containers against assigned tasks, as of the supervisor's last pass (set by
+/// [`crate::supervisor`]).
+pub struct CopyCounts {
+    /// Containers of tasks in the runtime, any status.
+    pub containers: AtomicU64,
+    pub running: AtomicU64,
+    /// Tasks in the assignment set.
+    pub assigned: AtomicU64,
+    /// Containers (and creations in flight) beyond the assigned tasks.
+    pub over_assignment: AtomicU64,
+    /// Starts held back because another copy could run beside them.
+    pub held: AtomicU64,
+}
+
+pub static COPIES: CopyCounts = CopyCounts {
+    containers: AtomicU64::new(0),
+    running: AtomicU64::new(0),
+    assigned: AtomicU64::new(0),
+    over_assignment: AtomicU64::new(0),
+    held: AtomicU64::new(0),
+};
+
 /// Every task state, for `shoal_agent_tasks{state}` (a state with no task reads 0).
 const TASK_STATES: [TaskState; 12] = [
     TaskState::New,
@@ -103,6 +125,13 @@ struct Inner {
     health_checks: Family<ResultLabel, Counter>,
     task_cpu_seconds: Family<TaskLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     task_memory_bytes: Family<TaskLabel, Gauge>,
+    containers: Gauge,
+    containers_running: Gauge,
+    assigned_tasks: Gauge,
+    containers_over_assignment: Gauge,
+    starts_held: Gauge,
+    heartbeats: Counter,
+    heartbeat_rtt_seconds: Gauge<f64, AtomicU64>,
     // Counted as it happens.
     container_starts: Counter,
     container_restarts: Counter,
@@ -207,6 +236,50 @@ impl Metrics {
             "Memory used by a task's container (cgroup), bytes",
             task_memory_bytes.clone(),
         );
+        let containers = Gauge::default();
+        r.register(
+            "agent_containers",
+            "Containers of tasks in this agent's containerd namespace, any status",
+            containers.clone(),
+        );
+        let containers_running = Gauge::default();
+        r.register(
+            "agent_containers_running",
+            "Containers of tasks whose process runs",
+            containers_running.clone(),
+        );
+        let assigned_tasks = Gauge::default();
+        r.register(
+            "agent_assigned_tasks",
+            "Tasks in the last assignment set",
+            assigned_tasks.clone(),
+        );
+        let containers_over_assignment = Gauge::default();
+        r.register(
+            "agent_containers_over_assignment",
+            "Containers beyond the assigned tasks (0 unless unassigned ones are being removed); \
+             the agent never creates one while this is above 0",
+            containers_over_assignment.clone(),
+        );
+        let starts_held = Gauge::default();
+        r.register(
+            "agent_starts_held",
+            "Task starts held back in the last pass: another copy (same slot, or a leaving \
+             container's host port or storage) still exists",
+            starts_held.clone(),
+        );
+        let heartbeats = Counter::default();
+        r.register(
+            "agent_heartbeats",
+            "Heartbeats a coordinator answered",
+            heartbeats.clone(),
+        );
+        let heartbeat_rtt_seconds = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "agent_heartbeat_rtt_seconds",
+            "Round trip of the last answered heartbeat",
+            heartbeat_rtt_seconds.clone(),
+        );
         let container_starts = Counter::default();
         r.register(
             "agent_container_starts",
@@ -293,6 +366,13 @@ impl Metrics {
                 health_checks,
                 task_cpu_seconds,
                 task_memory_bytes,
+                containers,
+                containers_running,
+                assigned_tasks,
+                containers_over_assignment,
+                starts_held,
+                heartbeats,
+                heartbeat_rtt_seconds,
                 container_starts,
                 container_restarts,
                 container_exits,
@@ -396,6 +476,19 @@ impl Metrics {
                     .set(not_after);
             }
         }
+        let gauge = |v: &AtomicU64| i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        i.containers.set(gauge(&COPIES.containers));
+        i.containers_running.set(gauge(&COPIES.running));
+        i.assigned_tasks.set(gauge(&COPIES.assigned));
+        i.containers_over_assignment
+            .set(gauge(&COPIES.over_assignment));
+        i.starts_held.set(gauge(&COPIES.held));
+        i.heartbeats.inner().store(
+            crate::heartbeat::HEARTBEATS_ANSWERED.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        i.heartbeat_rtt_seconds
+            .set(crate::heartbeat::HEARTBEAT_RTT_MICROS.load(Ordering::Relaxed) as f64 / 1e6);
         i.certificate_renewal_failures.inner().store(
             CERTIFICATE_RENEWAL_FAILURES.load(Ordering::Relaxed),
             Ordering::Relaxed,

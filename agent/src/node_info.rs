@@ -44,6 +44,7 @@ pub fn local_node(cfg: &AgentConfig, runtime_version: &str) -> Node {
         runtime_version: runtime_version.to_owned(),
         registered_at: now,
         last_heartbeat: now,
+        down_since: None,
     }
 }
 

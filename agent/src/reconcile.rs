@@ -3,12 +3,17 @@
 //! Invariant: a container is removed only when the agent has received a full assignment set from
 //! a coordinator in this session (`authoritative`) and that set omits the container's task. With
 //! no word from a coordinator, everything found is kept.
+//!
+//! Invariant: nothing is started while another copy could run beside it (same slot, or a leaving
+//! container's host port or storage), and no container is created while the node holds as many
+//! as it has assigned tasks ([`crate::copies::Guard`]); such starts become [`Action::Held`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_model::{Millis, ServiceMode, Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 
+use crate::copies::Guard;
 use crate::health::HealthStatus;
 use crate::runtime::{labels, ContainerInfo, ContainerStatus};
 
@@ -93,6 +98,11 @@ pub enum Action {
     Report(StatusUpdate),
     /// Run another pass at this time (a restart delay ends).
     WakeAt(Millis),
+    /// A start held back this pass: another copy could run beside it (see [`Guard`]).
+    Held {
+        task_id: String,
+        reason: String,
+    },
 }
 
 fn report(task_id: &str, state: TaskState, message: String, code: Option<u32>) -> Action {
@@ -294,6 +304,45 @@ pub fn reconcile(input: &Input<'_>) -> Vec<Action> {
             });
         }
     }
+    guard_starts(input, out)
+}
+
+/// Holds back the starts that would put a second copy beside another (in order: an earlier
+/// start in the same pass claims first).
+fn guard_starts(input: &Input<'_>, actions: Vec<Action>) -> Vec<Action> {
+    let mut guard = Guard::new(input.desired, input.observed, input.busy);
+    let mut out = Vec::with_capacity(actions.len());
+    for a in actions {
+        let (task, creates) = match &a {
+            Action::CreateStart { task } => (task, true),
+            Action::Start { task } | Action::Restart { task, .. } => (task, false),
+            _ => {
+                out.push(a);
+                continue;
+            }
+        };
+        match guard.blocker(task, creates) {
+            None => {
+                guard.started(task, creates);
+                out.push(a);
+            }
+            Some(reason) => {
+                let state = input
+                    .reported
+                    .get(&task.id)
+                    .copied()
+                    .unwrap_or_default()
+                    .max(task.state);
+                if state <= TaskState::Preparing {
+                    out.push(report(&task.id, TaskState::Preparing, reason.clone(), None));
+                }
+                out.push(Action::Held {
+                    task_id: task.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
     out
 }
 
@@ -305,7 +354,7 @@ mod tests {
     fn task(id: &str) -> Task {
         Task {
             id: id.to_owned(),
-            service: "svc".into(),
+            service: format!("svc-{id}"),
             service_version: 1,
             slot: 1,
             node: Some("n1".into()),
@@ -425,6 +474,45 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.run(), vec![Action::Start { task: task("a") }]);
+    }
+
+    #[test]
+    fn a_replacement_starts_only_once_the_old_copy_of_its_slot_is_gone() {
+        let mut old = container("old", ContainerStatus::Running, None);
+        old.labels
+            .insert(labels::SERVICE.into(), task("new").service);
+        old.labels.insert(labels::SLOT.into(), "1".into());
+        let c = Case {
+            desired: vec![task("new")],
+            observed: vec![old],
+            authoritative: true,
+            ..Default::default()
+        };
+        let acts = c.run();
+        assert!(acts.contains(&Action::Remove {
+            container_id: "old".into(),
+            running: true
+        }));
+        assert!(
+            acts.iter().any(|a| matches!(a, Action::Held { task_id, reason } if task_id == "new" && reason.contains("task old"))),
+            "{acts:?}"
+        );
+        assert!(!acts.iter().any(|a| matches!(a, Action::CreateStart { .. })));
+        assert_eq!(
+            states(&acts),
+            vec![(
+                "new".into(),
+                TaskState::Preparing,
+                "waiting for task old to stop (the other copy of svc-new slot 1)".into()
+            )]
+        );
+        // Gone: the replacement starts.
+        let c = Case {
+            desired: vec![task("new")],
+            authoritative: true,
+            ..Default::default()
+        };
+        assert_eq!(c.run(), vec![Action::CreateStart { task: task("new") }]);
     }
 
     #[test]
@@ -879,6 +967,7 @@ mod tests {
                 Action::Stop { task_id, .. } => Some(task_id.as_str()),
                 Action::Remove { container_id, .. } => Some(container_id.as_str()),
                 Action::Report(u) => Some(u.task_id.as_str()),
+                Action::Held { task_id, .. } => Some(task_id.as_str()),
                 Action::WakeAt(_) => None,
             };
             // Busy tasks are left alone.
@@ -897,6 +986,23 @@ mod tests {
                 }
                 _ => {}
             }
+        }
+        // Never more containers than assigned tasks because of a creation.
+        let creates = acts
+            .iter()
+            .filter(|a| matches!(a, Action::CreateStart { .. }))
+            .count();
+        let in_flight = c
+            .busy
+            .iter()
+            .filter(|b| !c.observed.iter().any(|o| &o.id == *b))
+            .count();
+        if creates > 0 {
+            assert!(
+                c.observed.len() + in_flight + creates <= c.desired.len(),
+                "{acts:?} from {:?}",
+                c.observed
+            );
         }
         // The unassigned container "x" goes exactly when a coordinator has spoken.
         let removes_x = acts

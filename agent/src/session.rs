@@ -1,5 +1,9 @@
 //! The agent's session with the coordinators' dispatcher: register, heartbeat, receive assignment
 //! sets, send status reports; follow the leader and reconnect within about a second.
+//!
+//! The three run independently: heartbeats on their own thread and connection
+//! ([`crate::heartbeat`]), assignment sets and status reports as two concurrent loops, so a long
+//! flush of reports never delays a heartbeat or an assignment set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +11,7 @@ use std::time::Duration;
 use shoal_model::{Node, SecretValue, Task};
 use shoal_proto::convert::{encode_json, tasks_from_json, ConvertError};
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
-use shoal_proto::dispatcher::{
-    AssignmentsRequest, HeartbeatRequest, RegisterRequest, StatusReport, TaskStatus,
-};
+use shoal_proto::dispatcher::{AssignmentsRequest, RegisterRequest, StatusReport, TaskStatus};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -23,7 +25,10 @@ use crate::secrets::SecretStore;
 pub const LEADER_METADATA: &str = "shoal-leader";
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one call to a coordinator may take.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reports are retried at least this often.
+const REPORT_RETRY: Duration = Duration::from_secs(1);
 /// Status updates per `ReportStatus` call.
 const REPORT_BATCH: usize = 256;
 
@@ -65,6 +70,8 @@ pub enum SessionError {
     },
     #[error("the supervisor is gone")]
     SupervisorGone,
+    #[error("heartbeats stopped: {0}")]
+    Heartbeat(String),
 }
 
 /// The leader a coordinator named in a `not the leader` answer, if any.
@@ -165,7 +172,7 @@ impl Session {
         }
     }
 
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         addr: &str,
         op: &'static str,
         fut: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
@@ -182,7 +189,10 @@ impl Session {
 
     /// A new channel to `addr`, presenting the certificate in use now (a renewed one from the
     /// first connection after the renewal).
-    async fn connect(&self, addr: &str) -> Result<DispatcherClient<Channel>, SessionError> {
+    pub(crate) async fn connect(
+        &self,
+        addr: &str,
+    ) -> Result<DispatcherClient<Channel>, SessionError> {
         let endpoint = match &self.tls {
             Some(tls) => Endpoint::from_shared(format!("https://{addr}"))
                 .and_then(|e| e.tls_config(tls.client_config())),
@@ -275,52 +285,76 @@ impl Session {
             }),
         )
         .await?;
-        self.flush(&mut client, addr).await?;
+        let mut beats = crate::heartbeat::Heartbeats::spawn(self, addr, period).map_err(|e| {
+            SessionError::Heartbeat(format!("cannot start the heartbeat thread: {e}"))
+        })?;
         crate::metrics::SESSION_CONNECTED.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut heartbeat = tokio::time::interval(period);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
+        let reports = self.report_loop(client, addr);
+        let assignments = self.assignment_loop(&mut stream, addr);
+        tokio::select! {
+            r = reports => r,
+            r = assignments => r,
+            r = &mut beats.failed => Err(r.unwrap_or_else(|_| {
+                SessionError::Heartbeat("the heartbeat thread ended".into())
+            })),
+        }
+    }
+
+    /// Sends reports as they are queued (and retries every second) until a call fails.
+    async fn report_loop(
+        &self,
+        mut client: DispatcherClient<Channel>,
+        addr: &str,
+    ) -> Result<std::convert::Infallible, SessionError> {
         loop {
+            self.flush(&mut client, addr).await?;
             tokio::select! {
-                msg = stream.message() => match msg {
-                    Ok(Some(set)) => {
-                        let tasks = tasks_from_json(&set.tasks_json).map_err(|source| {
-                            SessionError::Decode { addr: addr.to_owned(), source }
-                        })?;
-                        info!(coordinator = addr, tasks = tasks.len(), secrets = set.secrets.len(), revoked_serials = set.revoked_serials.len(), applied_index = set.applied_index, "assignment set");
-                        self.revocations.replace(set.revoked_serials);
-                        self.secrets.replace(
-                            set.secrets
-                                .into_iter()
-                                .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
-                                .collect(),
-                        );
-                        self.assignments
-                            .send(tasks)
-                            .await
-                            .map_err(|_| SessionError::SupervisorGone)?;
-                    }
-                    Ok(None) => return Err(SessionError::StreamEnded { addr: addr.to_owned() }),
-                    Err(status) => return Err(Self::rpc_error(addr, "Assignments", status)),
-                },
-                _ = heartbeat.tick() => {
-                    let r = Self::call(
-                        addr,
-                        "Heartbeat",
-                        client.heartbeat(HeartbeatRequest { node: self.node.name.clone() }),
-                    )
-                    .await?;
-                    if r.heartbeat_period_ms > 0
-                        && Duration::from_millis(r.heartbeat_period_ms) != heartbeat.period()
-                    {
-                        heartbeat = tokio::time::interval(Duration::from_millis(r.heartbeat_period_ms));
-                        heartbeat.tick().await;
-                    }
-                    // Also retries reports whose notification was consumed by a failed flush.
-                    self.flush(&mut client, addr).await?;
-                }
-                _ = self.reporter.queued.notified() => self.flush(&mut client, addr).await?,
+                _ = self.reporter.queued.notified() => {}
+                _ = tokio::time::sleep(REPORT_RETRY) => {}
             }
+        }
+    }
+
+    /// Hands every assignment set to the supervisor until the stream ends or fails.
+    async fn assignment_loop(
+        &self,
+        stream: &mut tonic::Streaming<shoal_proto::dispatcher::AssignmentSet>,
+        addr: &str,
+    ) -> Result<std::convert::Infallible, SessionError> {
+        loop {
+            let set = match stream.message().await {
+                Ok(Some(set)) => set,
+                Ok(None) => {
+                    return Err(SessionError::StreamEnded {
+                        addr: addr.to_owned(),
+                    })
+                }
+                Err(status) => return Err(Self::rpc_error(addr, "Assignments", status)),
+            };
+            let tasks =
+                tasks_from_json(&set.tasks_json).map_err(|source| SessionError::Decode {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+            info!(
+                coordinator = addr,
+                tasks = tasks.len(),
+                secrets = set.secrets.len(),
+                revoked_serials = set.revoked_serials.len(),
+                applied_index = set.applied_index,
+                "assignment set"
+            );
+            self.revocations.replace(set.revoked_serials);
+            self.secrets.replace(
+                set.secrets
+                    .into_iter()
+                    .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
+                    .collect(),
+            );
+            self.assignments
+                .send(tasks)
+                .await
+                .map_err(|_| SessionError::SupervisorGone)?;
         }
     }
 }

@@ -97,9 +97,12 @@ impl Ctx {
 
     fn container_config(&self, task: &Task) -> ContainerConfig {
         let (stdout_path, stderr_path) = log_paths(&self.cfg.log_dir, &task.id);
+        // The container records what a second copy must not share (slot, ports, storage).
+        let mut spec = task.spec.clone();
+        spec.labels.extend(crate::copies::claim_labels(task));
         ContainerConfig {
             id: task.id.clone(),
-            spec: task.spec.clone(),
+            spec,
             task_id: task.id.clone(),
             service: task.service.clone(),
             node: self.cfg.node.clone(),
@@ -328,10 +331,16 @@ async fn stop(ctx: Ctx, task_id: String, signal: String, grace_ms: u64) -> Outco
     Outcome::Other
 }
 
+/// How long a killed unassigned container is waited for.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// Removes a container no assignment claims. One still running is killed at once: the
+/// coordinators gave its task up (its node was declared down, say), so its replacement may
+/// already run elsewhere, and this copy must not outlive the agent's next look.
 async fn remove(ctx: Ctx, container_id: String, running: bool) -> Outcome {
     if running {
-        let grace = Duration::from_millis(DEFAULT_STOP_GRACE_MS);
-        if let Err(error) = ctx.rt.stop(&container_id, DEFAULT_STOP_SIGNAL, grace).await {
+        warn!(container = %container_id, "killing a running container no assignment claims");
+        if let Err(error) = ctx.rt.stop(&container_id, "SIGKILL", KILL_WAIT).await {
             warn!(container = %container_id, %error, "cannot stop the unassigned container");
         }
     }
@@ -598,9 +607,41 @@ impl Supervisor {
             busy: &self.busy,
             now,
         });
+        let held = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Held { .. }))
+            .count();
+        self.count_copies(&observed, held);
         for action in actions {
             self.execute(action);
         }
+    }
+
+    /// Checks the node's invariant (no more containers than assigned tasks) and publishes the
+    /// counts for `/metrics`.
+    fn count_copies(&mut self, observed: &[crate::runtime::ContainerInfo], held: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let guard = crate::copies::Guard::new(&self.desired, observed, &self.busy);
+        let present = observed.iter().filter(|c| task_of(c).is_some()).count();
+        let running = observed
+            .iter()
+            .filter(|c| task_of(c).is_some() && c.status == ContainerStatus::Running)
+            .count();
+        let over = guard.over_assignment();
+        let m = &crate::metrics::COPIES;
+        if over > 0 && m.over_assignment.load(Relaxed) == 0 {
+            warn!(
+                containers = present,
+                assigned = self.desired.len(),
+                over,
+                "more containers than assigned tasks"
+            );
+        }
+        m.containers.store(present as u64, Relaxed);
+        m.running.store(running as u64, Relaxed);
+        m.assigned.store(self.desired.len() as u64, Relaxed);
+        m.over_assignment.store(over as u64, Relaxed);
+        m.held.store(held as u64, Relaxed);
     }
 
     fn spawn(
@@ -625,6 +666,9 @@ impl Supervisor {
             }
             Action::WakeAt(at) => {
                 self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+            }
+            Action::Held { task_id, reason } => {
+                debug!(task_id = %task_id, %reason, "start held back");
             }
             Action::Adopt { task, pid } => {
                 info!(task_id = %task.id, ?pid, "adopting running container");
@@ -685,7 +729,7 @@ mod tests {
     fn task(id: &str) -> Task {
         Task {
             id: id.to_owned(),
-            service: "svc".into(),
+            service: format!("svc-{id}"),
             service_version: 1,
             slot: 1,
             node: Some("n1".into()),

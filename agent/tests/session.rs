@@ -179,3 +179,51 @@ async fn revoked_serials_arrive_with_the_assignment_set_and_replace_the_last_lis
     assert!(!revocations.is_revoked("0a") && revocations.is_revoked("0b"));
     h.abort();
 }
+
+/// Issue 22: status reports that take long (each a Raft write on a busy disk) never hold up a
+/// heartbeat. Each `ReportStatus` takes 700 ms while reports keep coming for 4 s; heartbeats
+/// (period 200 ms) keep arriving on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_their_period_while_reports_are_slow() {
+    let d = FakeDispatcher::start();
+    *d.shared.report_delay.lock().unwrap() = Duration::from_millis(700);
+    let reporter = Arc::new(Reporter::new(None));
+    let (s, mut rx) = session(vec![d.addr.clone()], reporter.clone());
+    let h = tokio::spawn(s.run());
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_secs(4) {
+        n += 1;
+        reporter.report(update(&format!("t{n}"), TaskState::Running, "started"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let beats: Vec<Instant> = d
+        .shared
+        .heartbeats
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|t| *t >= start)
+        .collect();
+    let widest = beats
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "{} heartbeats in 4 s of slow reports ({n} reports, {} delivered); widest gap {widest:?}",
+        beats.len(),
+        d.shared.reports.lock().unwrap().len()
+    );
+    assert!(beats.len() >= 15, "only {} heartbeats in 4 s", beats.len());
+    assert!(
+        widest < Duration::from_millis(600),
+        "a heartbeat waited {widest:?}"
+    );
+    h.abort();
+}

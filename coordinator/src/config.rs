@@ -62,15 +62,20 @@ impl Default for TlsSettings {
 pub struct AgentTuning {
     /// How often agents heartbeat.
     pub heartbeat_ms: u64,
-    /// A node silent for this long is declared down and its replicated tasks move.
+    /// The least silence (time the leader was listening and heard nothing from the node) that
+    /// declares a node down; then the tasks of its stateless services move.
     pub grace_ms: u64,
+    /// The most a node's grace is stretched when its heartbeats arrive irregularly (three times
+    /// the widest recent gap); a value below `grace_ms` means `grace_ms`.
+    pub max_grace_ms: u64,
 }
 
 impl Default for AgentTuning {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 500,
-            grace_ms: 2_000,
+            heartbeat_ms: 1_000,
+            grace_ms: 5_000,
+            max_grace_ms: 20_000,
         }
     }
 }

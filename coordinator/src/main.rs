@@ -303,10 +303,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     tokio::spawn(coord.metrics.watch_raft(&coord));
 
-    let liveness = Liveness::new(
-        Duration::from_millis(cfg.agents.heartbeat_ms),
-        Duration::from_millis(cfg.agents.grace_ms),
-    );
+    let liveness = Liveness::new(orchestrator::liveness::Timing {
+        period: Duration::from_millis(cfg.agents.heartbeat_ms),
+        grace: Duration::from_millis(cfg.agents.grace_ms),
+        max_grace: Duration::from_millis(cfg.agents.max_grace_ms),
+    });
     let dispatcher = || {
         DispatcherServer::new(DispatcherService {
             coord: coord.clone(),
@@ -384,6 +385,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {metrics_listen} for /metrics"))?;
         tracing::info!(listen = %bound, "serving /metrics");
     }
+    tokio::spawn(liveness.clone().observe(halt_rx.clone()));
     tokio::spawn(orchestrator::runner::run(
         coord.clone(),
         liveness.clone(),

@@ -95,6 +95,7 @@ struct Inner {
     placements: Counter,
     placement_failures: Counter,
     nodes_marked_down: Counter,
+    nodes_suspect: Gauge,
     orchestrator_passes: Counter,
     orchestrator_pass_failures: Counter,
     orchestrator_pass_seconds: Histogram,
@@ -149,6 +150,7 @@ impl Metrics {
             placements: Counter::default(),
             placement_failures: Counter::default(),
             nodes_marked_down: Counter::default(),
+            nodes_suspect: Gauge::default(),
             orchestrator_passes: Counter::default(),
             orchestrator_pass_failures: Counter::default(),
             orchestrator_pass_seconds: seconds_histogram(),
@@ -272,6 +274,11 @@ impl Metrics {
             i.nodes_marked_down.clone(),
         );
         r.register(
+            "dispatcher_nodes_suspect",
+            "Ready nodes silent for more than two heartbeat periods but within their grace",
+            i.nodes_suspect.clone(),
+        );
+        r.register(
             "dispatcher_agent_sessions",
             "Agents with an open assignments stream to this coordinator",
             i.agent_sessions.clone(),
@@ -319,6 +326,13 @@ impl Metrics {
 
     pub fn node_marked_down(&self) {
         self.inner.nodes_marked_down.inc();
+    }
+
+    /// Ready nodes the leader suspects now (silent, within their grace).
+    pub fn nodes_suspect(&self, n: usize) {
+        self.inner
+            .nodes_suspect
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// One orchestrator pass: its duration, whether it succeeded.

@@ -198,8 +198,15 @@ enum NodeCmd {
     Pause { name: String },
     /// Make the node schedulable again.
     Activate { name: String },
-    /// Forget a node that is down.
-    Rm { name: String },
+    /// Forget a node that is down. Refused while it may still run tasks of services with data,
+    /// unless `--force`.
+    Rm {
+        name: String,
+        /// The node is gone for good (powered off, its containers dead): start the tasks of its
+        /// services with data elsewhere.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -465,8 +472,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(NodeCmd::Activate { name }) => {
             node_cmds::update(&mut client, name, Some("active"), vec![], vec![]).await
         }
-        Cmd::Node(NodeCmd::Rm { name }) => {
-            let cmd = json!({"type": "remove_node", "name": name});
+        Cmd::Node(NodeCmd::Rm { name, force }) => {
+            let cmd = json!({"type": "remove_node", "name": name, "force": force});
             apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;
             println!("node {name} removed");
             Ok(())

@@ -20,6 +20,9 @@ pub struct Node {
     pub runtime_version: String,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
+    /// When the leader declared the node down (the proposer's clock); `None` while it answers.
+    #[serde(default)]
+    pub down_since: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -32,6 +32,44 @@ pub struct ServiceSpec {
     pub depends_on: Vec<(String, String)>,
     /// Service labels (`deploy.labels`); container labels live in [`ContainerSpec::labels`].
     pub labels: std::collections::BTreeMap<String, String>,
+    /// What happens to the service's tasks on a node that stops answering.
+    pub on_node_loss: NodeLoss,
+}
+
+impl ServiceSpec {
+    /// Whether the containers write to storage that outlives them: a writable bind or named
+    /// volume. Two copies of such a task must never run at once.
+    pub fn has_data(&self) -> bool {
+        self.container.mounts.iter().any(|m| {
+            matches!(m.kind, crate::MountKind::Bind | crate::MountKind::Volume) && !m.read_only
+        })
+    }
+
+    /// The node-loss behaviour in force: [`NodeLoss::Auto`] resolved by [`Self::has_data`].
+    pub fn node_loss(&self) -> NodeLoss {
+        match self.on_node_loss {
+            NodeLoss::Auto if self.has_data() => NodeLoss::Wait,
+            NodeLoss::Auto => NodeLoss::Replace,
+            other => other,
+        }
+    }
+}
+
+/// What the orchestrator does with the tasks of a node declared down (it missed its
+/// heartbeats, but may still run them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeLoss {
+    /// `Wait` for services with data (see [`ServiceSpec::has_data`]), `Replace` for the others.
+    #[default]
+    Auto,
+    /// Replace the tasks on other nodes once the node is declared down.
+    Replace,
+    /// Never replace them while the node may still run them: wait until it answers again or
+    /// an operator removes it (`shoalctl node rm --force`).
+    Wait,
+    /// Wait, but replace them once the node has been down this long (milliseconds).
+    ReplaceAfter(u64),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,11 @@
 pub mod agents;
 pub mod containerd;
 pub mod coordinators;
+pub mod disk_load;
 pub mod image;
 pub mod probes;
 pub mod registry;
+pub mod sampler;
 
 use std::path::PathBuf;
 

@@ -53,6 +53,7 @@ async fn register(c: &Coord, name: &str, labels: &[(&str, &str)]) {
         runtime_version: "none".into(),
         registered_at: 0,
         last_heartbeat: 0,
+        down_since: None,
     };
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.addr))
         .unwrap()

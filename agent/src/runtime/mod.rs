@@ -30,6 +30,12 @@ pub mod labels {
     pub const STDOUT_PATH: &str = "io.shoal.stdout-path";
     /// Where the task's stderr goes.
     pub const STDERR_PATH: &str = "io.shoal.stderr-path";
+    /// The task's replica slot (0 for a global service's task).
+    pub const SLOT: &str = "io.shoal.slot";
+    /// The host ports the task binds, comma-separated.
+    pub const HOST_PORTS: &str = "io.shoal.host-ports";
+    /// The storage the task writes to (`volume:NAME`, `bind:PATH`), comma-separated.
+    pub const DATA: &str = "io.shoal.data";
 }
 
 /// An image the runtime has imported and unpacked.

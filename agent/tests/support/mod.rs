@@ -27,6 +27,10 @@ pub struct Shared {
     pub revoked: Mutex<Vec<String>>,
     /// When set, every call fails with `not the leader; leader at <addr>`.
     pub redirect_to: Mutex<Option<String>>,
+    /// When each heartbeat arrived.
+    pub heartbeats: Mutex<Vec<Instant>>,
+    /// How long each `ReportStatus` takes (a Raft write on a slow disk).
+    pub report_delay: Mutex<Duration>,
 }
 
 #[derive(Clone)]
@@ -69,6 +73,7 @@ impl Dispatcher for Service {
         _request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
         self.check_leader()?;
+        self.0.heartbeats.lock().unwrap().push(Instant::now());
         Ok(Response::new(HeartbeatReply {
             heartbeat_period_ms: 200,
         }))
@@ -107,6 +112,8 @@ impl Dispatcher for Service {
         request: Request<StatusReport>,
     ) -> Result<Response<StatusReply>, Status> {
         self.check_leader()?;
+        let delay = *self.0.report_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         let mut reports = self.0.reports.lock().unwrap();
         for u in &request.into_inner().updates {
             reports.push(
@@ -145,6 +152,8 @@ impl FakeDispatcher {
             assignments: tx,
             revoked: Mutex::new(Vec::new()),
             redirect_to: Mutex::new(None),
+            heartbeats: Mutex::new(Vec::new()),
+            report_delay: Mutex::new(Duration::ZERO),
         });
         let mut me = Self {
             addr: shoal_tests::free_addr(),

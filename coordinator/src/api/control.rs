@@ -12,7 +12,7 @@ use shoal_proto::convert::{decode_json, encode_json};
 use tonic::{Request, Response, Status};
 
 use super::status_of;
-use crate::coordinator::{CoordError, Coordinator, Forwarded, ForwardedReply};
+use crate::coordinator::{now_millis, CoordError, Coordinator, Forwarded, ForwardedReply};
 use crate::orchestrator::preview::preview;
 use crate::stack::parse_stack;
 use crate::state::{Command, Query};
@@ -194,7 +194,7 @@ impl Control for ControlService {
         // The plan doubles as the summary: what this apply creates, changes and removes.
         let summary = self
             .coord
-            .read_with(|s| preview(s, &name, cmd.clone()))
+            .read_with(|s| preview(s, &name, cmd.clone(), now_millis()))
             .await
             .map_err(status_of)?
             .map_err(|e| status_of(CoordError::Refused(e)))?;
@@ -222,7 +222,7 @@ impl Control for ControlService {
         let (name, cmd) = stack_command(&req)?;
         let p = self
             .coord
-            .read_with(|s| preview(s, &name, cmd))
+            .read_with(|s| preview(s, &name, cmd, now_millis()))
             .await
             .map_err(status_of)?
             .map_err(|e| status_of(CoordError::Refused(e)))?;

@@ -2,11 +2,15 @@
 //!
 //! Only the leader serves agents; other members answer `Unavailable` with the leader's address
 //! in the `shoal-leader` header, and the agent moves there.
+//!
+//! Every message from an agent is a sign of life for [`Liveness`], recorded as it arrives. A
+//! heartbeat is nothing more: no Raft write, nothing to wait for (a node that answers again after
+//! being declared down is marked ready by the orchestrator loop).
 
 use std::pin::Pin;
 
 use futures::Stream;
-use shoal_model::{NodeStatus, TaskState};
+use shoal_model::TaskState;
 use shoal_pki::Role;
 use shoal_proto::convert::{encode_json, node_from_json, StatusUpdate};
 use shoal_proto::dispatcher::dispatcher_server::Dispatcher;
@@ -162,6 +166,7 @@ impl Dispatcher for DispatcherService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.authorize_node(&req, &node.name)?;
         let name = node.name.clone();
+        self.liveness.seen(&name);
         let (resp, _) = self
             .coord
             .write(self.coord.request(None, Command::RegisterNode { node }))
@@ -185,24 +190,12 @@ impl Dispatcher for DispatcherService {
         self.require_leader()?;
         self.authorize_node(&req, &req.get_ref().node)?;
         let name = req.into_inner().node;
-        let status = self.coord.sm.read(|s| s.nodes.get(&name).map(|n| n.status));
-        match status {
-            None => {
-                return Err(Status::not_found(format!(
-                    "node `{name}` is not registered"
-                )))
-            }
-            Some(NodeStatus::Ready) => {}
-            Some(_) => {
-                // Back from the dead: one Raft write, not one per heartbeat.
-                let cmd = Command::NodeHeartbeat { name: name.clone() };
-                self.coord
-                    .write(self.coord.request(None, cmd))
-                    .await
-                    .map_err(status_of)?;
-            }
+        if self.coord.sm.read(|s| !s.nodes.contains_key(&name)) {
+            return Err(Status::not_found(format!(
+                "node `{name}` is not registered"
+            )));
         }
-        self.liveness.seen(&name);
+        self.liveness.heartbeat(&name);
         self.coord.metrics.agent_heartbeat();
         Ok(Response::new(HeartbeatReply {
             heartbeat_period_ms: self.period_ms(),
@@ -223,6 +216,7 @@ impl Dispatcher for DispatcherService {
                 "node `{node}` is not registered"
             )));
         }
+        self.liveness.seen(&node);
         let me = DispatcherService {
             coord: self.coord.clone(),
             liveness: self.liveness.clone(),
@@ -237,6 +231,9 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<StatusReply>, Status> {
         self.authorize_node(&req, &req.get_ref().node)?;
         let StatusReport { node, updates } = req.into_inner();
+        // A sign of life, before the Raft write (on a follower it is forwarded, and the table
+        // is not read there).
+        self.liveness.seen(&node);
         let mut out = Vec::with_capacity(updates.len());
         for u in &updates {
             let u =

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use shoal_model::{Node, NodeAvailability, NodeStatus, Service, ServiceMode, Task, TaskState};
+use shoal_model::{
+    Millis, Node, NodeAvailability, NodeLoss, NodeStatus, Service, ServiceMode, Task, TaskState,
+};
 
 use super::deps;
 use crate::scheduler::{
@@ -41,21 +43,51 @@ fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
     }
 }
 
-/// Computes one reconciliation pass. `next_id` names new tasks (the caller makes ids unique).
-pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) -> Reconcile {
+/// Why a task on node `n` is orphaned now (its copy is given up and replaced elsewhere), or
+/// `None` while it stays: a removed node gives up everything; a node that is down gives up the
+/// tasks of services that do not wait for it (see [`NodeLoss`]), and those of services that
+/// wait with a deadline once the deadline passed. `now` is the proposer's clock.
+fn orphan_reason(state: &ClusterState, t: &Task, n: &str, now: Millis) -> Option<String> {
+    let Some(node) = state.nodes.get(n) else {
+        return Some(format!("node {n} removed"));
+    };
+    if node.status != NodeStatus::Down {
+        return None;
+    }
+    let policy = state
+        .services
+        .get(&t.service)
+        .map_or(NodeLoss::Replace, |s| s.spec.node_loss());
+    match policy {
+        NodeLoss::Replace | NodeLoss::Auto => Some(format!("node {n} is down")),
+        NodeLoss::Wait => None,
+        NodeLoss::ReplaceAfter(ms) => {
+            let since = node.down_since.unwrap_or(0);
+            (now >= since.saturating_add(ms))
+                .then(|| format!("node {n} is down for more than {ms} ms"))
+        }
+    }
+}
+
+/// Computes one reconciliation pass at `now` (the proposer's clock, used only for node-loss
+/// deadlines). `next_id` names new tasks (the caller makes ids unique).
+pub fn plan(
+    state: &ClusterState,
+    now: Millis,
+    next_id: &mut dyn FnMut(&str, u32) -> String,
+) -> Reconcile {
     let mut r = Reconcile::default();
     // Tasks this pass already ends (orphaned or shut down): not live any more.
     let mut gone: BTreeSet<String> = BTreeSet::new();
+    // Of those, the orphaned ones: their copy is given up (the node is gone or not waited for).
+    let mut orphaned: BTreeSet<String> = BTreeSet::new();
 
     for t in state.tasks.values().filter(|t| !t.state.is_terminal()) {
         if let Some(n) = &t.node {
-            let down = state
-                .nodes
-                .get(n)
-                .is_none_or(|node| node.status == NodeStatus::Down);
-            if down {
-                r.orphan.push((t.id.clone(), format!("node {n} is down")));
+            if let Some(reason) = orphan_reason(state, t, n, now) {
+                r.orphan.push((t.id.clone(), reason));
                 gone.insert(t.id.clone());
+                orphaned.insert(t.id.clone());
                 continue;
             }
         }
@@ -101,6 +133,26 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
             .filter(|t| t.service_version == svc.version && !gone.contains(&t.id))
             .collect();
         let live = |t: &&Task| t.desired_state == TaskState::Running && !t.state.is_terminal();
+        // A service that waits for lost nodes (it keeps data) is also replaced stop-first: a
+        // slot (or a global service's node) gets no new task while an older copy of it may
+        // still run (shut down but not yet reported stopped, or on a node that is down).
+        let stop_first = svc.spec.node_loss() != NodeLoss::Replace;
+        let leaving: Vec<&Task> = if stop_first {
+            by_service
+                .get(svc.name.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|t| !t.state.is_terminal() && !orphaned.contains(&t.id))
+                .filter(|t| {
+                    t.service_version != svc.version
+                        || gone.contains(&t.id)
+                        || t.desired_state != TaskState::Running
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let blocked = deps::unmet(state, svc, &by_service);
         let is_job = matches!(
             svc.spec.mode,
@@ -119,7 +171,9 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
                         .collect();
                     in_slot.sort_by_key(|t| (t.created_at, t.id.clone()));
                     if in_slot.is_empty() {
-                        if blocked.is_none() {
+                        if leaving.iter().any(|t| t.slot == slot) {
+                            tracing::trace!(service = %svc.name, slot, "waiting for the old copy to stop");
+                        } else if blocked.is_none() {
                             pending.push(new_task(svc, slot, None, next_id(&svc.name, slot)));
                         }
                     } else {
@@ -146,7 +200,10 @@ pub fn plan(state: &ClusterState, next_id: &mut dyn FnMut(&str, u32) -> String) 
                         .filter(|t| t.node.as_deref() == Some(&node.name) && satisfied(t))
                         .collect();
                     let ok = eligible(node, &constraints);
-                    if here.is_empty() && ok && blocked.is_none() {
+                    let old_copy = leaving
+                        .iter()
+                        .any(|t| t.node.as_deref() == Some(&node.name));
+                    if here.is_empty() && ok && blocked.is_none() && !old_copy {
                         pending.push(new_task(svc, 0, Some(&node.name), next_id(&svc.name, 0)));
                     }
                     if !ok && node.status == NodeStatus::Ready {

@@ -32,8 +32,14 @@ pub struct TaskPreview {
 }
 
 /// Applies `cmd` (an `ApplyStack`) to a copy of `state` and runs the orchestrator to a fixed
-/// point, pretending every started task runs healthy and every job succeeds.
-pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Preview, String> {
+/// point at `now`, pretending every started task runs healthy, every job succeeds and every
+/// task told to stop on a node that answers stops.
+pub fn preview(
+    state: &ClusterState,
+    stack: &str,
+    cmd: Command,
+    now: shoal_model::Millis,
+) -> Result<Preview, String> {
     let mut s = state.clone();
     let before = state.clone();
     let r = s.apply(&Request {
@@ -46,7 +52,7 @@ pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Previe
     }
     let mut seq = 0u64;
     for _ in 0..50 {
-        let r = plan(&s, &mut |svc: &str, slot: u32| {
+        let r = plan(&s, now, &mut |svc: &str, slot: u32| {
             seq += 1;
             format!("{svc}.{slot}.preview{seq}")
         });
@@ -58,11 +64,27 @@ pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Previe
             now: 0,
             command: Command::Reconcile(Box::new(r)),
         });
-        // Pretend: assigned tasks start (healthy), jobs succeed.
+        // Pretend: assigned tasks start (healthy), jobs succeed, stopped tasks stop.
+        let ready = |n: &str| {
+            s.nodes
+                .get(n)
+                .is_some_and(|n| n.status == shoal_model::NodeStatus::Ready)
+        };
+        let stopped: Vec<(String, String, TaskState)> = s
+            .tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Shutdown && !t.state.is_terminal())
+            .filter_map(|t| {
+                t.node
+                    .clone()
+                    .map(|n| (t.id.clone(), n, TaskState::Shutdown))
+            })
+            .filter(|(_, n, _)| ready(n))
+            .collect();
         let started: Vec<(String, String, TaskState)> = s
             .tasks
             .values()
-            .filter(|t| t.state == TaskState::Assigned)
+            .filter(|t| t.state == TaskState::Assigned && t.desired_state == TaskState::Running)
             .filter_map(|t| {
                 let done = if t.mode.is_job() {
                     TaskState::Complete
@@ -71,13 +93,18 @@ pub fn preview(state: &ClusterState, stack: &str, cmd: Command) -> Result<Previe
                 };
                 t.node.clone().map(|n| (t.id.clone(), n, done))
             })
+            .chain(stopped)
             .collect();
         for (id, node, state) in started {
             let exit_code = (state == TaskState::Complete).then_some(0);
             let updates = vec![TaskStatusUpdate {
                 task_id: id,
                 state,
-                message: "healthy".into(),
+                message: if state == TaskState::Shutdown {
+                    "stopped".into()
+                } else {
+                    "healthy".into()
+                },
                 exit_code,
             }];
             s.apply(&Request {

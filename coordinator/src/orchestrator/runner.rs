@@ -1,11 +1,11 @@
-//! The orchestrator loop: on the leader, declare silent nodes down and propose each
-//! reconciliation pass through Raft.
+//! The orchestrator loop: on the leader, declare silent nodes down (and nodes that answer again
+//! up) from the [`Liveness`] verdicts, and propose each reconciliation pass through Raft.
 
 use std::time::Duration;
 
 use shoal_model::NodeStatus;
 
-use super::liveness::Liveness;
+use super::liveness::{Liveness, Verdict};
 use super::plan;
 use crate::coordinator::Coordinator;
 use crate::state::Command;
@@ -57,28 +57,49 @@ async fn pass(
     coord: &Coordinator,
     liveness: &Liveness,
 ) -> Result<(), crate::coordinator::CoordError> {
-    let down = coord.sm.read(|s| {
-        let ready: Vec<String> = s
+    let judged = coord.sm.read(|s| {
+        let nodes: Vec<(String, NodeStatus)> = s
             .nodes
             .values()
-            .filter(|n| n.status == NodeStatus::Ready)
-            .map(|n| n.name.clone())
+            .map(|n| (n.name.clone(), n.status))
             .collect();
-        liveness.expired(ready.iter().map(String::as_str))
+        let verdicts = liveness.judge(nodes.iter().map(|(n, _)| n.as_str()));
+        nodes.into_iter().zip(verdicts).collect::<Vec<_>>()
     });
-    for name in down {
-        tracing::warn!(node = %name, "node missed its heartbeats; marking it down");
-        coord
-            .write(coord.request(None, Command::MarkNodeDown { name }))
-            .await?;
-        coord.metrics.node_marked_down();
+    let mut suspect = 0;
+    for ((name, status), j) in judged {
+        let silence_ms = j.silence.as_millis() as u64;
+        let grace_ms = j.grace.as_millis() as u64;
+        match (status, j.verdict) {
+            (NodeStatus::Ready, Verdict::Down) => {
+                tracing::warn!(node = %name, silence_ms, grace_ms, "node silent past its grace; marking it down");
+                coord
+                    .write(coord.request(None, Command::MarkNodeDown { name }))
+                    .await?;
+                coord.metrics.node_marked_down();
+            }
+            (NodeStatus::Ready, Verdict::Suspect) => {
+                suspect += 1;
+                tracing::debug!(node = %name, silence_ms, grace_ms, "node suspect");
+            }
+            (NodeStatus::Down, Verdict::Alive) if j.heard => {
+                // The node answers again: one Raft write, here, never in the heartbeat path.
+                tracing::info!(node = %name, "node answers again; marking it ready");
+                coord
+                    .write(coord.request(None, Command::NodeHeartbeat { name }))
+                    .await?;
+            }
+            _ => {}
+        }
     }
+    coord.metrics.nodes_suspect(suspect);
     let mut next_id = |service: &str, slot: u32| {
         let uid = uuid::Uuid::new_v4().simple().to_string();
         format!("{service}.{slot}.{}", &uid[..10])
     };
     let planned = std::time::Instant::now();
-    let r = coord.sm.read(|s| plan(s, &mut next_id));
+    let now = crate::coordinator::now_millis();
+    let r = coord.sm.read(|s| plan(s, now, &mut next_id));
     let placed = r.assign.len()
         + r.create
             .iter()

@@ -1,8 +1,8 @@
 //! Orchestrator plans over hand-built cluster states, applied through the real state machine.
 
 use shoal_model::{
-    Node, NodeAvailability, NodeResources, NodeRole, NodeStatus, ServiceMode, ServiceSpec,
-    TaskState,
+    Millis, Mount, MountKind, Node, NodeAvailability, NodeLoss, NodeResources, NodeRole,
+    NodeStatus, ServiceMode, ServiceSpec, TaskState,
 };
 
 use super::plan;
@@ -25,23 +25,39 @@ fn node(name: &str, role: &str) -> Node {
         runtime_version: String::new(),
         registered_at: 0,
         last_heartbeat: 0,
+        down_since: None,
     }
 }
 
 /// Runs plan + apply until nothing changes (at most 10 passes).
 fn converge(s: &mut ClusterState) {
-    let mut n = 0;
+    converge_at(s, 1);
+}
+
+/// [`converge`] with the proposer's clock at `now`.
+fn converge_at(s: &mut ClusterState, now: Millis) {
+    let mut n = s.tasks.len();
     for _ in 0..10 {
-        let r = plan(s, &mut |svc: &str, slot: u32| {
+        let r = plan(s, now, &mut |svc: &str, slot: u32| {
             n += 1;
             format!("{svc}.{slot}.{n}")
         });
         if r.is_empty() {
             return;
         }
-        apply(s, Command::Reconcile(Box::new(r)));
+        at(s, now, Command::Reconcile(Box::new(r)));
     }
     panic!("did not converge in 10 passes");
+}
+
+/// Applies `command` with the proposer's clock at `now`; returns the refusal, if any.
+fn at(s: &mut ClusterState, now: Millis, command: Command) -> Option<String> {
+    s.apply(&crate::state::Request {
+        request_id: None,
+        now,
+        command,
+    })
+    .error
 }
 
 fn cluster(nodes: &[(&str, &str)]) -> ClusterState {
@@ -316,12 +332,252 @@ fn plan_is_deterministic() {
     );
     let b = a.clone();
     let ids = |svc: &str, slot: u32| format!("{svc}-{slot}");
-    assert_eq!(plan(&a, &mut ids.clone()), plan(&b, &mut ids.clone()));
+    assert_eq!(plan(&a, 1, &mut ids.clone()), plan(&b, 1, &mut ids.clone()));
     converge(&mut a);
     assert_eq!(
-        plan(&a, &mut ids.clone()),
+        plan(&a, 1, &mut ids.clone()),
         crate::state::Reconcile::default()
     );
+}
+
+/// A service whose containers write to a named volume.
+fn with_volume(replicas: u32) -> ServiceSpec {
+    let mut spec = ServiceSpec {
+        replicas,
+        ..Default::default()
+    };
+    spec.container.mounts.push(Mount {
+        kind: MountKind::Volume,
+        source: "data".into(),
+        target: "/data".into(),
+        read_only: false,
+        propagation: None,
+    });
+    spec
+}
+
+/// Every task of `svc` that is not finished, whatever its desired state: (id, node, state).
+fn copies(s: &ClusterState, svc: &str) -> Vec<(String, Option<String>, TaskState)> {
+    s.tasks
+        .values()
+        .filter(|t| t.service == svc && !t.state.is_terminal())
+        .map(|t| (t.id.clone(), t.node.clone(), t.state))
+        .collect()
+}
+
+#[test]
+fn data_service_waits_for_a_down_node_until_it_is_removed_by_force() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    service(&mut s, "db", with_volume(1));
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    report(&mut s, "db", TaskState::Running, None, "");
+    report(&mut s, "api", TaskState::Running, None, "");
+    let db = copies(&s, "db");
+    assert_eq!(db.len(), 1);
+    let lost = db[0].1.clone().unwrap();
+    let other = if lost == "a" { "b" } else { "a" };
+    at(&mut s, 1_000, Command::MarkNodeDown { name: lost.clone() });
+    assert_eq!(s.nodes[&lost].down_since, Some(1_000));
+    // Long after: the stateless replicas moved, the database still waits for its node.
+    converge_at(&mut s, 10_000_000);
+    assert!(live(&s, "api")
+        .iter()
+        .all(|t| t.1.as_deref() == Some(other)));
+    assert_eq!(live(&s, "api").len(), 2);
+    assert_eq!(
+        copies(&s, "db"),
+        db,
+        "the data service must wait for its node"
+    );
+    // Removing the node is refused without --force, and names the task.
+    let refused = at(
+        &mut s,
+        2_000,
+        Command::RemoveNode {
+            name: lost.clone(),
+            force: false,
+        },
+    )
+    .expect("refused without force");
+    assert!(
+        refused.contains(&db[0].0) && refused.contains("--force"),
+        "{refused}"
+    );
+    // The node answers again: its copy just continues, nothing is created.
+    at(&mut s, 3_000, Command::NodeHeartbeat { name: lost.clone() });
+    assert_eq!(s.nodes[&lost].down_since, None);
+    converge_at(&mut s, 10_000_000);
+    assert_eq!(copies(&s, "db"), db);
+    // Down again, then the operator says it is gone: now the database moves.
+    at(&mut s, 4_000, Command::MarkNodeDown { name: lost.clone() });
+    assert_eq!(
+        at(
+            &mut s,
+            5_000,
+            Command::RemoveNode {
+                name: lost.clone(),
+                force: true
+            }
+        ),
+        None
+    );
+    converge_at(&mut s, 6_000);
+    let moved = live(&s, "db");
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].1.as_deref(), Some(other));
+    assert_eq!(s.tasks[&db[0].0].state, TaskState::Orphaned);
+}
+
+#[test]
+fn down_node_without_waiting_tasks_is_removed_without_force() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 2,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    at(&mut s, 1_000, Command::MarkNodeDown { name: "a".into() });
+    assert_eq!(
+        at(
+            &mut s,
+            2_000,
+            Command::RemoveNode {
+                name: "a".into(),
+                force: false
+            }
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_node_loss_deadline_replaces_only_once_it_passed() {
+    let mut s = cluster(&[("a", "x"), ("b", "x")]);
+    let mut spec = with_volume(1);
+    spec.on_node_loss = NodeLoss::ReplaceAfter(60_000);
+    service(&mut s, "galera", spec);
+    converge(&mut s);
+    report(&mut s, "galera", TaskState::Running, None, "");
+    let before = copies(&s, "galera");
+    let lost = before[0].1.clone().unwrap();
+    at(
+        &mut s,
+        100_000,
+        Command::MarkNodeDown { name: lost.clone() },
+    );
+    converge_at(&mut s, 159_999);
+    assert_eq!(copies(&s, "galera"), before);
+    converge_at(&mut s, 160_000);
+    let after = live(&s, "galera");
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0].1.as_deref(), Some(lost.as_str()));
+    let old = &s.tasks[&before[0].0];
+    assert_eq!(old.state, TaskState::Orphaned);
+    assert!(old.message.contains("60000 ms"), "{}", old.message);
+}
+
+#[test]
+fn explicit_policies_override_what_the_mounts_say() {
+    let mut s = cluster(&[("a", "x")]);
+    let mut cache = with_volume(1);
+    cache.on_node_loss = NodeLoss::Replace;
+    service(&mut s, "cache", cache);
+    let quorum = ServiceSpec {
+        replicas: 1,
+        on_node_loss: NodeLoss::Wait,
+        ..Default::default()
+    };
+    service(&mut s, "rabbit", quorum);
+    converge(&mut s);
+    apply(
+        &mut s,
+        Command::RegisterNode {
+            node: node("b", "x"),
+        },
+    );
+    at(&mut s, 1_000, Command::MarkNodeDown { name: "a".into() });
+    converge_at(&mut s, 10_000_000);
+    // The cache (a volume, but declared replaceable) moved; the quorum member (no volume, but
+    // declared waiting) kept its one copy on the lost node.
+    assert_eq!(live(&s, "cache")[0].1.as_deref(), Some("b"));
+    let rabbit = copies(&s, "rabbit");
+    assert_eq!(rabbit.len(), 1);
+    assert_eq!(rabbit[0].1.as_deref(), Some("a"));
+}
+
+#[test]
+fn data_service_update_stops_the_old_copy_before_the_new_one_is_created() {
+    let mut s = cluster(&[("a", "x")]);
+    let spec = with_volume(1);
+    service(&mut s, "db", spec.clone());
+    service(
+        &mut s,
+        "web",
+        ServiceSpec {
+            replicas: 1,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    report(&mut s, "db", TaskState::Running, None, "");
+    report(&mut s, "web", TaskState::Running, None, "");
+    let mut v2 = spec;
+    v2.container.image = "db:2".into();
+    apply(
+        &mut s,
+        Command::UpdateService {
+            name: "db".into(),
+            spec: v2,
+        },
+    );
+    apply(
+        &mut s,
+        Command::UpdateService {
+            name: "web".into(),
+            spec: ServiceSpec {
+                replicas: 1,
+                cpu_reservation_millis: 1,
+                ..Default::default()
+            },
+        },
+    );
+    converge(&mut s);
+    // Stateless: the new copy is created at once (the agent starts it once the old one is gone).
+    assert_eq!(live(&s, "web").len(), 1);
+    // With data: nothing new while the old copy may still run.
+    assert_eq!(copies(&s, "db").len(), 1);
+    assert!(live(&s, "db").is_empty());
+    let old = copies(&s, "db")[0].0.clone();
+    let updates = vec![TaskStatusUpdate {
+        task_id: old.clone(),
+        state: TaskState::Shutdown,
+        message: "stopped".into(),
+        exit_code: None,
+    }];
+    apply(
+        &mut s,
+        Command::ReportTaskStatus {
+            node: "a".into(),
+            updates,
+        },
+    );
+    converge(&mut s);
+    let new = live(&s, "db");
+    assert_eq!(new.len(), 1);
+    assert_eq!(copies(&s, "db").len(), 1);
+    assert!(!copies(&s, "db").iter().any(|t| t.0 == old));
 }
 
 #[test]

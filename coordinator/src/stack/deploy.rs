@@ -1,6 +1,7 @@
-//! `deploy:` of a service (Swarm's keys): mode, replicas, placement, resources, restart policy.
+//! `deploy:` of a service (Swarm's keys): mode, replicas, placement, resources, restart policy;
+//! and Shoal's `x-shoal-node-loss` (what happens to the tasks of a node that stops answering).
 
-use shoal_model::{ContainerSpec, RestartPolicy, ServiceMode, ServiceSpec};
+use shoal_model::{ContainerSpec, NodeLoss, RestartPolicy, ServiceMode, ServiceSpec};
 
 use super::duration::parse_duration_ms;
 use super::error::{Ctx, Result};
@@ -57,6 +58,9 @@ pub(crate) fn parse(
     }
     if let Some(n) = f.take("labels") {
         spec.labels = fields::string_map(ctx, n, &f.child("labels"))?;
+    }
+    if let Some(n) = f.take(NODE_LOSS_KEY) {
+        spec.on_node_loss = node_loss(ctx, n, &f.child(NODE_LOSS_KEY))?;
     }
     f.finish()
 }
@@ -226,4 +230,27 @@ pub(crate) fn restart_shorthand(ctx: Ctx<'_>, node: &Node, path: &str) -> Result
         },
     }
     Ok(policy)
+}
+
+/// `deploy.x-shoal-node-loss`: `replace`, `wait`, or a duration (wait at most that long).
+pub(crate) const NODE_LOSS_KEY: &str = "x-shoal-node-loss";
+
+fn node_loss(ctx: Ctx<'_>, n: &Node, path: &str) -> Result<NodeLoss> {
+    let text = fields::scalar_text(ctx, n, path)?;
+    match text.trim() {
+        "replace" => Ok(NodeLoss::Replace),
+        "wait" => Ok(NodeLoss::Wait),
+        other => match parse_duration_ms(other) {
+            Ok(0) => Ok(NodeLoss::Replace),
+            Ok(ms) => Ok(NodeLoss::ReplaceAfter(ms)),
+            Err(_) => Err(ctx.error(
+                n.loc,
+                path,
+                format!(
+                    "expected `replace`, `wait` or a duration such as `10m` (wait at most that \
+                     long for a lost node), got {other:?}"
+                ),
+            )),
+        },
+    }
 }

@@ -377,6 +377,10 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     ("services:\n  a:\n    image: x\n  b:\n    image: x\n    depends_on:\n      a: { condition: service_completed_successfully }\n", 7, 7, "services.b.depends_on.a", "only jobs"),
     // 31. bad cpus
     ("services:\n  a:\n    image: x\n    deploy:\n      resources:\n        reservations: { cpus: many }\n", 6, 31, "services.a.deploy.resources.reservations.cpus", "number of cpus"),
+    // 34. unknown node-loss behaviour
+    ("services:\n  a:\n    image: x\n    deploy:\n      x-shoal-node-loss: sometimes\n", 5, 26, "services.a.deploy.x-shoal-node-loss", "expected `replace`, `wait` or a duration such as `10m`"),
+    // 35. node-loss as a mapping
+    ("services:\n  a:\n    image: x\n    deploy:\n      x-shoal-node-loss: { wait: 10m }\n", 5, 26, "services.a.deploy.x-shoal-node-loss", "expected"),
 ];
 
 #[test]
@@ -422,4 +426,57 @@ fn x_keys_are_ignored_everywhere() {
         "x-top: 1\nservices:\n  a:\n    image: x\n    x-svc: {}\n    deploy:\n      x-d: 1\n      placement:\n        x-p: 2\n",
     );
     assert_eq!(stack.services.len(), 1);
+}
+
+#[test]
+fn node_loss_defaults_to_waiting_for_services_with_data() {
+    use shoal_model::NodeLoss;
+    let stack = parse(
+        r#"
+volumes:
+  data: {}
+services:
+  stateless:
+    image: x
+  config-only:
+    image: x
+    volumes: ["/etc/kolla/x:/etc/x:ro"]
+  db:
+    image: x
+    volumes: ["data:/var/lib/mysql"]
+  logs:
+    image: x
+    volumes: ["/var/log/kolla:/var/log/kolla"]
+  cache:
+    image: x
+    volumes: ["data:/cache"]
+    deploy:
+      x-shoal-node-loss: replace
+  rabbit:
+    image: x
+    deploy:
+      x-shoal-node-loss: wait
+  galera:
+    image: x
+    volumes: ["data:/var/lib/mysql"]
+    deploy:
+      x-shoal-node-loss: 10m
+"#,
+    );
+    let got = |name: &str| service(&stack, name).node_loss();
+    assert_eq!(got("stateless"), NodeLoss::Replace);
+    assert_eq!(
+        got("config-only"),
+        NodeLoss::Replace,
+        "read-only binds hold no data"
+    );
+    assert_eq!(got("db"), NodeLoss::Wait);
+    assert_eq!(got("logs"), NodeLoss::Wait);
+    assert_eq!(got("cache"), NodeLoss::Replace);
+    assert_eq!(
+        got("rabbit"),
+        NodeLoss::Wait,
+        "a quorum member without volumes"
+    );
+    assert_eq!(got("galera"), NodeLoss::ReplaceAfter(600_000));
 }

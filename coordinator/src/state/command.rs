@@ -74,10 +74,15 @@ pub enum Command {
         add_labels: Vec<(String, String)>,
         remove_labels: Vec<String>,
     },
+    /// Forgets a node that is down. Without `force` it is refused while the node may still run
+    /// tasks of services that wait for it (services with data): `force` is the operator's word
+    /// that the node is gone, and those tasks are replaced elsewhere.
     RemoveNode {
         name: String,
+        #[serde(default)]
+        force: bool,
     },
-    /// The leader saw no heartbeat within the grace period.
+    /// The leader heard nothing from the node within its grace period.
     MarkNodeDown {
         name: String,
     },

@@ -154,6 +154,7 @@ impl ClusterState {
                 let mut node = node.clone();
                 node.status = NodeStatus::Ready;
                 node.last_heartbeat = now;
+                node.down_since = None;
                 if let Some(old) = self.nodes.get(&node.name) {
                     // Operator-set fields survive re-registration.
                     node.availability = old.availability;
@@ -172,6 +173,7 @@ impl ClusterState {
                     n.last_heartbeat = now;
                     let was_down = n.status != NodeStatus::Ready;
                     n.status = NodeStatus::Ready;
+                    n.down_since = None;
                     if was_down {
                         self.event(now, "node", name, "up", "node ready");
                     }
@@ -271,11 +273,21 @@ impl ClusterState {
                 self.event(now, "node", name, "update", &msg);
                 Response::ok()
             }
-            Command::RemoveNode { name } => match self.nodes.get(name) {
+            Command::RemoveNode { name, force } => match self.nodes.get(name) {
                 None => Response::refused(format!("node `{name}` not found")),
                 Some(n) if n.status == NodeStatus::Ready => Response::refused(format!(
                     "node `{name}` is ready: drain it and stop its agent before removing it"
                 )),
+                Some(_) if !force && !self.waiting_on(name).is_empty() => {
+                    let waiting = self.waiting_on(name);
+                    Response::refused(format!(
+                        "node `{name}` may still run {} task(s) of services with data ({}); \
+                         make sure it is gone (powered off, its containers dead), then remove it \
+                         with `shoalctl node rm --force {name}`: they are then started elsewhere",
+                        waiting.len(),
+                        waiting.join(", ")
+                    ))
+                }
                 Some(_) => {
                     self.nodes.remove(name);
                     let revoked = self
@@ -293,6 +305,7 @@ impl ClusterState {
                 Some(n) => {
                     if n.status != NodeStatus::Down {
                         n.status = NodeStatus::Down;
+                        n.down_since = Some(now);
                         self.event(now, "node", name, "down", "missed heartbeats");
                     }
                     Response::ok()
@@ -511,6 +524,21 @@ impl ClusterState {
             }
         }
         Response::ok()
+    }
+
+    /// Live tasks on `node` that wait for it when it is down (their service keeps data, see
+    /// [`shoal_model::ServiceSpec::node_loss`]), by id.
+    fn waiting_on(&self, node: &str) -> Vec<String> {
+        self.tasks
+            .values()
+            .filter(|t| t.node.as_deref() == Some(node) && !t.state.is_terminal())
+            .filter(|t| {
+                self.services
+                    .get(&t.service)
+                    .is_some_and(|s| s.spec.node_loss() != shoal_model::NodeLoss::Replace)
+            })
+            .map(|t| t.id.clone())
+            .collect()
     }
 
     fn reconcile(&mut self, now: u64, r: &Reconcile) {

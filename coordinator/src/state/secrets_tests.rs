@@ -44,7 +44,7 @@ fn stack(secret: Option<&str>) -> Command {
 fn converge(s: &mut ClusterState) {
     let mut n = 0;
     for _ in 0..10 {
-        let r = plan(s, &mut |svc: &str, slot: u32| {
+        let r = plan(s, 1, &mut |svc: &str, slot: u32| {
             n += 1;
             format!("{svc}.{slot}.{n}")
         });
@@ -73,6 +73,7 @@ fn with_node() -> ClusterState {
         runtime_version: String::new(),
         registered_at: 0,
         last_heartbeat: 0,
+        down_since: None,
     };
     assert_eq!(
         apply(&mut s, Command::RegisterNode { node }),
@@ -246,7 +247,7 @@ fn no_query_event_or_debug_print_holds_the_value() {
 fn the_plan_names_secret_changes_without_values() {
     use crate::orchestrator::preview::preview;
     let mut s = with_node();
-    let p = preview(&s, "cloud", stack(Some(VALUE))).unwrap();
+    let p = preview(&s, "cloud", stack(Some(VALUE)), 1).unwrap();
     let actions = |p: &crate::orchestrator::preview::Preview| -> Vec<(String, String)> {
         p.secrets
             .iter()
@@ -255,9 +256,9 @@ fn the_plan_names_secret_changes_without_values() {
     };
     assert_eq!(actions(&p), vec![("pw".into(), "create".into())]);
     apply(&mut s, stack(Some(VALUE)));
-    let p = preview(&s, "cloud", stack(Some(VALUE))).unwrap();
+    let p = preview(&s, "cloud", stack(Some(VALUE)), 1).unwrap();
     assert_eq!(actions(&p), vec![("pw".into(), "unchanged".into())]);
-    let p = preview(&s, "cloud", stack(Some("new"))).unwrap();
+    let p = preview(&s, "cloud", stack(Some("new")), 1).unwrap();
     assert_eq!(actions(&p), vec![("pw".into(), "update".into())]);
     assert_eq!(p.services[0].action, "update");
     let text = serde_json::to_string(&p).unwrap();
