@@ -5,6 +5,7 @@ pub mod agents;
 pub mod containerd;
 pub mod coordinators;
 pub mod image;
+pub mod partition;
 pub mod probes;
 pub mod registry;
 
