@@ -2,10 +2,10 @@
 //!
 //! openraft 0.9 logs an ERROR for every failed or timed-out replication, vote or leadership
 //! confirmation RPC: every 50-100 ms per unreachable peer, as long as a peer is down. Those
-//! lines buried real errors (issue 11). The same failures still show: the replication failure
-//! as openraft's own WARN ("error replication to target=..."), and the network layer logs a
-//! peer going unreachable and coming back once each (`raft/network.rs`). Every other openraft
-//! ERROR passes.
+//! lines buried real errors (issue 11). A failed replication RPC still shows as openraft's own
+//! WARN ("error replication to target=..."); a failed vote or read-confirmation RPC shows in the
+//! network layer's debug log (`raft/network.rs`) and in its effect (no leader, a read refused).
+//! Every other openraft ERROR passes.
 //!
 //! The sites are named by file and line in openraft 0.9.25 (pinned by Cargo.lock); after an
 //! upgrade of openraft, check them again (`routine_sites_are_in_the_locked_openraft` below).

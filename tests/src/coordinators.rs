@@ -219,12 +219,15 @@ impl Coord {
             .into_inner())
     }
 
-    /// Waits until the process answers on its API.
+    /// Waits until the process answers on its API (and, started with `--bootstrap`, until its
+    /// new cluster has a leader: a bootstrap first listens for an existing cluster).
     pub async fn wait_serving(&self) {
+        let bootstrap = self.extra_args.iter().any(|a| a == "--bootstrap");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.status().await.is_ok() {
-                return;
+            match self.status().await {
+                Ok(s) if !bootstrap || (s.has_leader && !s.cluster_id.is_empty()) => return,
+                _ => {}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -400,10 +403,19 @@ pub async fn secure_cluster(
     first.wait_serving().await;
     let admin_dir = first.data_dir.join("admin");
     let admin = first.admin_tls();
-    let token = first
-        .join_token("coordinator")
-        .await
-        .expect("coordinator join token");
+    // The bootstrap first listens for an existing cluster (about 1.5 s): retry until the CA is
+    // set up, as an operator (and the quickstart) would.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        match first.join_token("coordinator").await {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "no join token yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("coordinator join token: {e:#}"),
+        }
+    };
     let mut coords = vec![first];
     for id in 2..=n {
         let mut c = Coord::new(root, id);

@@ -320,7 +320,10 @@ async fn faults_lose_no_write_and_serve_no_stale_read() {
                 // The cut is real: the others elect a leader among themselves.
                 let new_leader = wait_leader(&others, Duration::from_secs(3)).await;
                 assert_ne!(new_leader, old);
-                tokio::time::sleep((at + Duration::from_secs(3)).saturating_duration_since(Instant::now())).await;
+                tokio::time::sleep(
+                    (at + Duration::from_secs(3)).saturating_duration_since(Instant::now()),
+                )
+                .await;
                 drop(cut);
                 "partition the leader 3s (iptables, its cgroup's packets dropped)"
             }

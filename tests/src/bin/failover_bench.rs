@@ -44,7 +44,13 @@ async fn apply(addr: &str, request_id: &str, name: &str, ttl: Duration) -> anyho
             .connect_timeout(Duration::from_millis(300))
             .connect()
             .await?;
-        anyhow::Ok(ControlClient::new(ch).apply(req).await?.into_inner().log_index)
+        anyhow::Ok(
+            ControlClient::new(ch)
+                .apply(req)
+                .await?
+                .into_inner()
+                .log_index,
+        )
     };
     tokio::time::timeout(ttl, call).await?
 }
@@ -70,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("bg{n}-{seq}");
                 let addr = &addrs[(n + seq as usize) % addrs.len()];
-                if apply(addr, &name, &name, Duration::from_secs(2)).await.is_ok() {
+                if apply(addr, &name, &name, Duration::from_secs(2))
+                    .await
+                    .is_ok()
+                {
                     written.fetch_add(1, Ordering::Relaxed);
                     seq += 1;
                 } else {
@@ -111,7 +120,10 @@ async fn main() -> anyhow::Result<()> {
                 let name = format!("probe-{probe}");
                 let addr = &survivors[i % survivors.len()];
                 i += 1;
-                if apply(addr, &name, &name, Duration::from_millis(500)).await.is_ok() {
+                if apply(addr, &name, &name, Duration::from_millis(500))
+                    .await
+                    .is_ok()
+                {
                     break killed.elapsed();
                 }
                 if killed.elapsed() > Duration::from_secs(60) {
@@ -124,7 +136,9 @@ async fn main() -> anyhow::Result<()> {
                 coords[pos].start();
             }
             times.push(took);
-            eprintln!("restart after {delay} ms: first new write acknowledged {took:?} after the kill");
+            eprintln!(
+                "restart after {delay} ms: first new write acknowledged {took:?} after the kill"
+            );
             // Let the restarted member catch up before the next kill.
             coords[pos].wait_serving().await;
             tokio::time::sleep(Duration::from_secs(2)).await;
