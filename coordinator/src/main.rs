@@ -344,6 +344,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         batcher: Batcher::start(raft.clone()),
         contacts: Default::default(),
     };
+    // A store with Raft state but an identity file without the cluster id (lost, or from
+    // before the id was recorded there): the replicated state names the cluster.
+    if coord.tag.get().is_none() && !store_empty {
+        if let Some(cluster_id) = coord.sm.read(|s| s.cluster_id.clone()) {
+            coord.record_cluster_id(&cluster_id)?;
+            tracing::info!(%cluster_id, "cluster id restored from the replicated state");
+        }
+    }
     tokio::spawn(coord.metrics.watch_raft(&coord));
 
     let liveness = Liveness::new(

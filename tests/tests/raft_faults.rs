@@ -337,7 +337,8 @@ async fn faults_lose_no_write_and_serve_no_stale_read() {
     for t in tasks {
         t.await.unwrap();
     }
-    check(&coords, &hist.lock().unwrap()).await;
+    let history = std::mem::take(&mut *hist.lock().unwrap());
+    check(&coords, &history).await;
 }
 
 async fn remove_member(coords: &[Coord], id: u64) {
