@@ -27,6 +27,9 @@ struct Args {
     /// Background clients writing all along.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// A coordinator config file (e.g. `[raft]` tuning) given to every member.
+    #[arg(long)]
+    coordinator_config: Option<std::path::PathBuf>,
 }
 
 async fn apply(addr: &str, request_id: &str, name: &str, ttl: Duration) -> anyhow::Result<u64> {
@@ -64,7 +67,12 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let mut coords = cluster(dir.path(), 3, &[]).await;
+    let config_args: Vec<String> = match &args.coordinator_config {
+        Some(p) => vec!["--config".into(), p.display().to_string()],
+        None => Vec::new(),
+    };
+    let config_args: Vec<&str> = config_args.iter().map(String::as_str).collect();
+    let mut coords = cluster(dir.path(), 3, &config_args).await;
     let addrs: Vec<String> = coords.iter().map(|c| c.addr.clone()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
