@@ -1,8 +1,9 @@
 //! Network partitions of one coordinator on loopback, without stopping the process: the
-//! coordinator runs in a cgroup (v2, `/sys/fs/cgroup/unified` on this hybrid hierarchy) of its
-//! own, and an `iptables` rule drops every packet its sockets send (`-m cgroup --path`). Its
-//! requests never leave and its answers never arrive (new connections do not complete), in
-//! both directions, while it keeps running and believes it leads.
+//! coordinator runs in a cgroup of its own (v2: `/sys/fs/cgroup/unified` on this hybrid
+//! hierarchy, `/sys/fs/cgroup` on a pure v2 machine), and an `iptables` rule drops every packet
+//! its sockets send (`-m cgroup --path`). Its requests never leave and its answers never arrive
+//! (new connections do not complete), in both directions, while it keeps running and believes
+//! it leads.
 //!
 //! Needs root and `iptables` (scripts/install-deps.sh). Every rule is added and deleted by its
 //! exact specification; the cgroup is removed when the [`Cgroup`] is dropped.
@@ -10,7 +11,16 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
+/// The cgroup v2 hierarchy: `unified` on a hybrid machine (such as this one), else the root of
+/// a pure v2 machine.
+fn cgroup2_root() -> PathBuf {
+    let hybrid = PathBuf::from("/sys/fs/cgroup/unified");
+    if hybrid.join("cgroup.procs").exists() {
+        hybrid
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
 
 /// A cgroup made for one test process.
 pub struct Cgroup {
@@ -23,7 +33,7 @@ impl Cgroup {
     /// Creates `shoal-test-<pid>-<name>` under the cgroup v2 root.
     pub fn new(name: &str) -> anyhow::Result<Cgroup> {
         let rel = format!("shoal-test-{}-{name}", std::process::id());
-        let dir = PathBuf::from(CGROUP2_ROOT).join(&rel);
+        let dir = cgroup2_root().join(&rel);
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create cgroup {}: {e}", dir.display()))?;
         Ok(Cgroup { rel, dir })
