@@ -14,8 +14,9 @@ build=(protobuf-compiler gcc libc6-dev ca-certificates)
 # Run: containerd and runc; busybox for the demo and test images; ip, mount, pkill and python3 used
 # by the quickstart and the tests; curl for health checks.
 run=(containerd runc busybox-static iproute2 mount procps python3 curl)
-# Tests only: a local registry, promtool (metrics format), systemd-analyze (unit files).
-tests=(docker-registry prometheus systemd)
+# Tests only: a local registry, promtool (metrics format), systemd-analyze (unit files), iptables
+# (the Raft fault test partitions a coordinator).
+tests=(docker-registry prometheus systemd iptables)
 # The Raft benchmark only: an etcd cluster to compare with, and the protobuf include files that
 # etcd-client's build script needs (google/protobuf/*.proto).
 bench=(etcd-server etcd-client libprotobuf-dev)

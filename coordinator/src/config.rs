@@ -90,6 +90,9 @@ pub struct RaftTuning {
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot before they are purged.
     pub keep_logs_after_snapshot: u64,
+    /// Most log entries in one AppendEntries (each entry is a batch of up to 256 requests;
+    /// the log store also caps a payload at 256 KiB).
+    pub max_payload_entries: u64,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 400,
             snapshot_logs: 5000,
             keep_logs_after_snapshot: 1000,
+            max_payload_entries: 32,
         }
     }
 }
@@ -202,6 +206,11 @@ impl Config {
         if t.snapshot_logs == 0 {
             return Err(ConfigError::Invalid(
                 "raft: `snapshot_logs` must be positive".into(),
+            ));
+        }
+        if t.max_payload_entries == 0 {
+            return Err(ConfigError::Invalid(
+                "raft: `max_payload_entries` must be positive".into(),
             ));
         }
         Ok(())

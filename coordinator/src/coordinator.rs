@@ -24,6 +24,15 @@ use crate::state::{ClusterState, Command, Query, Request, Response};
 
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long one forwarded write or read-index request may take before it is resent (to
+/// whichever member leads by then). Request ids make resending safe.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded membership change may take (adding a member waits up to 60 s for it
+/// to catch up).
+const FORWARD_CHANGE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long the leader waits for one of its writes to commit. A leader cut off from its
+/// followers keeps believing it leads; its callers get `Unavailable` and retry elsewhere.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a call on the replicated state failed. Serializable: it travels back over forwarding.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
@@ -45,8 +54,19 @@ pub enum CoordError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
     Write(Box<Request>),
-    AddMember { id: NodeId, addr: String },
-    RemoveMember { id: NodeId },
+    AddMember {
+        id: NodeId,
+        addr: String,
+    },
+    RemoveMember {
+        id: NodeId,
+    },
+    /// From the leader to a fresh coordinator it is adding: take part in cluster `cluster_id`
+    /// as member `id`. Until then a fresh coordinator refuses Raft traffic.
+    Admit {
+        id: NodeId,
+        cluster_id: String,
+    },
 }
 
 /// The leader's answer to [`Forwarded`].
@@ -69,6 +89,30 @@ pub struct Coordinator {
     pub security: crate::security::Security,
     /// Groups concurrent writes into log entries (used only while this member leads).
     pub batcher: Batcher,
+    /// Raft traffic refused while this member had no cluster (it may not initialize one then).
+    pub contacts: Contacts,
+}
+
+/// Raft traffic that reached a coordinator with no cluster: proof that a cluster counts this
+/// address as one of its members. Such a coordinator refuses to initialize a new cluster.
+#[derive(Clone, Default)]
+pub struct Contacts {
+    first: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Contacts {
+    /// Records a refused Raft call from cluster `cluster_id` (`None`: no cluster id sent).
+    pub fn record(&self, cluster_id: Option<&str>) {
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(cluster_id.unwrap_or("(unnamed)").to_string());
+        }
+    }
+
+    /// The cluster id of the first refused Raft call, if any came.
+    pub fn first(&self) -> Option<String> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 pub fn now_millis() -> u64 {
@@ -109,7 +153,16 @@ impl Coordinator {
             let result = match metrics.current_leader {
                 Some(leader) if leader == self.id => self.local(work.clone()).await,
                 Some(leader) => match metrics.membership_config.membership().get_node(&leader) {
-                    Some(node) => self.forward(&node.addr, &work).await,
+                    Some(node) => {
+                        let ttl = match work {
+                            Forwarded::AddMember { .. } | Forwarded::RemoveMember { .. } => {
+                                FORWARD_CHANGE_TIMEOUT
+                            }
+                            _ => FORWARD_TIMEOUT,
+                        };
+                        self.while_leader(leader, ttl, self.forward(&node.addr, &work))
+                            .await
+                    }
                     None => Err(CoordError::NoLeader),
                 },
                 None => Err(CoordError::NoLeader),
@@ -127,25 +180,121 @@ impl Coordinator {
         }
     }
 
+    /// Runs `call` (a request to `leader`) for at most `ttl`, and gives up as soon as this
+    /// member learns of another leader (or of none): the caller resends to the new one.
+    async fn while_leader<T>(
+        &self,
+        leader: NodeId,
+        ttl: Duration,
+        call: impl std::future::Future<Output = Result<T, CoordError>>,
+    ) -> Result<T, CoordError> {
+        let mut rx = self.raft.metrics();
+        let moved = async move {
+            loop {
+                if rx.borrow_and_update().current_leader != Some(leader) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(ttl, call) => r.unwrap_or_else(|_| {
+                Err(CoordError::Unavailable(format!(
+                    "leader {leader} did not answer within {ttl:?}"
+                )))
+            }),
+            () = moved => {
+                tracing::debug!(leader, "leadership moved during a forwarded call; resending");
+                Err(CoordError::Unavailable(format!(
+                    "leadership moved away from member {leader} during the call"
+                )))
+            }
+        }
+    }
+
     /// Does leader-only work on this member. Fails with `NotLeader` if it is not the leader.
     pub async fn local(&self, work: Forwarded) -> Result<ForwardedReply, CoordError> {
         match work {
             Forwarded::Write(req) => {
-                let result = self.batcher.write(*req).await;
-                self.metrics.proposal(matches!(result, Some(Ok(_))));
+                let result = tokio::time::timeout(COMMIT_WAIT, self.batcher.write(*req)).await;
+                self.metrics.proposal(matches!(result, Ok(Some(Ok(_)))));
                 match result {
-                    Some(Ok((response, log_index))) => Ok(ForwardedReply::Written {
+                    Ok(Some(Ok((response, log_index)))) => Ok(ForwardedReply::Written {
                         response,
                         log_index,
                     }),
-                    Some(Err(e)) => Err(write_error(&e)),
-                    None => Err(CoordError::Unavailable(
+                    Ok(Some(Err(e))) => Err(write_error(&e)),
+                    Ok(None) => Err(CoordError::Unavailable(
                         "this coordinator is shutting down".into(),
                     )),
+                    Err(_) => Err(CoordError::Unavailable(format!(
+                        "not committed within {COMMIT_WAIT:?} (this leader may be cut off); \
+                         retry with the same request id"
+                    ))),
                 }
             }
             Forwarded::AddMember { id, addr } => self.add_member(id, addr).await,
             Forwarded::RemoveMember { id } => self.remove_member(id).await,
+            Forwarded::Admit { id, cluster_id } => self.admitted(id, &cluster_id).await,
+        }
+    }
+
+    /// On a fresh coordinator: the leader of `cluster_id` is adding it as member `id`.
+    async fn admitted(&self, id: NodeId, cluster_id: &str) -> Result<ForwardedReply, CoordError> {
+        if id != self.id {
+            return Err(CoordError::Refused(format!(
+                "this coordinator is member {}, not {id}; nothing changed",
+                self.id
+            )));
+        }
+        match self.tag.get() {
+            Some(ours) if ours == cluster_id => {}
+            Some(ours) => {
+                return Err(CoordError::Refused(format!(
+                    "this coordinator belongs to cluster {ours}, not {cluster_id}; nothing changed"
+                )))
+            }
+            None => {
+                let initialized = self
+                    .raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| CoordError::Internal(e.to_string()))?;
+                if initialized {
+                    return Err(CoordError::Refused(
+                        "this coordinator already has Raft state; nothing changed".into(),
+                    ));
+                }
+                self.record_cluster_id(cluster_id)?;
+                tracing::info!(
+                    cluster_id,
+                    member = id,
+                    "admitted to the cluster by its leader"
+                );
+            }
+        }
+        Ok(ForwardedReply::Done {
+            message: format!("member {id} admitted to cluster {cluster_id}"),
+        })
+    }
+
+    /// Tells the fresh coordinator at `addr` that it is being added as member `id`.
+    async fn admit(&self, id: NodeId, addr: &str) -> Result<(), CoordError> {
+        let cluster_id = self
+            .tag
+            .get()
+            .ok_or_else(|| CoordError::Internal("the leader has no cluster id".into()))?;
+        let work = Forwarded::Admit { id, cluster_id };
+        match tokio::time::timeout(FORWARD_TIMEOUT, self.forward(addr, &work)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(CoordError::Refused(format!(
+                "the coordinator at {addr} refused to be added as member {id}: {e}"
+            ))),
+            Err(_) => Err(CoordError::Unavailable(format!(
+                "the coordinator at {addr} did not answer the admission; nothing changed"
+            ))),
         }
     }
 
@@ -172,7 +321,8 @@ impl Coordinator {
         if !stale {
             self.linearize().await?;
         }
-        Ok((self.sm.read(|s| s.query(q)), self.sm.applied_index()))
+        // The index of the very state read, not of a later one.
+        Ok(self.sm.read_at(|s| s.query(q)))
     }
 
     /// Reads local state through `f` after a linearizability check.
@@ -199,7 +349,10 @@ impl Coordinator {
                     }
                 },
                 Some(l) => match metrics.membership_config.membership().get_node(&l) {
-                    Some(node) => match self.leader_read_index(&node.addr).await {
+                    Some(node) => match self
+                        .while_leader(l, FORWARD_TIMEOUT, self.leader_read_index(&node.addr))
+                        .await
+                    {
                         Ok(index) => return self.wait_applied(index, deadline).await,
                         Err(e) => e,
                     },
@@ -267,6 +420,16 @@ impl Coordinator {
                 "this coordinator already belongs to a cluster; nothing changed".into(),
             ));
         }
+        if let Some(theirs) = self.contacts.first() {
+            return Err(CoordError::Refused(format!(
+                "refusing to initialize a new cluster: members of cluster {theirs} sent Raft \
+                 traffic to this address, so that cluster still counts a member here. A second \
+                 cluster would split the control plane. If this coordinator lost its data dir, \
+                 replace it as README.md says (\"Replacing a lost coordinator\": `shoalctl \
+                 cluster remove <old id>`, then start it with a new --id and --join); nothing \
+                 changed"
+            )));
+        }
         let cluster_id = uuid::Uuid::new_v4().to_string();
         self.record_cluster_id(&cluster_id)?;
         let members = BTreeMap::from([(
@@ -310,7 +473,10 @@ impl Coordinator {
         let membership = metrics.membership_config.membership().clone();
         if let Some(node) = membership.get_node(&id) {
             return Err(CoordError::Refused(format!(
-                "duplicate member id {id}: already a member at {}; nothing changed",
+                "duplicate member id {id}: already a member at {}; nothing changed. Member ids \
+                 are never reused: a coordinator that lost its data dir joins under a new id \
+                 after `shoalctl cluster remove {id}` (README.md, \"Replacing a lost \
+                 coordinator\")",
                 node.addr
             )));
         }
@@ -320,6 +486,7 @@ impl Coordinator {
             )));
         }
         self.probe_new_member(id, &addr).await?;
+        self.admit(id, &addr).await?;
         let node = BasicNode { addr: addr.clone() };
         let learner = tokio::time::timeout(
             Duration::from_secs(60),
@@ -418,6 +585,11 @@ impl Coordinator {
         })
     }
 
+    /// True once the Raft core has stopped (its metrics sender is gone).
+    pub fn raft_stopped(&self) -> bool {
+        self.raft.metrics().has_changed().is_err()
+    }
+
     /// This member's view of the cluster.
     pub async fn status(&self) -> ClusterStatusReply {
         let m = self.raft.metrics().borrow().clone();
@@ -454,15 +626,23 @@ impl Coordinator {
                 }
             })
             .collect();
+        // A Raft core that stopped (openraft `Fatal`) leads nothing, whatever it last reported.
+        let running = m.running_state.is_ok() && !self.raft_stopped();
+        let state = if running {
+            format!("{:?}", m.state).to_lowercase()
+        } else {
+            "stopped".into()
+        };
+        let leader = m.current_leader.filter(|_| running);
         ClusterStatusReply {
             node_id: self.id,
-            leader_id: m.current_leader.unwrap_or(0),
-            has_leader: m.current_leader.is_some(),
+            leader_id: leader.unwrap_or(0),
+            has_leader: leader.is_some(),
             term: m.current_term,
             last_log_index: last_log,
             committed_index: committed,
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-            state: format!("{:?}", m.state).to_lowercase(),
+            state,
             members,
             cluster_id: self.tag.get().unwrap_or_default(),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),

@@ -6,6 +6,7 @@ pub mod cert_renewal;
 pub mod config;
 pub mod coordinator;
 pub mod identity_file;
+pub mod log_filter;
 pub mod metrics;
 pub mod orchestrator;
 pub mod raft;

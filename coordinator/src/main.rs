@@ -158,16 +158,20 @@ impl Args {
 }
 
 fn init_tracing(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        fmt.json().init();
+    // openraft's routine per-RPC ERROR lines are dropped (`log_filter`).
+    let routine = tracing_subscriber::filter::filter_fn(shoal_coordinator::log_filter::keep);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().with_filter(routine).boxed()
     } else {
-        fmt.init();
-    }
+        fmt.with_filter(routine).boxed()
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -243,12 +247,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(Store::open(&cfg.data_dir).with_context(|| {
             format!("refusing to start on data dir {}", cfg.data_dir.display())
         })?);
+    let store_empty = store
+        .is_empty()
+        .with_context(|| format!("cannot read the raft store in {}", cfg.data_dir.display()))?;
+    if let Some(cluster) = identity.as_ref().and_then(|i| i.cluster_id.as_deref()) {
+        if store_empty {
+            bail!(
+                "data dir {} says this is member {} of cluster {cluster}, but its Raft store is \
+                 empty: the data dir lost its Raft state (its log and the votes it cast). Taking \
+                 part under id {} could break Raft's safety, so it will not start. Replace this \
+                 coordinator as README.md says (\"Replacing a lost coordinator\"): `shoalctl \
+                 cluster remove {}`, then start it on an empty data dir with a new --id and \
+                 --join; nothing was changed",
+                cfg.data_dir.display(),
+                cfg.id,
+                cfg.id,
+                cfg.id
+            );
+        }
+    }
     if identity.is_none() {
         let id = identity_file::Identity {
             node_id: cfg.id,
             cluster_id: None,
         };
         identity_file::write(&cfg.data_dir, &id)?;
+    }
+    if store_empty && !cfg.bootstrap && cfg.join.is_empty() {
+        tracing::warn!(node_id = cfg.id, data_dir = %cfg.data_dir.display(),
+            "empty data dir and neither --bootstrap nor --join: this coordinator takes no part \
+             in Raft (and refuses Raft traffic) until `shoalctl cluster init` is run on it or a \
+             leader adds it (`shoalctl cluster add`)");
+    }
+    // A restarted leader must win a new election before it serves anything (see the method).
+    if let Some(vote) = store
+        .step_down_if_leader(cfg.id)
+        .context("cannot step down from the stored leadership")?
+    {
+        tracing::info!(%vote, "was the leader before this start: stepping down to a new election, \
+            so that reads are linearizable from the first one");
     }
     let tag = ClusterTag::new(identity.and_then(|i| i.cluster_id));
 
@@ -260,6 +297,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_logs),
         max_in_snapshot_log_to_keep: cfg.raft.keep_logs_after_snapshot,
         install_snapshot_timeout: 2_000,
+        // Each entry is a batch of up to 256 requests, and openraft gives an AppendEntries only
+        // the heartbeat interval: a few entries per payload (and a byte cap in the log store's
+        // `limited_get_log_entries`) so that catching up never means resending one payload
+        // that cannot finish in time.
+        max_payload_entries: cfg.raft.max_payload_entries,
         ..Default::default()
     }
     .validate()
@@ -300,7 +342,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             coordinator_cert_ttl: Duration::from_secs(cfg.tls.coordinator_cert_ttl_secs),
         },
         batcher: Batcher::start(raft.clone()),
+        contacts: Default::default(),
     };
+    // A store with Raft state but an identity file without the cluster id (lost, or from
+    // before the id was recorded there): the replicated state names the cluster.
+    if coord.tag.get().is_none() && !store_empty {
+        if let Some(cluster_id) = coord.sm.read(|s| s.cluster_id.clone()) {
+            coord.record_cluster_id(&cluster_id)?;
+            tracing::info!(%cluster_id, "cluster id restored from the replicated state");
+        }
+    }
     tokio::spawn(coord.metrics.watch_raft(&coord));
 
     let liveness = Liveness::new(orchestrator::liveness::Timing {
@@ -396,6 +447,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let initialized = raft.is_initialized().await?;
     if !initialized && cfg.bootstrap {
+        // Listen before creating a cluster: members of an existing cluster that still count
+        // this address as theirs send it heartbeats or vote requests within an election
+        // timeout or two, and then `init_cluster` refuses.
+        let listen =
+            Duration::from_millis(4 * cfg.raft.election_timeout_max_ms).max(BOOTSTRAP_LISTEN);
+        tokio::time::sleep(listen).await;
         let id = coord
             .init_cluster()
             .await
@@ -438,9 +495,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wait_api_serving(api_addr, probe_tls).await;
         shoal_ops::systemd::ready();
     });
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    let core_stopped = raft_core_stopped(raft.clone());
+    let fatal = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        reason = core_stopped => Some(reason),
+    };
+    if let Some(reason) = fatal {
+        // Exit non-zero at once (systemd restarts the unit); never serve without a Raft core.
+        tracing::error!(%reason, "the raft core stopped; exiting");
+        let _ = stop_tx.send(());
+        let _ = halt_tx.send(true);
+        bail!("the raft core stopped: {reason}");
     }
     ready.abort();
     shoal_ops::systemd::stopping();
@@ -451,6 +517,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = raft.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The least time a bootstrapping coordinator listens for an existing cluster first.
+const BOOTSTRAP_LISTEN: Duration = Duration::from_millis(1500);
+
+/// Resolves when the Raft core is gone (openraft `Fatal`, a panic in the core, or its task
+/// ending), with the reason.
+async fn raft_core_stopped(raft: Raft) -> String {
+    let mut rx = raft.metrics();
+    loop {
+        if let Err(fatal) = &rx.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if rx.changed().await.is_err() {
+            return "the raft core task ended (a panic in openraft?)".into();
+        }
+    }
 }
 
 /// Plaintext connections (`--insecure`), with Nagle off like the TLS accept loop's.

@@ -42,8 +42,10 @@ struct Cli {
     /// Directory with the admin certificate (ca.pem, cert.pem, key.pem).
     #[arg(long, env = "SHOAL_TLS_DIR", global = true)]
     tls_dir: Option<PathBuf>,
-    /// Talk plaintext to a cluster started with --insecure.
-    #[arg(long, env = "SHOAL_INSECURE", global = true)]
+    /// Talk plaintext to a cluster started with --insecure (`SHOAL_INSECURE`: 1/0, true/false,
+    /// yes/no, on/off).
+    #[arg(long, env = "SHOAL_INSECURE", global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
     insecure: bool,
     #[command(subcommand)]
     cmd: Cmd,

@@ -27,6 +27,9 @@ pub struct Coord {
     /// The admin certificate the harness calls a secure coordinator with (default: the one a
     /// bootstrapped coordinator writes to `<data dir>/admin`).
     pub client_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// A cgroup (v2, see [`crate::partition`]) the process is started in, so that a test can
+    /// cut its traffic off.
+    pub cgroup: Option<crate::partition::Cgroup>,
     child: Option<Child>,
 }
 
@@ -44,6 +47,7 @@ impl Coord {
             env: Vec::new(),
             secure: false,
             client_tls: None,
+            cgroup: None,
             child: None,
         }
     }
@@ -79,8 +83,11 @@ impl Coord {
             .open(&self.log)
             .expect("open coordinator log");
         let err = log.try_clone().expect("clone log handle");
-        let child = self
-            .command()
+        let mut cmd = match &self.cgroup {
+            Some(cg) => cg.wrap(&self.command()),
+            None => self.command(),
+        };
+        let child = cmd
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()
@@ -117,6 +124,57 @@ impl Coord {
         }
         let _ = c.kill();
         c.wait().ok()
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `sig` to the running process (SIGSTOP/SIGCONT for a stalled member).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// Waits up to `within` for the process to exit on its own; its exit status, or `None` if
+    /// it is still running (it is left running).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Deletes the data dir (the process must be stopped).
+    pub fn wipe(&mut self) {
+        assert!(self.child.is_none(), "wipe of a running coordinator");
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+
+    /// A linearizable read of the service names, and the applied index the reply names.
+    pub async fn read_service_names(&self) -> anyhow::Result<(Vec<String>, u64)> {
+        let (v, index) = self
+            .query(serde_json::json!({"type": "services"}), false)
+            .await?;
+        let names = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((names, index))
     }
 
     pub fn log_text(&self) -> String {
@@ -161,12 +219,15 @@ impl Coord {
             .into_inner())
     }
 
-    /// Waits until the process answers on its API.
+    /// Waits until the process answers on its API (and, started with `--bootstrap`, until its
+    /// new cluster has a leader: a bootstrap first listens for an existing cluster).
     pub async fn wait_serving(&self) {
+        let bootstrap = self.extra_args.iter().any(|a| a == "--bootstrap");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.status().await.is_ok() {
-                return;
+            match self.status().await {
+                Ok(s) if !bootstrap || (s.has_leader && !s.cluster_id.is_empty()) => return,
+                _ => {}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -342,10 +403,19 @@ pub async fn secure_cluster(
     first.wait_serving().await;
     let admin_dir = first.data_dir.join("admin");
     let admin = first.admin_tls();
-    let token = first
-        .join_token("coordinator")
-        .await
-        .expect("coordinator join token");
+    // The bootstrap first listens for an existing cluster (about 1.5 s): retry until the CA is
+    // set up, as an operator (and the quickstart) would.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        match first.join_token("coordinator").await {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "no join token yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("coordinator join token: {e:#}"),
+        }
+    };
     let mut coords = vec![first];
     for id in 2..=n {
         let mut c = Coord::new(root, id);

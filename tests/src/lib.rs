@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod coordinators;
 pub mod disk_load;
 pub mod image;
+pub mod partition;
 pub mod probes;
 pub mod registry;
 pub mod sampler;

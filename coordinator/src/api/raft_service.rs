@@ -25,37 +25,56 @@ fn encode<T: Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
 }
 
 impl RaftService {
-    /// Refuses callers without a coordinator certificate and traffic from another cluster; a
-    /// member that has no cluster id yet adopts the
-    /// sender's (it is being added to that cluster).
+    /// Refuses callers without a coordinator certificate and traffic from another cluster.
+    ///
+    /// A coordinator with no cluster yet (a fresh data dir: not initialized, not admitted by a
+    /// leader adding it) refuses all Raft traffic and records who sent it. Such traffic means a
+    /// cluster still counts this address as a member, e.g. a member restarted under its old id
+    /// on an emptied data dir: taking part would let it vote with no record of its past votes,
+    /// and acknowledging entries from an empty log made the leader's Raft core panic (issue 11).
     fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.check_peer(req)?;
+        let theirs = req
+            .metadata()
+            .get(CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match (self.coord.tag.get(), theirs) {
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                Err(Status::permission_denied(format!(
+                "this coordinator belongs to cluster {ours}; refusing raft traffic from cluster \
+                 {theirs}"
+            )))
+            }
+            (Some(_), _) => Ok(()),
+            (None, theirs) => {
+                if self.coord.contacts.first().is_none() {
+                    tracing::warn!(
+                        cluster_id = theirs.unwrap_or(""),
+                        "refusing raft traffic: this coordinator has no cluster (fresh data dir); \
+                         it takes part only once initialized or added by the leader"
+                    );
+                }
+                self.coord.contacts.record(theirs);
+                Err(Status::failed_precondition(format!(
+                    "member {} has no cluster: its data dir is new or was emptied, and it was \
+                     neither initialized nor added by a leader. It refuses Raft traffic. Member \
+                     ids are never reused: remove member {} and add this coordinator under a new \
+                     id (README.md, \"Replacing a lost coordinator\")",
+                    self.coord.id, self.coord.id
+                )))
+            }
+        }
+    }
+
+    /// Refuses callers without a coordinator certificate.
+    fn check_peer<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.coord.security.authorize(
             &self.coord.sm,
             req,
             "the raft peer API",
             &[Role::Coordinator],
         )?;
-        let Some(theirs) = req
-            .metadata()
-            .get(CLUSTER_HEADER)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return Ok(());
-        };
-        match self.coord.tag.get() {
-            Some(ours) if ours == theirs => Ok(()),
-            Some(ours) => Err(Status::permission_denied(format!(
-                "this coordinator belongs to cluster {ours}; refusing raft traffic from cluster \
-                 {theirs}"
-            ))),
-            None => {
-                self.coord
-                    .record_cluster_id(theirs)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                tracing::info!(cluster_id = theirs, "joined cluster");
-                Ok(())
-            }
-        }
+        Ok(())
     }
 }
 
@@ -89,8 +108,13 @@ impl RaftApi for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.check_cluster(&req)?;
         let work: Forwarded = decode("forwarded", req.get_ref())?;
+        // The one call a coordinator with no cluster yet answers: the leader admitting it.
+        if matches!(work, Forwarded::Admit { .. }) {
+            self.check_peer(&req)?;
+        } else {
+            self.check_cluster(&req)?;
+        }
         encode(&self.coord.local(work).await)
     }
 

@@ -94,23 +94,35 @@ impl LogCache {
 
     /// The entries of `range` (which starts at `start`), if the cache holds all that the log
     /// does there; `None` means read the log.
+    #[cfg(test)]
     pub(crate) fn get(&self, start: u64, range: &impl RangeBounds<u64>) -> Option<Vec<Entry>> {
+        self.get_limited(start, range, usize::MAX)
+    }
+
+    /// Like [`get`](Self::get), but stops before the entry that would take the encoded size
+    /// past `max_bytes` (the first entry is always returned).
+    pub(crate) fn get_limited(
+        &self,
+        start: u64,
+        range: &impl RangeBounds<u64>,
+        max_bytes: usize,
+    ) -> Option<Vec<Entry>> {
         let inner = self.lock();
         let first = inner.first_index()?;
         if start < first {
             return None;
         }
         let skip = usize::try_from(start - first).ok()?;
-        Some(
-            inner
-                .entries
-                .iter()
-                .skip(skip)
-                .map(|(e, _)| e)
-                .take_while(|e| range.contains(&e.log_id.index))
-                .cloned()
-                .collect(),
-        )
+        let mut bytes = 0usize;
+        let mut out = Vec::new();
+        for (e, size) in inner.entries.iter().skip(skip) {
+            bytes = bytes.saturating_add(*size);
+            if !range.contains(&e.log_id.index) || (!out.is_empty() && bytes > max_bytes) {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Some(out)
     }
 }
 
@@ -142,6 +154,16 @@ mod tests {
         assert_eq!(indexes(cache.get(12, &(12..))), Some(vec![]));
         assert_eq!(indexes(cache.get(4, &(4..7))), None);
         assert_eq!(indexes(LogCache::default().get(0, &(0..))), None);
+    }
+
+    #[test]
+    fn limited_reads_stop_at_the_byte_budget_but_return_one_entry() {
+        let cache = cache_with(1..=9);
+        assert_eq!(
+            indexes(cache.get_limited(2, &(2..9), 35)),
+            Some(vec![2, 3, 4])
+        );
+        assert_eq!(indexes(cache.get_limited(2, &(2..9), 5)), Some(vec![2]));
     }
 
     #[test]

@@ -25,6 +25,13 @@ use super::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
+/// Most encoded bytes of log entries in one AppendEntries (at least one entry is always sent).
+/// An entry is a batch of up to 256 requests; openraft gives each AppendEntries only the
+/// heartbeat interval to complete, so a catch-up payload must stay small enough to be sent,
+/// decoded and synced to disk by the follower well within it, or it times out again and again
+/// (issue 11: 300 such entries after a leader change took seconds).
+pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
+
 fn sto_err(
     subject: ErrorSubject<NodeId>,
     verb: ErrorVerb,
@@ -60,6 +67,11 @@ impl LogStore {
             recent: LogCache::default(),
             disk,
         }
+    }
+
+    /// True when the log holds no entry and no purge marker.
+    pub(crate) fn is_empty(&self) -> Result<bool, sled::Error> {
+        Ok(self.logs.first()?.is_none())
     }
 
     /// Waits until everything written so far is on stable storage (the whole database).
@@ -147,15 +159,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
             },
             Bound::Unbounded => 0,
         };
-        if let Some(entries) = self.recent.get(start, &range) {
+        self.read_entries(start, &range, usize::MAX)
+    }
+
+    /// Entries for replication: at most [`MAX_PAYLOAD_BYTES`] of them (but at least one).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> StorageResult<Vec<Entry>> {
+        self.read_entries(start, &(start..end), MAX_PAYLOAD_BYTES)
+    }
+}
+
+impl LogStore {
+    /// The entries of `range` (starting at `start`), from the cache when it has them, up to
+    /// `max_bytes` of encoded entries (the first one always).
+    fn read_entries(
+        &self,
+        start: u64,
+        range: &impl RangeBounds<u64>,
+        max_bytes: usize,
+    ) -> StorageResult<Vec<Entry>> {
+        if let Some(entries) = self.recent.get_limited(start, range, max_bytes) {
             return Ok(entries);
         }
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for item in self.logs.range(log_key(start)..) {
             let (key, value) =
                 item.map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
             let index = entry_index(&key)?;
-            if !range.contains(&index) {
+            bytes = bytes.saturating_add(value.len());
+            if !range.contains(&index) || (!entries.is_empty() && bytes > max_bytes) {
                 break;
             }
             entries.push(decode_entry(index, &value)?);

@@ -145,6 +145,13 @@ impl StateMachineStore {
         f(&self.lock_read().state)
     }
 
+    /// Runs `f` on the current cluster state; also the index of the last entry applied to that
+    /// very state (read under the same lock).
+    pub fn read_at<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> (R, u64) {
+        let applied = self.lock_read();
+        (f(&applied.state), index_of(applied.last_applied))
+    }
+
     /// Index of the last applied log entry; 0 when nothing has been applied.
     pub fn applied_index(&self) -> u64 {
         index_of(self.lock_read().last_applied)

@@ -126,6 +126,8 @@ pub struct Store {
     db: sled::Db,
     disk: DiskSync,
     meta: sled::Tree,
+    /// Vote and committed log id (shared with the log store).
+    raft: sled::Tree,
     log_store: LogStore,
     state_machine: StateMachineStore,
 }
@@ -199,16 +201,63 @@ impl Store {
             "opened raft store"
         );
 
-        let log_store = LogStore::new(logs, raft, disk.clone());
+        let log_store = LogStore::new(logs, raft.clone(), disk.clone());
         let state_machine = StateMachineStore::new(snapshot, image, disk.clone());
         Ok(Store {
             path,
             db,
             disk,
             meta,
+            raft,
             log_store,
             state_machine,
         })
+    }
+
+    /// True when nothing was ever stored here: no vote, no log entry, no snapshot. Such a
+    /// member has no record of the votes it cast.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let vote = self
+            .raft
+            .get(VOTE_KEY)
+            .map_err(|source| sled_err(&self.path, "reading the vote", source))?;
+        let logs = self
+            .log_store
+            .is_empty()
+            .map_err(|source| sled_err(&self.path, "reading the log", source))?;
+        Ok(vote.is_none() && logs && self.state_machine.applied_index() == 0)
+    }
+
+    /// Called before Raft starts: if the stored vote says this member led its term (a
+    /// committed vote for itself), keeps the term and whom it voted for but drops "committed",
+    /// durably. openraft 0.9 would otherwise restore it as the leader of that term at once,
+    /// without a new entry of its own, and answer read-index requests from the committed index
+    /// it stored (a hint, behind the last acknowledged write after a crash): stale
+    /// "linearizable" reads. As a follower it must win an election in a new term, whose first
+    /// (blank) entry commits only after everything committed before it, and openraft's read
+    /// index is never below that entry. Returns the vote it replaced, if any.
+    ///
+    /// Safe: the vote keeps its term and candidate, so this member still refuses any other
+    /// candidate of that term it refused before; only its own old leadership is forgotten.
+    pub fn step_down_if_leader(&self, id: NodeId) -> Result<Option<Vote>, StoreError> {
+        let vote: Option<Vote> =
+            read_json(&self.raft, VOTE_KEY, "vote").map_err(|c| corrupt(&self.path, c))?;
+        let Some(vote) = vote.filter(|v| v.committed && v.leader_id.voted_for() == Some(id)) else {
+            return Ok(None);
+        };
+        let demoted = Vote::new(vote.leader_id.term, id);
+        let bytes = serde_json::to_vec(&demoted)
+            .map_err(|e| corrupt(&self.path, Corruption::new("vote", e)))?;
+        self.raft
+            .insert(VOTE_KEY, bytes)
+            .map_err(|source| sled_err(&self.path, "writing the vote", source))?;
+        self.disk
+            .flush(&self.raft)
+            .map_err(|source| StoreError::Sync {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Some(vote))
     }
 
     /// Seconds per durable flush of this store (appends, votes, truncates, purges, snapshots).
