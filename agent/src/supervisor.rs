@@ -118,6 +118,22 @@ fn transient(e: &RuntimeError) -> bool {
 }
 
 /// The first bind mount whose host source is missing.
+/// Creates the missing host directories of `task`'s binds that ask for it (`create_host_path`,
+/// Docker's short syntax), returning the ones created; a failure names the path.
+fn create_bind_sources(task: &Task) -> Result<Vec<String>, String> {
+    let mut created = Vec::new();
+    for m in &task.spec.mounts {
+        let path = Path::new(&m.source);
+        if m.kind != MountKind::Bind || !m.create_host_path || path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create bind source `{}`: {e}", m.source))?;
+        created.push(m.source.clone());
+    }
+    Ok(created)
+}
+
 fn missing_bind_source(task: &Task) -> Option<&str> {
     task.spec
         .mounts
@@ -184,6 +200,23 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
         }
         Err(error) => {
             warn!(task_id = id, %error, "cannot check the image; retrying later");
+            return Outcome::Other;
+        }
+    }
+    match create_bind_sources(&task) {
+        Ok(created) => {
+            for dir in created {
+                info!(task_id = id, path = %dir, "created missing bind source directory");
+                ctx.report(
+                    id,
+                    TaskState::Preparing,
+                    format!("created bind source directory `{dir}`"),
+                    None,
+                );
+            }
+        }
+        Err(message) => {
+            ctx.report(id, TaskState::Rejected, message, None);
             return Outcome::Other;
         }
     }
@@ -899,6 +932,7 @@ mod tests {
             target: "/x".into(),
             read_only: false,
             propagation: None,
+            create_host_path: false,
         }];
         env.tx.send(vec![noimg, nobind]).await.unwrap();
         let u = until(&env, "noimg", |u| u.state.is_terminal()).await;
@@ -918,6 +952,30 @@ mod tests {
             )
         );
         assert!(env.rt.list().await.unwrap().is_empty());
+    }
+
+    /// Audit row 7 (volumes): a missing bind source asking for it is created and reported.
+    #[tokio::test(start_paused = true)]
+    async fn missing_bind_sources_are_created_when_asked() {
+        let env = env();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("run/openvswitch").display().to_string();
+        let mut t = task("mkbind");
+        t.spec.mounts = vec![Mount {
+            kind: MountKind::Bind,
+            source: source.clone(),
+            target: "/run/openvswitch".into(),
+            read_only: false,
+            propagation: None,
+            create_host_path: true,
+        }];
+        env.tx.send(vec![t]).await.unwrap();
+        until(&env, "mkbind", |u| u.state == TaskState::Running).await;
+        assert!(Path::new(&source).is_dir());
+        assert!(history(&env, "mkbind").contains(&(
+            TaskState::Preparing,
+            format!("created bind source directory `{source}`")
+        )));
     }
 
     #[tokio::test(start_paused = true)]

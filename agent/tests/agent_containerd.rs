@@ -603,6 +603,7 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
         target: "/conf".into(),
         read_only: true,
         propagation: None,
+        create_host_path: false,
     }];
     let nocmd = h.task("nocmd", &["/bin/no-such-command"]);
     let ids = [

@@ -241,6 +241,7 @@ async fn full_spec_is_applied_inside_the_container() {
             target: "/conf".into(),
             read_only: true,
             propagation: Some("rprivate".into()),
+            create_host_path: false,
         },
         Mount {
             kind: MountKind::Volume,
@@ -248,6 +249,7 @@ async fn full_spec_is_applied_inside_the_container() {
             target: "/data".into(),
             read_only: false,
             propagation: None,
+            create_host_path: false,
         },
     ];
     let id = unique("full");
@@ -513,6 +515,7 @@ async fn privileged_host_namespaces_and_limits() {
         target: "/scratch".into(),
         read_only: false,
         propagation: None,
+        create_host_path: false,
     }];
     rt.create(config(&env, &id, spec)).await.unwrap();
     rt.start(&id).await.unwrap();

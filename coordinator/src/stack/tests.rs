@@ -423,3 +423,36 @@ fn x_keys_are_ignored_everywhere() {
     );
     assert_eq!(stack.services.len(), 1);
 }
+
+/// Audit rows 2, 7, 11: `user` names, `group_add`, `cgroup: host`, and which binds create a
+/// missing host directory (short syntax always, long syntax per `bind.create_host_path`).
+#[test]
+fn users_cgroup_and_bind_creation() {
+    let stack = parse(
+        "services:\n  libvirt:\n    image: kolla/nova-libvirt\n    user: nova:kolla\n    \
+         group_add: [qemu, 42427]\n    cgroup: host\n    volumes:\n      \
+         - /run/openvswitch:/run/openvswitch\n      \
+         - { type: bind, source: /a, target: /a }\n      \
+         - { type: bind, source: /b, target: /b, bind: { create_host_path: true } }\n  \
+         plain:\n    image: x\n    cgroup: private\n",
+    );
+    let c = &service(&stack, "libvirt").container;
+    assert_eq!(c.user.as_deref(), Some("nova:kolla"));
+    assert_eq!(c.group_add, vec!["qemu", "42427"]);
+    assert!(c.cgroup_host);
+    let created: Vec<bool> = c.mounts.iter().map(|m| m.create_host_path).collect();
+    assert_eq!(created, vec![true, false, true]);
+    assert!(!service(&stack, "plain").container.cgroup_host);
+    let err = parse_stack(
+        "bad.yaml",
+        "services:\n  a:\n    image: x\n    cgroup: shared\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "services.a.cgroup");
+    let err = parse_stack(
+        "bad.yaml",
+        "services:\n  a:\n    image: x\n    group_add: [\"a:b\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "services.a.group_add[0]");
+}
