@@ -711,7 +711,7 @@ impl Drop for HostMounts {
 }
 
 fn host_mount_points() -> String {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+    std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo")
 }
 
 /// Issue 14 Done-when 2, audit row 8 (shared propagation): a tmpfs mounted inside a container

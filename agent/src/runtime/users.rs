@@ -146,7 +146,7 @@ pub fn resolve_user(
             if let Some(e) = entry {
                 out.additional_gids = groups
                     .iter()
-                    .filter(|g| g.members.iter().any(|m| *m == e.name))
+                    .filter(|g| g.members.contains(&e.name))
                     .map(|g| g.gid)
                     .collect();
             }

@@ -285,6 +285,39 @@ fn openstack_example_parses() {
     );
     assert!(service(&stack, "nova-libvirt").container.pid_host);
     assert!(service(&stack, "nova-compute").container.ipc_host);
+    // Audit row 11: libvirt shares the host's cgroup namespace.
+    assert!(service(&stack, "nova-libvirt").container.cgroup_host);
+    // Audit row 15: 60 s grace for the stateful services.
+    for name in ["mariadb", "rabbitmq"] {
+        assert_eq!(
+            service(&stack, name).container.stop_grace_ms,
+            Some(60_000),
+            "{name}"
+        );
+    }
+    // Audit rows 7 and 8: /run/openvswitch is created when missing; /run is a shared bind.
+    let ovs = &service(&stack, "openvswitch-db-server").container;
+    let run_ovs = ovs
+        .mounts
+        .iter()
+        .find(|m| m.source == "/run/openvswitch")
+        .expect("/run/openvswitch bind");
+    assert!(run_ovs.create_host_path);
+    assert_eq!(run_ovs.propagation.as_deref(), Some("shared"));
+    for name in ["nova-libvirt", "nova-compute"] {
+        let c = &service(&stack, name).container;
+        assert!(
+            c.mounts
+                .iter()
+                .any(|m| m.target == "/run" && m.propagation.as_deref() == Some("shared")),
+            "{name}"
+        );
+    }
+    // Audit row 2: no service overrides its image's named USER.
+    assert!(stack
+        .services
+        .iter()
+        .all(|(_, s)| s.container.user.is_none()));
 }
 
 #[test]
