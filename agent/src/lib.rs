@@ -5,6 +5,7 @@ pub mod config;
 pub mod health;
 pub mod log_rotation;
 pub mod metrics;
+pub mod mountinfo;
 pub mod node_info;
 pub mod reconcile;
 pub mod reporter;

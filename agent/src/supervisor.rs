@@ -134,6 +134,24 @@ fn create_bind_sources(task: &Task) -> Result<Vec<String>, String> {
     Ok(created)
 }
 
+/// A shared bind whose source is not on a shared mount, with that mount (nothing made inside
+/// would reach the host; Docker refuses it too). Reads `/proc/self/mountinfo` only when a bind
+/// asks for shared propagation.
+fn unshared_bind_source(task: &Task) -> Option<(String, String)> {
+    let shared = |m: &&shoal_model::Mount| {
+        m.kind == MountKind::Bind && matches!(m.propagation.as_deref(), Some("shared" | "rshared"))
+    };
+    if !task.spec.mounts.iter().any(|m| shared(&m)) {
+        return None;
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    task.spec.mounts.iter().filter(shared).find_map(|m| {
+        let source = Path::new(&m.source).canonicalize().ok()?;
+        let holder = crate::mountinfo::mount_of(&info, &source)?;
+        (!holder.shared).then(|| (m.source.clone(), holder.mount_point.display().to_string()))
+    })
+}
+
 fn missing_bind_source(task: &Task) -> Option<&str> {
     task.spec
         .mounts
@@ -225,6 +243,18 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
             id,
             TaskState::Rejected,
             format!("bind source `{source}` does not exist"),
+            None,
+        );
+        return Outcome::Other;
+    }
+    if let Some((source, mount_point)) = unshared_bind_source(&task) {
+        ctx.report(
+            id,
+            TaskState::Rejected,
+            format!(
+                "bind source `{source}` is shared but its mount `{mount_point}` is not \
+                 (mount --make-shared {mount_point})"
+            ),
             None,
         );
         return Outcome::Other;
