@@ -77,9 +77,9 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
-/// Whether resolving `user` and `group_add` needs the image's files: only all-numeric input
-/// does not (a numeric user still gets its passwd gid and groups when the image has them, so
-/// callers that can read the files cheaply should).
+/// Whether resolving needs the image's files: when a user or `group_add` is given. With neither
+/// the container runs as root with no supplementary groups, and the image is not read (Docker
+/// would also give root the groups `/etc/group` lists it in).
 pub fn needs_lookup(user: Option<&str>, group_add: &[String]) -> bool {
     user.is_some() || !group_add.is_empty()
 }
