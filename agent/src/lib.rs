@@ -7,6 +7,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod log_rotation;
 pub mod metrics;
+pub mod mountinfo;
 pub mod node_info;
 pub mod reconcile;
 pub mod reporter;

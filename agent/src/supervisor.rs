@@ -121,6 +121,40 @@ fn transient(e: &RuntimeError) -> bool {
 }
 
 /// The first bind mount whose host source is missing.
+/// Creates the missing host directories of `task`'s binds that ask for it (`create_host_path`,
+/// Docker's short syntax), returning the ones created; a failure names the path.
+fn create_bind_sources(task: &Task) -> Result<Vec<String>, String> {
+    let mut created = Vec::new();
+    for m in &task.spec.mounts {
+        let path = Path::new(&m.source);
+        if m.kind != MountKind::Bind || !m.create_host_path || path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create bind source `{}`: {e}", m.source))?;
+        created.push(m.source.clone());
+    }
+    Ok(created)
+}
+
+/// A shared bind whose source is not on a shared mount, with that mount (nothing made inside
+/// would reach the host; Docker refuses it too). Reads `/proc/self/mountinfo` only when a bind
+/// asks for shared propagation.
+fn unshared_bind_source(task: &Task) -> Option<(String, String)> {
+    let shared = |m: &&shoal_model::Mount| {
+        m.kind == MountKind::Bind && matches!(m.propagation.as_deref(), Some("shared" | "rshared"))
+    };
+    if !task.spec.mounts.iter().any(|m| shared(&m)) {
+        return None;
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    task.spec.mounts.iter().filter(shared).find_map(|m| {
+        let source = Path::new(&m.source).canonicalize().ok()?;
+        let holder = crate::mountinfo::mount_of(&info, &source)?;
+        (!holder.shared).then(|| (m.source.clone(), holder.mount_point.display().to_string()))
+    })
+}
+
 fn missing_bind_source(task: &Task) -> Option<&str> {
     task.spec
         .mounts
@@ -190,11 +224,40 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
             return Outcome::Other;
         }
     }
+    match create_bind_sources(&task) {
+        Ok(created) => {
+            for dir in created {
+                info!(task_id = id, path = %dir, "created missing bind source directory");
+                ctx.report(
+                    id,
+                    TaskState::Preparing,
+                    format!("created bind source directory `{dir}`"),
+                    None,
+                );
+            }
+        }
+        Err(message) => {
+            ctx.report(id, TaskState::Rejected, message, None);
+            return Outcome::Other;
+        }
+    }
     if let Some(source) = missing_bind_source(&task) {
         ctx.report(
             id,
             TaskState::Rejected,
             format!("bind source `{source}` does not exist"),
+            None,
+        );
+        return Outcome::Other;
+    }
+    if let Some((source, mount_point)) = unshared_bind_source(&task) {
+        ctx.report(
+            id,
+            TaskState::Rejected,
+            format!(
+                "bind source `{source}` is shared but its mount `{mount_point}` is not \
+                 (mount --make-shared {mount_point})"
+            ),
             None,
         );
         return Outcome::Other;
@@ -943,6 +1006,7 @@ mod tests {
             target: "/x".into(),
             read_only: false,
             propagation: None,
+            create_host_path: false,
         }];
         env.tx.send(vec![noimg, nobind]).await.unwrap();
         let u = until(&env, "noimg", |u| u.state.is_terminal()).await;
@@ -962,6 +1026,30 @@ mod tests {
             )
         );
         assert!(env.rt.list().await.unwrap().is_empty());
+    }
+
+    /// Audit row 7 (volumes): a missing bind source asking for it is created and reported.
+    #[tokio::test(start_paused = true)]
+    async fn missing_bind_sources_are_created_when_asked() {
+        let env = env();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("run/openvswitch").display().to_string();
+        let mut t = task("mkbind");
+        t.spec.mounts = vec![Mount {
+            kind: MountKind::Bind,
+            source: source.clone(),
+            target: "/run/openvswitch".into(),
+            read_only: false,
+            propagation: None,
+            create_host_path: true,
+        }];
+        env.tx.send(vec![t]).await.unwrap();
+        until(&env, "mkbind", |u| u.state == TaskState::Running).await;
+        assert!(Path::new(&source).is_dir());
+        assert!(history(&env, "mkbind").contains(&(
+            TaskState::Preparing,
+            format!("created bind source directory `{source}`")
+        )));
     }
 
     #[tokio::test(start_paused = true)]

@@ -603,16 +603,37 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
         target: "/conf".into(),
         read_only: true,
         propagation: None,
+        create_host_path: false,
     }];
     let nocmd = h.task("nocmd", &["/bin/no-such-command"]);
+    // A shared bind whose source sits on a private mount (this test's own, unmounted by path).
+    let private = h.cd.dir().join("private-mount");
+    std::fs::create_dir_all(private.join("src")).unwrap();
+    let _private = PrivateMount::new(&private);
+    let mut unshared = h.task("unshared", &["true"]);
+    unshared.spec.mounts = vec![Mount {
+        kind: MountKind::Bind,
+        source: private.join("src").display().to_string(),
+        target: "/src".into(),
+        read_only: false,
+        propagation: Some("rshared".into()),
+        create_host_path: false,
+    }];
+    // Audit row 2: a user the image does not know.
+    let mut nouser = h.task("nouser", &["true"]);
+    nouser.spec.user = Some("rabbitmq".into());
     let ids = [
         noimage.id.clone(),
         nobind.id.clone(),
         nocmd.id.clone(),
         noauth.id.clone(),
         corrupt.id.clone(),
+        unshared.id.clone(),
+        nouser.id.clone(),
     ];
-    d.assign(vec![noimage, nobind, nocmd, noauth, corrupt]);
+    d.assign(vec![
+        noimage, nobind, nocmd, noauth, corrupt, unshared, nouser,
+    ]);
     let _agent = h.start_agent_with(&d.addr, &config);
 
     let u = d.wait_state(&ids[0], TaskState::Rejected, LONG).await;
@@ -647,6 +668,23 @@ async fn bad_input_fails_the_task_and_leaves_nothing_behind() {
     );
     let u = d.wait_state(&ids[2], TaskState::Failed, LONG).await;
     assert!(u.message.contains("no-such-command"), "{u:?}");
+    let u = d.wait_state(&ids[5], TaskState::Rejected, LONG).await;
+    assert_eq!(
+        u.message,
+        format!(
+            "bind source `{}` is shared but its mount `{}` is not (mount --make-shared {})",
+            private.join("src").display(),
+            private.display(),
+            private.display()
+        )
+    );
+    let u = d.wait_state(&ids[6], TaskState::Rejected, LONG).await;
+    assert!(
+        u.message
+            .contains(&format!("image `{IMAGE}`, user `rabbitmq`"))
+            && u.message.contains("not in the image's /etc/passwd"),
+        "{u:?}"
+    );
 
     // No stray container, task, snapshot or lease; and the failed tasks stay failed.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -852,4 +890,30 @@ async fn lists_and_reconciles_two_thousand_containers() {
     want.sort();
     assert_eq!(left, want);
     assert_eq!(h.running_pids()[&keep.id], keep_pid, "keep was not touched");
+}
+
+/// A private bind mount of a directory onto itself, unmounted (by path) on drop.
+struct PrivateMount(std::path::PathBuf);
+
+impl PrivateMount {
+    fn new(dir: &std::path::Path) -> Self {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind mount");
+        let guard = Self(dir.to_path_buf());
+        mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make private");
+        guard
+    }
+}
+
+impl Drop for PrivateMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
 }

@@ -241,6 +241,7 @@ async fn full_spec_is_applied_inside_the_container() {
             target: "/conf".into(),
             read_only: true,
             propagation: Some("rprivate".into()),
+            create_host_path: false,
         },
         Mount {
             kind: MountKind::Volume,
@@ -248,6 +249,7 @@ async fn full_spec_is_applied_inside_the_container() {
             target: "/data".into(),
             read_only: false,
             propagation: None,
+            create_host_path: false,
         },
     ];
     let id = unique("full");
@@ -513,6 +515,7 @@ async fn privileged_host_namespaces_and_limits() {
         target: "/scratch".into(),
         read_only: false,
         propagation: None,
+        create_host_path: false,
     }];
     rt.create(config(&env, &id, spec)).await.unwrap();
     rt.start(&id).await.unwrap();
@@ -604,5 +607,237 @@ async fn output_never_waits_for_the_agent() {
     cfg.volumes_dir = cd.dir().join("volumes");
     cfg.exec_dir = cd.dir().join("exec");
     let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
+    rt.remove(&id).await.unwrap();
+}
+
+/// An image whose `USER` is a kolla-like named user with supplementary groups.
+fn kolla_like_image(env: &Env) -> BuiltImage {
+    let mut opts = ImageOptions::new("shoal.test/kolla-like:1");
+    opts.user = Some("nova".into());
+    opts.passwd = Some(
+        "root:x:0:0:root:/root:/bin/sh\n\
+         nova:x:42436:42436::/var/lib/nova:/bin/sh\n\
+         mysql:x:42434:42434::/var/lib/mysql:/bin/sh\n"
+            .into(),
+    );
+    opts.group = Some(
+        "root:x:0:\n\
+         kolla:x:42400:nova,mysql\n\
+         nova:x:42436:\n\
+         libvirt:x:42473:nova\n\
+         qemu:x:42427:\n"
+            .into(),
+    );
+    build_busybox_image(env.cd.dir(), &opts).expect("build image")
+}
+
+/// `id -u`, `id -g` and the sorted `id -G` of a running container, as one line.
+async fn ids_inside(rt: &ContainerdRuntime, id: &str) -> String {
+    let (code, out) = sh(
+        rt,
+        id,
+        "echo $(id -u) $(id -g) $(id -G | tr ' ' '\\n' | sort -n | uniq | tr '\\n' ' ')",
+    )
+    .await;
+    assert_eq!(code, 0, "id: {out}");
+    out.trim().to_owned()
+}
+
+/// Issue 14 Done-when 1, audit row 2 (non-root images): the image's named `USER` runs with its
+/// uid, gid and supplementary groups from the image's files; `user: name:group` takes that
+/// group as primary and no implied ones; `group_add` adds more; an unknown name is refused with
+/// the image and the user named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_users_resolve_by_name_with_their_groups() {
+    let Some(env) = setup().await else { return };
+    let img = kolla_like_image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let rt = &env.rt;
+    let spec = |user: Option<&str>, group_add: &[&str]| ContainerSpec {
+        image: img.name.clone(),
+        command: vec!["sleep".into(), "300".into()],
+        user: user.map(str::to_owned),
+        group_add: group_add.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+
+    let id = unique("user-image");
+    rt.create(config(&env, &id, spec(None, &[]))).await.unwrap();
+    rt.start(&id).await.unwrap();
+    // Primary gid 42436, supplementary kolla (42400) and libvirt (42473).
+    assert_eq!(ids_inside(rt, &id).await, "42436 42436 42400 42436 42473");
+    rt.remove(&id).await.unwrap();
+
+    let id = unique("user-group");
+    rt.create(config(&env, &id, spec(Some("nova:kolla"), &["qemu"])))
+        .await
+        .unwrap();
+    rt.start(&id).await.unwrap();
+    assert_eq!(ids_inside(rt, &id).await, "42436 42400 42400 42427");
+    rt.remove(&id).await.unwrap();
+
+    let id = unique("user-uid");
+    rt.create(config(&env, &id, spec(Some("42434"), &[])))
+        .await
+        .unwrap();
+    rt.start(&id).await.unwrap();
+    assert_eq!(ids_inside(rt, &id).await, "42434 42434 42400 42434");
+    rt.remove(&id).await.unwrap();
+
+    let id = unique("user-unknown");
+    let err = rt
+        .create(config(&env, &id, spec(Some("rabbitmq"), &[])))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, RuntimeError::Spec { .. })
+            && text.contains("image `shoal.test/kolla-like:1`")
+            && text.contains("user `rabbitmq` is not in the image's /etc/passwd"),
+        "{text}"
+    );
+    assert!(!rt.list().await.unwrap().iter().any(|c| c.id == id));
+}
+
+/// Unmounts, on drop and in reverse order, the host mounts a test made (by path).
+struct HostMounts(Vec<std::path::PathBuf>);
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for path in self.0.iter().rev() {
+            let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn host_mount_points() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo")
+}
+
+/// Issue 14 Done-when 2, audit row 8 (shared propagation): a tmpfs mounted inside a container
+/// under a shared bind of a shared host directory appears on the host; under a private bind it
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_under_a_shared_bind_reach_the_host() {
+    use nix::mount::{mount, MsFlags};
+    let Some(env) = setup().await else { return };
+    let img = image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let rt = &env.rt;
+    let mut guard = HostMounts(Vec::new());
+    for (name, propagation, visible) in
+        [("shared", "rshared", true), ("private", "rprivate", false)]
+    {
+        let dir = env.cd.dir().join(format!("prop-{name}"));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        // The host side: a shared mount of its own, as /run is on a systemd host.
+        mount(
+            Some(&dir),
+            &dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        guard.0.push(dir.clone());
+        mount(
+            None::<&str>,
+            &dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+        guard.0.push(dir.join("sub"));
+
+        let id = unique(&format!("prop-{name}"));
+        let mut spec = busybox(&["sleep", "300"]);
+        spec.privileged = true;
+        spec.mounts = vec![Mount {
+            kind: MountKind::Bind,
+            source: dir.display().to_string(),
+            target: "/shared".into(),
+            read_only: false,
+            propagation: Some(propagation.into()),
+            create_host_path: false,
+        }];
+        rt.create(config(&env, &id, spec)).await.unwrap();
+        rt.start(&id).await.unwrap();
+        let (code, out) = sh(rt, &id, "mount -t tmpfs tmpfs-from-inside /shared/sub").await;
+        assert_eq!(code, 0, "mount inside: {out}");
+        let sub = format!(" {} ", dir.join("sub").display());
+        let on_host = host_mount_points()
+            .lines()
+            .any(|l| l.contains(&sub) && l.contains("tmpfs-from-inside"));
+        assert_eq!(on_host, visible, "{name} bind: mount seen on the host");
+        rt.remove(&id).await.unwrap();
+    }
+    drop(guard);
+    for name in ["shared", "private"] {
+        let dir = env.cd.dir().join(format!("prop-{name}"));
+        assert!(
+            !host_mount_points().contains(&format!(" {} ", dir.display())),
+            "{name}: test mounts cleaned up"
+        );
+    }
+}
+
+/// Audit rows 9 (privileged) and 11 (cgroupns host), checked from inside: a privileged
+/// container has a writable `/sys` and the host's devices; `cgroup_host` shares the host's cgroup
+/// namespace, which a default container does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_sys_devices_and_host_cgroup_namespace() {
+    let Some(env) = setup().await else { return };
+    let img = image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let rt = &env.rt;
+    let host_cgroup_ns = std::fs::read_link("/proc/self/ns/cgroup")
+        .unwrap()
+        .display()
+        .to_string();
+    // A host device a default container lacks.
+    let extra = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            use std::os::unix::fs::FileTypeExt;
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device())
+                && ![
+                    "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx",
+                ]
+                .contains(&name.as_str())
+        });
+
+    let id = unique("priv-docker");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.privileged = true;
+    spec.cgroup_host = true;
+    rt.create(config(&env, &id, spec)).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let (_, sys) = sh(rt, &id, "grep ' /sys sysfs ' /proc/mounts").await;
+    assert!(sys.contains(" rw,"), "/sys: {sys}");
+    let (_, ns) = sh(rt, &id, "readlink /proc/self/ns/cgroup").await;
+    assert_eq!(ns, host_cgroup_ns);
+    if let Some(dev) = &extra {
+        let (code, _) = sh(rt, &id, &format!("test -c {}", dev.display())).await;
+        assert_eq!(code, 0, "host device {} inside", dev.display());
+    }
+    rt.remove(&id).await.unwrap();
+
+    let id = unique("plain-cgroup");
+    rt.create(config(&env, &id, busybox(&["sleep", "300"])))
+        .await
+        .unwrap();
+    rt.start(&id).await.unwrap();
+    let (_, sys) = sh(rt, &id, "grep ' /sys sysfs ' /proc/mounts").await;
+    assert!(sys.contains(" ro,"), "/sys: {sys}");
+    let (_, ns) = sh(rt, &id, "readlink /proc/self/ns/cgroup").await;
+    assert_ne!(ns, host_cgroup_ns);
+    if let Some(dev) = &extra {
+        let (code, _) = sh(rt, &id, &format!("test -e {}", dev.display())).await;
+        assert_ne!(code, 0, "host device {} absent", dev.display());
+    }
     rt.remove(&id).await.unwrap();
 }

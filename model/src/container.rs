@@ -14,7 +14,11 @@ pub struct ContainerSpec {
     /// Overrides the image's cmd when non-empty.
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// `name`, `name:group`, `uid` or `uid:gid`, resolved in the image's `/etc/passwd` and
+    /// `/etc/group`; none means the image's `USER`, else root.
     pub user: Option<String>,
+    /// Supplementary groups (names in the image's `/etc/group`, or numbers) added to the user's.
+    pub group_add: Vec<String>,
     pub working_dir: Option<String>,
     pub network: NetworkMode,
     pub mounts: Vec<Mount>,
@@ -23,6 +27,8 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     pub pid_host: bool,
     pub ipc_host: bool,
+    /// Share the host's cgroup namespace (Compose `cgroup: host`).
+    pub cgroup_host: bool,
     pub ulimits: Vec<Ulimit>,
     /// Memory limit in bytes.
     pub memory_limit: Option<u64>,
@@ -57,6 +63,10 @@ pub struct Mount {
     /// `rshared`, `rslave`, `rprivate`... for binds.
     #[serde(default)]
     pub propagation: Option<String>,
+    /// For binds: create a missing host directory (Docker's short syntax, Compose's long syntax
+    /// `bind.create_host_path`) instead of rejecting the task.
+    #[serde(default)]
+    pub create_host_path: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,12 @@ pub struct ImageOptions {
     pub corrupt_layer: bool,
     /// Extra file put in the layer (path inside the image, content); changes the digests.
     pub extra_file: Option<(String, Vec<u8>)>,
+    /// The image config's `User`.
+    pub user: Option<String>,
+    /// `/etc/passwd` of the image (default: root and nobody).
+    pub passwd: Option<String>,
+    /// `/etc/group` of the image (default: none).
+    pub group: Option<String>,
 }
 
 impl ImageOptions {
@@ -38,6 +44,9 @@ impl ImageOptions {
             busybox: PathBuf::from("/bin/busybox"),
             corrupt_layer: false,
             extra_file: None,
+            user: None,
+            passwd: None,
+            group: None,
         }
     }
 }
@@ -87,9 +96,16 @@ fn layer_tar(opts: &ImageOptions) -> Result<Vec<u8>> {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
         b.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
     }
-    let passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
+    let passwd = opts
+        .passwd
+        .as_deref()
+        .unwrap_or("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
     let mut h = header(tar::EntryType::Regular, 0o644, passwd.len() as u64);
-    b.append_data(&mut h, "etc/passwd", passwd.as_slice())?;
+    b.append_data(&mut h, "etc/passwd", passwd.as_bytes())?;
+    if let Some(group) = &opts.group {
+        let mut h = header(tar::EntryType::Regular, 0o644, group.len() as u64);
+        b.append_data(&mut h, "etc/group", group.as_bytes())?;
+    }
     if let Some((path, content)) = &opts.extra_file {
         let mut h = header(tar::EntryType::Regular, 0o644, content.len() as u64);
         b.append_data(&mut h, path.trim_start_matches('/'), content.as_slice())?;
@@ -124,10 +140,14 @@ pub fn build_busybox_image(dir: &Path, opts: &ImageOptions) -> Result<BuiltImage
         "aarch64" => "arm64",
         other => other,
     };
+    let mut image_config = serde_json::json!({ "Env": ["PATH=/bin"], "Cmd": ["sh"] });
+    if let Some(user) = &opts.user {
+        image_config["User"] = serde_json::Value::String(user.clone());
+    }
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": arch,
         "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["sh"] },
+        "config": image_config,
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     }))?;
     let config_digest = digest(&config);

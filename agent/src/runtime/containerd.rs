@@ -48,11 +48,14 @@ use tracing::{debug, info, warn};
 
 use crate::metrics;
 
-use super::spec::{build_spec, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext};
+use super::spec::{
+    build_spec, effective_user, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext,
+};
 use super::{
     labels, signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus,
     ExecOutput, ExitEvent, ImageRef, RegistryAuth, Result, RuntimeError,
 };
+use super::{rootfs_files, users};
 
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -388,32 +391,10 @@ impl ContainerdRuntime {
             .await
             .ok()
             .and_then(|s| parse_cap_bounding(&s));
-        let ctx = SpecContext {
-            id,
-            cgroup_parent: &self.cfg.cgroup_parent,
-            volumes_dir: &self.cfg.volumes_dir,
-            secrets_dir: &self.cfg.secrets_dir,
-            host_hostname: &hostname,
-            host_caps,
-        };
         let spec_err = |source| RuntimeError::Spec {
             id: id.clone(),
             source,
         };
-        let oci = build_spec(&config.spec, &image_config, &ctx).map_err(spec_err)?;
-        for dir in volume_dirs(&config.spec, &self.cfg.volumes_dir).map_err(spec_err)? {
-            create_dir(&dir, "volume directory").await?;
-        }
-        for log in [&config.stdout_path, &config.stderr_path] {
-            if let Some(parent) = log.parent() {
-                create_dir(parent, "log directory").await?;
-            }
-        }
-        let spec_json = serde_json::to_vec(&oci).map_err(|e| RuntimeError::Spec {
-            id: id.clone(),
-            source: e.into(),
-        })?;
-
         let parent = image.chain_ids.last().cloned().unwrap_or_default();
         self.snapshots()
             .prepare(self.leased(
@@ -433,6 +414,55 @@ impl ContainerdRuntime {
                     grpc(format!("prepare snapshot for `{id}`"))(s)
                 }
             })?;
+        let built = async {
+            let (passwd, group) = if users::needs_lookup(
+                effective_user(&config.spec, &image_config),
+                &config.spec.group_add,
+            ) {
+                self.read_user_files(id).await?
+            } else {
+                (None, None)
+            };
+            let host_devices = if config.spec.privileged {
+                tokio::task::spawn_blocking(rootfs_files::host_devices)
+                    .await
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let ctx = SpecContext {
+                id,
+                cgroup_parent: &self.cfg.cgroup_parent,
+                volumes_dir: &self.cfg.volumes_dir,
+                secrets_dir: &self.cfg.secrets_dir,
+                host_hostname: &hostname,
+                host_caps,
+                passwd: passwd.as_deref(),
+                group: group.as_deref(),
+                host_devices: &host_devices,
+            };
+            let oci = build_spec(&config.spec, &image_config, &ctx).map_err(spec_err)?;
+            for dir in volume_dirs(&config.spec, &self.cfg.volumes_dir).map_err(spec_err)? {
+                create_dir(&dir, "volume directory").await?;
+            }
+            for log in [&config.stdout_path, &config.stderr_path] {
+                if let Some(parent) = log.parent() {
+                    create_dir(parent, "log directory").await?;
+                }
+            }
+            serde_json::to_vec(&oci).map_err(|e| RuntimeError::Spec {
+                id: id.clone(),
+                source: e.into(),
+            })
+        }
+        .await;
+        let spec_json = match built {
+            Ok(json) => json,
+            Err(error) => {
+                self.remove_snapshot(id).await;
+                return Err(error);
+            }
+        };
 
         let container = Container {
             id: id.clone(),
@@ -468,6 +498,38 @@ impl ContainerdRuntime {
             });
         }
         Ok(())
+    }
+
+    /// The image's `/etc/passwd` and `/etc/group`, read from the prepared snapshot `key`.
+    async fn read_user_files(&self, key: &str) -> Result<(Option<String>, Option<String>)> {
+        let mounts: Vec<CdMount> = self
+            .snapshots()
+            .mounts(self.req(MountsRequest {
+                snapshotter: self.cfg.snapshotter.clone(),
+                key: key.to_owned(),
+            }))
+            .await
+            .map_err(grpc(format!("mounts of the snapshot of `{key}`")))?
+            .into_inner()
+            .mounts;
+        let scratch = self.cfg.exec_dir.clone();
+        create_dir(&scratch, "exec directory").await?;
+        let read = tokio::task::spawn_blocking(move || {
+            rootfs_files::read_files(&mounts, &scratch, &["/etc/passwd", "/etc/group"])
+        })
+        .await
+        .map_err(|e| RuntimeError::Io {
+            what: "reading the image's users",
+            path: PathBuf::from("/etc/passwd"),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| RuntimeError::Io {
+            what: "reading the image's users",
+            path: PathBuf::from("/etc/passwd"),
+            source,
+        })?;
+        let mut read = read.into_iter();
+        Ok((read.next().flatten(), read.next().flatten()))
     }
 
     async fn remove_snapshot(&self, key: &str) {

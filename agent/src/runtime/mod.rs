@@ -4,7 +4,9 @@ pub mod containerd;
 mod containerd_image;
 pub mod fake;
 pub mod registry;
+pub mod rootfs_files;
 pub mod spec;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,12 +4,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceType, LinuxResources, Mount, MountBuilder, PosixRlimit,
-    PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
+    Capabilities, Capability, LinuxCapabilities, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxResources, Mount,
+    MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
 };
 use serde::Deserialize;
 use shoal_model::container::{ContainerSpec, MountKind, NetworkMode};
+
+use super::users::{resolve_user, UserError};
 
 /// `PATH` when neither the image nor the spec sets one.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,8 +91,12 @@ pub enum SpecError {
     UnknownCapability(String),
     #[error("unknown ulimit `{0}`")]
     UnknownUlimit(String),
-    #[error("user `{0}` must be numeric `uid[:gid]` (or `root`)")]
-    BadUser(String),
+    #[error("image `{image}`, user `{user}`: {source}")]
+    User {
+        image: String,
+        user: String,
+        source: UserError,
+    },
     #[error("mount target `{0}` must be an absolute path")]
     RelativeTarget(String),
     #[error("bad volume name `{0}`")]
@@ -145,6 +151,20 @@ pub struct SpecContext<'a> {
     /// "all capabilities" (privileged, `cap_add: [ALL]`) means all of these, as runc cannot
     /// grant a capability the host lacks.
     pub host_caps: Option<u64>,
+    /// The image's `/etc/passwd` and `/etc/group` text, when it has them (read from the
+    /// container's rootfs by the runtime); names in `user` and `group_add` resolve against them.
+    pub passwd: Option<&'a str>,
+    pub group: Option<&'a str>,
+    /// The host's device nodes, given to privileged containers as Docker does.
+    pub host_devices: &'a [LinuxDevice],
+}
+
+/// The user a container runs as: the spec's, else the image's `USER`, else none (root).
+pub fn effective_user<'a>(spec: &'a ContainerSpec, image: &'a ImageConfig) -> Option<&'a str> {
+    spec.user
+        .as_deref()
+        .or(image.user.as_deref())
+        .filter(|u| !u.is_empty())
 }
 
 /// Reads the `CapBnd` mask out of the text of `/proc/self/status`.
@@ -219,21 +239,6 @@ pub fn process_env(spec: &ContainerSpec, image: &ImageConfig) -> Vec<String> {
         out.insert(0, DEFAULT_PATH.to_owned());
     }
     out
-}
-
-fn parse_user(user: &str) -> Result<(u32, u32), SpecError> {
-    let bad = || SpecError::BadUser(user.to_owned());
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid = match u {
-        "" | "root" => 0,
-        _ => u.parse().map_err(|_| bad())?,
-    };
-    let gid = match g {
-        "" => uid,
-        "root" => 0,
-        _ => g.parse().map_err(|_| bad())?,
-    };
-    Ok((uid, gid))
 }
 
 fn parse_capability(name: &str) -> Result<Capability, SpecError> {
@@ -353,6 +358,25 @@ fn user_mounts(spec: &ContainerSpec, ctx: &SpecContext<'_>) -> Result<Vec<Mount>
     Ok(mounts)
 }
 
+/// Docker's rule: the root filesystem is `shared` when any bind is (r)shared, else `rslave`
+/// when any bind is (r)slave (runc's default made explicit); otherwise runc's default. Without
+/// it a mount made inside a shared bind never reaches the host.
+fn rootfs_propagation(spec: &ContainerSpec) -> Option<String> {
+    let props = || {
+        spec.mounts
+            .iter()
+            .filter(|m| m.kind != MountKind::Tmpfs)
+            .filter_map(|m| m.propagation.as_deref())
+    };
+    if props().any(|p| matches!(p, "shared" | "rshared")) {
+        Some("shared".to_owned())
+    } else if props().any(|p| matches!(p, "slave" | "rslave")) {
+        Some("rslave".to_owned())
+    } else {
+        None
+    }
+}
+
 fn to_i64(v: u64) -> Result<i64, SpecError> {
     i64::try_from(v).map_err(|_| SpecError::LimitTooLarge(v))
 }
@@ -375,15 +399,19 @@ pub fn build_spec(
         .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".to_owned());
     process.set_cwd(PathBuf::from(cwd));
-    let user = spec
-        .user
-        .clone()
-        .or_else(|| image.user.clone().filter(|u| !u.is_empty()));
-    let (uid, gid) = match &user {
-        Some(u) => parse_user(u)?,
-        None => (0, 0),
-    };
-    process.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+    let user = effective_user(spec, image);
+    let ids = resolve_user(user, &spec.group_add, ctx.passwd, ctx.group).map_err(|source| {
+        SpecError::User {
+            image: spec.image.clone(),
+            user: user.unwrap_or("root").to_owned(),
+            source,
+        }
+    })?;
+    let mut oci_user = UserBuilder::default().uid(ids.uid).gid(ids.gid);
+    if !ids.additional_gids.is_empty() {
+        oci_user = oci_user.additional_gids(ids.additional_gids);
+    }
+    process.set_user(oci_user.build()?);
     let caps = capabilities(spec, ctx.host_caps)?;
     let mut linux_caps = LinuxCapabilities::default();
     linux_caps.set_bounding(Some(caps.clone()));
@@ -436,6 +464,17 @@ pub fn build_spec(
             mounts.push(bind_mount(Path::new(f), f, true, None));
         }
     }
+    if spec.privileged {
+        // Docker's privileged: `/sys` and the cgroup filesystem are writable.
+        for m in mounts.iter_mut().filter(|m| {
+            m.destination() == Path::new("/sys") || m.destination() == Path::new("/sys/fs/cgroup")
+        }) {
+            let mut options = m.options().clone().unwrap_or_default();
+            options.retain(|o| o != "ro");
+            options.push("rw".to_owned());
+            m.set_options(Some(options));
+        }
+    }
     mounts.extend(user_mounts(spec, ctx)?);
     oci.set_mounts(Some(mounts));
 
@@ -451,9 +490,11 @@ pub fn build_spec(
         LinuxNamespaceType::Network => spec.network == NetworkMode::None,
         LinuxNamespaceType::Pid => !spec.pid_host,
         LinuxNamespaceType::Ipc => !spec.ipc_host,
+        LinuxNamespaceType::Cgroup => !spec.cgroup_host,
         _ => true,
     });
     linux.set_namespaces(Some(namespaces));
+    linux.set_rootfs_propagation(rootfs_propagation(spec));
     linux.set_cgroups_path(Some(PathBuf::from(format!(
         "{}/{}",
         ctx.cgroup_parent.trim_end_matches('/'),
@@ -486,6 +527,9 @@ pub fn build_spec(
     if spec.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
+        if !ctx.host_devices.is_empty() {
+            linux.set_devices(Some(ctx.host_devices.to_vec()));
+        }
     }
     linux.set_seccomp(None);
     oci.set_linux(Some(linux));
@@ -506,6 +550,9 @@ mod tests {
             secrets_dir: Path::new("/var/lib/shoal/agent/secrets"),
             host_hostname: "node-a",
             host_caps: None,
+            passwd: None,
+            group: None,
+            host_devices: &[],
         }
     }
 
@@ -629,6 +676,7 @@ mod tests {
                     target: "/conf".into(),
                     read_only: true,
                     propagation: Some("rslave".into()),
+                    create_host_path: false,
                 },
                 SpecMount {
                     kind: MountKind::Volume,
@@ -636,6 +684,7 @@ mod tests {
                     target: "/var/log/x".into(),
                     read_only: false,
                     propagation: None,
+                    create_host_path: false,
                 },
                 SpecMount {
                     kind: MountKind::Tmpfs,
@@ -643,6 +692,7 @@ mod tests {
                     target: "/scratch".into(),
                     read_only: false,
                     propagation: None,
+                    create_host_path: false,
                 },
             ],
             ..Default::default()
@@ -709,6 +759,7 @@ mod tests {
                     target: "/x".into(),
                     read_only: false,
                     propagation: None,
+                    create_host_path: false,
                 }],
                 ..Default::default()
             };
@@ -724,6 +775,7 @@ mod tests {
                 target: "rel".into(),
                 read_only: false,
                 propagation: None,
+                create_host_path: false,
             }],
             ..Default::default()
         };
@@ -878,8 +930,112 @@ mod tests {
         let p = s.process().as_ref().unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
         assert_eq!(p.cwd(), Path::new("/app"));
-        assert!(matches!(parse_user("nobody"), Err(SpecError::BadUser(_))));
-        assert_eq!(parse_user("root").unwrap(), (0, 0));
+    }
+
+    /// Audit row 2 (non-root images): a named `USER` resolves in the image's files, with its
+    /// supplementary groups and `group_add`; an unknown name is an error naming image and user.
+    #[test]
+    fn named_users_resolve_in_the_image_files() {
+        let image = ImageConfig {
+            cmd: Some(vec!["sh".into()]),
+            user: Some("nova".into()),
+            ..Default::default()
+        };
+        let mut c = ctx();
+        c.passwd = Some("root:x:0:0::/root:/bin/sh\nnova:x:42436:42436::/:/bin/sh\n");
+        c.group = Some("kolla:x:42400:nova\nnova:x:42436:\nqemu:x:42427:\n");
+        let spec = ContainerSpec {
+            image: "kolla/nova-compute".into(),
+            group_add: vec!["qemu".into()],
+            ..Default::default()
+        };
+        let s = build_spec(&spec, &image, &c).unwrap();
+        let u = s.process().as_ref().unwrap().user();
+        assert_eq!((u.uid(), u.gid()), (42436, 42436));
+        assert_eq!(u.additional_gids().as_deref(), Some(&[42400, 42427][..]));
+
+        let named_group = ContainerSpec {
+            user: Some("nova:kolla".into()),
+            ..spec.clone()
+        };
+        let s = build_spec(&named_group, &image, &c).unwrap();
+        let u = s.process().as_ref().unwrap().user();
+        assert_eq!((u.uid(), u.gid()), (42436, 42400));
+        assert_eq!(u.additional_gids().as_deref(), Some(&[42427][..]));
+
+        let unknown = ContainerSpec {
+            user: Some("rabbitmq".into()),
+            ..spec
+        };
+        let err = build_spec(&unknown, &image, &c).unwrap_err();
+        assert!(matches!(err, SpecError::User { .. }));
+        assert_eq!(
+            err.to_string(),
+            "image `kolla/nova-compute`, user `rabbitmq`: \
+             user `rabbitmq` is not in the image's /etc/passwd"
+        );
+    }
+
+    /// Audit row 8 (shared propagation): a shared bind makes the rootfs `shared`.
+    #[test]
+    fn rootfs_propagation_follows_the_binds() {
+        let with = |p: Option<&str>| {
+            let s = build(&ContainerSpec {
+                mounts: vec![SpecMount {
+                    kind: MountKind::Bind,
+                    source: "/run/netns".into(),
+                    target: "/run/netns".into(),
+                    read_only: false,
+                    propagation: p.map(str::to_owned),
+                    create_host_path: false,
+                }],
+                ..Default::default()
+            });
+            s.linux().as_ref().unwrap().rootfs_propagation().clone()
+        };
+        assert_eq!(with(Some("shared")).as_deref(), Some("shared"));
+        assert_eq!(with(Some("rshared")).as_deref(), Some("shared"));
+        assert_eq!(with(Some("rslave")).as_deref(), Some("rslave"));
+        assert_eq!(with(Some("private")), None);
+        assert_eq!(with(None), None);
+    }
+
+    /// Audit row 11 (cgroupns host).
+    #[test]
+    fn cgroup_host_shares_the_host_cgroup_namespace() {
+        let private = build(&ContainerSpec::default());
+        assert!(namespaces(&private).contains(&LinuxNamespaceType::Cgroup));
+        let host = build(&ContainerSpec {
+            cgroup_host: true,
+            ..Default::default()
+        });
+        assert!(!namespaces(&host).contains(&LinuxNamespaceType::Cgroup));
+    }
+
+    /// Audit row 9 (privileged): `/sys` and cgroupfs writable, host devices, nothing masked.
+    #[test]
+    fn privileged_is_dockers_privileged() {
+        let devices = vec![LinuxDevice::default()];
+        let mut c = ctx();
+        c.host_devices = &devices;
+        let privileged = ContainerSpec {
+            privileged: true,
+            ..Default::default()
+        };
+        let s = build_spec(&privileged, &busybox(), &c).unwrap();
+        for target in ["/sys", "/sys/fs/cgroup"] {
+            let opts = mount(&s, target).unwrap().options().clone().unwrap();
+            assert!(opts.contains(&"rw".to_owned()), "{target}: {opts:?}");
+            assert!(!opts.contains(&"ro".to_owned()), "{target}: {opts:?}");
+        }
+        let linux = s.linux().as_ref().unwrap();
+        assert!(linux.readonly_paths().is_none());
+        assert_eq!(linux.devices().as_ref().map(Vec::len), Some(1));
+        let plain = build_spec(&ContainerSpec::default(), &busybox(), &c).unwrap();
+        let opts = mount(&plain, "/sys").unwrap().options().clone().unwrap();
+        assert!(opts.contains(&"ro".to_owned()));
+        assert!(plain.linux().as_ref().unwrap().devices().is_none());
+        assert!(plain.linux().as_ref().unwrap().masked_paths().is_some());
     }
 
     #[test]

@@ -116,6 +116,8 @@ fn short(ctx: Ctx<'_>, node: &Node, path: &str, s: &str) -> Result<Mount> {
         target: target.to_string(),
         read_only: false,
         propagation: None,
+        // Docker creates a missing host directory for the short syntax.
+        create_host_path: kind == MountKind::Bind,
     };
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
         match opt {
@@ -194,6 +196,7 @@ fn long(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Mount> {
         None => false,
     };
     let mut propagation = None;
+    let mut create_host_path = false;
     if let Some(n) = f.take("bind") {
         let p = f.child("bind");
         if kind != MountKind::Bind {
@@ -209,7 +212,7 @@ fn long(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Mount> {
             propagation = Some(value);
         }
         if let Some(cn) = b.take("create_host_path") {
-            fields::boolean(ctx, cn, &b.child("create_host_path"))?;
+            create_host_path = fields::boolean(ctx, cn, &b.child("create_host_path"))?;
         }
         if let Some(sn) = b.take("selinux") {
             fields::string(ctx, sn, &b.child("selinux"))?;
@@ -233,6 +236,7 @@ fn long(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Mount> {
         target,
         read_only,
         propagation,
+        create_host_path,
     })
 }
 
@@ -276,6 +280,7 @@ pub(crate) fn tmpfs(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<Mount>>
                 target: t,
                 read_only: false,
                 propagation: None,
+                create_host_path: false,
             })
         })
         .collect()

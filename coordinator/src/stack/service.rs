@@ -51,6 +51,9 @@ pub(crate) fn parse(
     if let Some(n) = f.take("user") {
         c.user = Some(fields::scalar_text(ctx, n, &f.child("user"))?);
     }
+    if let Some(n) = f.take("group_add") {
+        c.group_add = group_add(ctx, n, &f.child("group_add"))?;
+    }
     if let Some(n) = f.take("working_dir") {
         c.working_dir = Some(fields::string(ctx, n, &f.child("working_dir"))?);
     }
@@ -92,6 +95,9 @@ pub(crate) fn parse(
     }
     if let Some(n) = f.take("ipc") {
         c.ipc_host = host_namespace(ctx, n, &f.child("ipc"))?;
+    }
+    if let Some(n) = f.take("cgroup") {
+        c.cgroup_host = host_namespace(ctx, n, &f.child("cgroup"))?;
     }
     if let Some(n) = f.take("ulimits") {
         c.ulimits = ulimits(ctx, n, &f.child("ulimits"))?;
@@ -152,6 +158,29 @@ fn host_namespace(ctx: Ctx<'_>, n: &Node, path: &str) -> Result<bool> {
             format!("unsupported value {other:?} (expected host)"),
         )),
     }
+}
+
+/// `group_add: [kolla, 42400]`: group names or numbers.
+fn group_add(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<String>> {
+    let Value::Seq(items) = &node.value else {
+        return Err(ctx.error(
+            node.loc,
+            path,
+            format!("expected a list, got {}", node.value.describe()),
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let p = format!("{path}[{i}]");
+            let g = fields::scalar_text(ctx, item, &p)?;
+            if g.is_empty() || g.contains(':') {
+                return Err(ctx.error(item.loc, &p, format!("bad group {g:?}")));
+            }
+            Ok(g)
+        })
+        .collect()
 }
 
 fn ulimits(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<Ulimit>> {

@@ -285,6 +285,39 @@ fn openstack_example_parses() {
     );
     assert!(service(&stack, "nova-libvirt").container.pid_host);
     assert!(service(&stack, "nova-compute").container.ipc_host);
+    // Audit row 11: libvirt shares the host's cgroup namespace.
+    assert!(service(&stack, "nova-libvirt").container.cgroup_host);
+    // Audit row 15: 60 s grace for the stateful services.
+    for name in ["mariadb", "rabbitmq"] {
+        assert_eq!(
+            service(&stack, name).container.stop_grace_ms,
+            Some(60_000),
+            "{name}"
+        );
+    }
+    // Audit rows 7 and 8: /run/openvswitch is created when missing; /run is a shared bind.
+    let ovs = &service(&stack, "openvswitch-db-server").container;
+    let run_ovs = ovs
+        .mounts
+        .iter()
+        .find(|m| m.source == "/run/openvswitch")
+        .expect("/run/openvswitch bind");
+    assert!(run_ovs.create_host_path);
+    assert_eq!(run_ovs.propagation.as_deref(), Some("shared"));
+    for name in ["nova-libvirt", "nova-compute"] {
+        let c = &service(&stack, name).container;
+        assert!(
+            c.mounts
+                .iter()
+                .any(|m| m.target == "/run" && m.propagation.as_deref() == Some("shared")),
+            "{name}"
+        );
+    }
+    // Audit row 2: no service overrides its image's named USER.
+    assert!(stack
+        .services
+        .iter()
+        .all(|(_, s)| s.container.user.is_none()));
 }
 
 #[test]
@@ -479,4 +512,37 @@ services:
         "a quorum member without volumes"
     );
     assert_eq!(got("galera"), NodeLoss::ReplaceAfter(600_000));
+}
+
+/// Audit rows 2, 7, 11: `user` names, `group_add`, `cgroup: host`, and which binds create a
+/// missing host directory (short syntax always, long syntax per `bind.create_host_path`).
+#[test]
+fn users_cgroup_and_bind_creation() {
+    let stack = parse(
+        "services:\n  libvirt:\n    image: kolla/nova-libvirt\n    user: nova:kolla\n    \
+         group_add: [qemu, 42427]\n    cgroup: host\n    volumes:\n      \
+         - /run/openvswitch:/run/openvswitch\n      \
+         - { type: bind, source: /a, target: /a }\n      \
+         - { type: bind, source: /b, target: /b, bind: { create_host_path: true } }\n  \
+         plain:\n    image: x\n    cgroup: private\n",
+    );
+    let c = &service(&stack, "libvirt").container;
+    assert_eq!(c.user.as_deref(), Some("nova:kolla"));
+    assert_eq!(c.group_add, vec!["qemu", "42427"]);
+    assert!(c.cgroup_host);
+    let created: Vec<bool> = c.mounts.iter().map(|m| m.create_host_path).collect();
+    assert_eq!(created, vec![true, false, true]);
+    assert!(!service(&stack, "plain").container.cgroup_host);
+    let err = parse_stack(
+        "bad.yaml",
+        "services:\n  a:\n    image: x\n    cgroup: shared\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "services.a.cgroup");
+    let err = parse_stack(
+        "bad.yaml",
+        "services:\n  a:\n    image: x\n    group_add: [\"a:b\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "services.a.group_add[0]");
 }
