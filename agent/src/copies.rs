@@ -261,6 +261,7 @@ mod tests {
                 target: "/var/lib/mysql".into(),
                 read_only: false,
                 propagation: None,
+                create_host_path: false,
             },
             Mount {
                 kind: MountKind::Bind,
@@ -268,6 +269,7 @@ mod tests {
                 target: "/etc/kolla".into(),
                 read_only: true,
                 propagation: None,
+                create_host_path: false,
             },
         ];
         let c = container(&t, ContainerStatus::Running);

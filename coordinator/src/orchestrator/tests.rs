@@ -352,6 +352,7 @@ fn with_volume(replicas: u32) -> ServiceSpec {
         target: "/data".into(),
         read_only: false,
         propagation: None,
+        create_host_path: false,
     });
     spec
 }
