@@ -188,7 +188,16 @@ async fn busy_node_is_not_declared_down_and_never_runs_more_than_assigned() {
             tail(&coords[0].log_text(), 40)
         )
     };
-    assert!(samples.len() > 20, "too few samples: {}", samples.len());
+    let max_gap = samples
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        samples.len() > 10 && max_gap < Duration::from_secs(2),
+        "sampling too sparse: {} samples, largest gap {max_gap:?}",
+        samples.len()
+    );
     assert!(
         downs.is_empty(),
         "node declared down: {downs:?}\n{}",
@@ -417,7 +426,18 @@ async fn frozen_node_loses_stateless_tasks_and_keeps_its_data_service() {
     let samples = sampler.stop();
 
     // Never two copies of the database at once, on one node or on both.
-    assert!(samples.len() > 50, "too few samples: {}", samples.len());
+    // Dense enough to see a second copy: how many samples fit depends on how fast `ctr` answers
+    // on a loaded machine, so the check is on the largest gap between two samples.
+    let max_gap = samples
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        samples.len() > 10 && max_gap < Duration::from_millis(1500),
+        "sampling too sparse: {} samples, largest gap {max_gap:?}",
+        samples.len()
+    );
     for s in &samples {
         let running_db: Vec<&String> = s
             .namespaces
