@@ -51,17 +51,29 @@ impl Sampler {
             let mut out = Vec::new();
             while !flag.load(Ordering::Relaxed) && started.elapsed() < at_most {
                 let at = started.elapsed();
-                let namespaces = namespaces
-                    .iter()
-                    .map(|ns| NamespaceSample {
-                        containers: containers(&socket, ns),
-                        running: if running {
-                            running_tasks(&socket, ns)
-                        } else {
-                            Vec::new()
-                        },
-                    })
-                    .collect();
+                // Every `ctr` call of one sample at once, so that a sample takes as long as
+                // the slowest call, not their sum.
+                let namespaces = std::thread::scope(|scope| {
+                    let calls: Vec<_> = namespaces
+                        .iter()
+                        .map(|ns| {
+                            let socket = &socket;
+                            let listed = scope.spawn(move || containers(socket, ns));
+                            let runs =
+                                running.then(|| scope.spawn(move || running_tasks(socket, ns)));
+                            (listed, runs)
+                        })
+                        .collect();
+                    calls
+                        .into_iter()
+                        .map(|(listed, runs)| NamespaceSample {
+                            containers: listed.join().unwrap_or_default(),
+                            running: runs
+                                .map(|r| r.join().unwrap_or_default())
+                                .unwrap_or_default(),
+                        })
+                        .collect()
+                });
                 out.push(Sample { at, namespaces });
                 let next = at + period;
                 let now = started.elapsed();
