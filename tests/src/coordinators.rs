@@ -1,5 +1,6 @@
 //! Start, stop, kill and query `shoal-coordinator` processes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,15 +167,24 @@ impl Coord {
         let (v, index) = self
             .query(serde_json::json!({"type": "services"}), false)
             .await?;
-        let names = v
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((names, index))
+        Ok((service_names(&v), index))
+    }
+
+    /// How many times each service was created in this member's applied state (its events),
+    /// read locally: a write applied twice shows 2.
+    pub async fn create_counts(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let (events, _) = self
+            .query(serde_json::json!({"type": "events", "after": 0}), true)
+            .await?;
+        let mut creates: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events.as_array().into_iter().flatten() {
+            if e["kind"] == "service" && e["action"] == "create" {
+                if let Some(name) = e["object"].as_str() {
+                    *creates.entry(name.to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(creates)
     }
 
     pub fn log_text(&self) -> String {
@@ -265,16 +275,10 @@ impl Coord {
             .client()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let cmd = serde_json::json!({
-            "type": "create_service",
-            "name": name,
-            "spec": { "container": { "image": "busybox" }, "replicas": 1 }
-        });
-        let req = ApplyRequest {
-            request_id: request_id.to_string(),
-            command_json: serde_json::to_vec(&cmd).expect("json"),
-        };
-        Ok(c.apply(req).await?.into_inner().log_index)
+        Ok(c.apply(create_service_request(request_id, name))
+            .await?
+            .into_inner()
+            .log_index)
     }
 
     /// Runs a query; `stale` reads this member's local state.
@@ -355,9 +359,18 @@ pub async fn wait_leader(coords: &[&Coord], within: Duration) -> u64 {
 /// Starts `n` coordinators (ids 1..=n) and forms a cluster through the API: init on the first,
 /// then add the others through it.
 pub async fn cluster(root: &Path, n: u64, extra_args: &[&str]) -> Vec<Coord> {
-    let mut coords: Vec<Coord> = (1..=n).map(|id| Coord::new(root, id)).collect();
-    for c in &mut coords {
+    cluster_with(root, n, |root, id| {
+        let mut c = Coord::new(root, id);
         c.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        c
+    })
+    .await
+}
+
+/// [`cluster`] of the coordinators `make` builds (ids 1..=n), before any starts.
+pub async fn cluster_with(root: &Path, n: u64, make: impl Fn(&Path, u64) -> Coord) -> Vec<Coord> {
+    let mut coords: Vec<Coord> = (1..=n).map(|id| make(root, id)).collect();
+    for c in &mut coords {
         c.start();
     }
     for c in &coords {
@@ -448,4 +461,26 @@ pub async fn secure_cluster(
         coords.push(c);
     }
     (coords, admin_dir)
+}
+
+/// The `Control.Apply` request that creates a one-replica busybox service `name`.
+pub fn create_service_request(request_id: &str, name: &str) -> ApplyRequest {
+    let cmd = serde_json::json!({
+        "type": "create_service",
+        "name": name,
+        "spec": { "container": { "image": "busybox" }, "replicas": 1 }
+    });
+    ApplyRequest {
+        request_id: request_id.to_string(),
+        command_json: serde_json::to_vec(&cmd).expect("a json! value serializes"),
+    }
+}
+
+/// The names in a `services` query's answer.
+pub fn service_names<C: FromIterator<String>>(v: &serde_json::Value) -> C {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect()
 }

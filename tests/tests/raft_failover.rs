@@ -101,18 +101,7 @@ async fn leader_kill_loses_no_acknowledged_write() {
             );
         }
         // Every write was applied exactly once: one create event per service.
-        let (events, _) = c
-            .query(serde_json::json!({"type": "events", "after": 0}), true)
-            .await
-            .unwrap();
-        let mut creates: BTreeMap<String, usize> = BTreeMap::new();
-        for e in events.as_array().unwrap() {
-            if e["kind"] == "service" && e["action"] == "create" {
-                *creates
-                    .entry(e["object"].as_str().unwrap().to_string())
-                    .or_default() += 1;
-            }
-        }
+        let creates = c.create_counts().await.unwrap();
         for name in acked.keys() {
             assert_eq!(
                 creates.get(name),

@@ -14,17 +14,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use shoal_proto::control::control_client::ControlClient;
-use shoal_proto::control::{
-    ApplyRequest, ClusterRemoveRequest, ClusterStatusRequest, QueryRequest,
+use shoal_proto::control::{ClusterRemoveRequest, ClusterStatusRequest, QueryRequest};
+use shoal_tests::coordinators::{
+    cluster_with, create_service_request, service_names, wait_leader, Coord,
 };
-use shoal_tests::coordinators::{wait_leader, Coord};
 use shoal_tests::partition::{isolate, Cgroup};
 use tonic::transport::Channel;
 
@@ -72,15 +72,7 @@ async fn connect(addr: &str) -> anyhow::Result<ControlClient<Channel>> {
 }
 
 async fn apply_create(addr: &str, request_id: &str, name: &str) -> anyhow::Result<u64> {
-    let cmd = serde_json::json!({
-        "type": "create_service",
-        "name": name,
-        "spec": { "container": { "image": "busybox" }, "replicas": 1 }
-    });
-    let req = ApplyRequest {
-        request_id: request_id.to_string(),
-        command_json: serde_json::to_vec(&cmd)?,
-    };
+    let req = create_service_request(request_id, name);
     let call = async {
         Ok(connect(addr)
             .await?
@@ -100,15 +92,7 @@ async fn read_names(addr: &str, stale: bool) -> anyhow::Result<(BTreeSet<String>
     let call = async {
         let r = connect(addr).await?.query(req).await?.into_inner();
         let v: serde_json::Value = serde_json::from_slice(&r.result_json)?;
-        let names = v
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        anyhow::Ok((names, r.applied_index))
+        anyhow::Ok((service_names(&v), r.applied_index))
     };
     tokio::time::timeout(ATTEMPT, call).await?
 }
@@ -221,18 +205,7 @@ fn new_coord(root: &std::path::Path, id: u64) -> Coord {
 
 /// Three coordinators formed through the API, as `cluster` does, each in its own cgroup.
 async fn three(root: &std::path::Path) -> Vec<Coord> {
-    let mut coords: Vec<Coord> = (1..=3).map(|id| new_coord(root, id)).collect();
-    for c in &mut coords {
-        c.start();
-    }
-    for c in &coords {
-        c.wait_serving().await;
-    }
-    coords[0].init().await.expect("cluster init");
-    for c in &coords[1..] {
-        coords[0].add(c).await.expect("cluster add");
-    }
-    coords
+    cluster_with(root, 3, new_coord).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -424,18 +397,7 @@ async fn check(coords: &[Coord], h: &History) {
                 c.id
             );
         }
-        let (events, _) = c
-            .query(serde_json::json!({"type": "events", "after": 0}), true)
-            .await
-            .unwrap();
-        let mut creates: BTreeMap<String, usize> = BTreeMap::new();
-        for e in events.as_array().unwrap() {
-            if e["kind"] == "service" && e["action"] == "create" {
-                *creates
-                    .entry(e["object"].as_str().unwrap().to_string())
-                    .or_default() += 1;
-            }
-        }
+        let creates = c.create_counts().await.unwrap();
         for (name, n) in &creates {
             assert_eq!(*n, 1, "member {}: {name} applied {n} times", c.id);
         }

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use shoal_proto::control::control_client::ControlClient;
-use shoal_proto::control::ApplyRequest;
-use shoal_tests::coordinators::{cluster, wait_leader, Coord};
+use shoal_tests::coordinators::{cluster, create_service_request, wait_leader, Coord};
 
 #[derive(Parser)]
 struct Args {
@@ -33,15 +32,7 @@ struct Args {
 }
 
 async fn apply(addr: &str, request_id: &str, name: &str, ttl: Duration) -> anyhow::Result<u64> {
-    let cmd = serde_json::json!({
-        "type": "create_service",
-        "name": name,
-        "spec": { "container": { "image": "busybox" }, "replicas": 1 }
-    });
-    let req = ApplyRequest {
-        request_id: request_id.to_string(),
-        command_json: serde_json::to_vec(&cmd)?,
-    };
+    let req = create_service_request(request_id, name);
     let call = async {
         let ch = shoal_pki::tls::endpoint(addr, None)?
             .connect_timeout(Duration::from_millis(300))
