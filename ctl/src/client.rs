@@ -82,7 +82,7 @@ impl Client {
 
     async fn connect(&self, addr: &str) -> anyhow::Result<ControlClient<Channel>> {
         let ch = self.channel(addr, Role::Coordinator).await?;
-        Ok(ControlClient::new(ch).max_decoding_message_size(256 << 20))
+        Ok(control_client(ch))
     }
 
     /// Connects to one specific endpoint (no failover).
@@ -90,40 +90,35 @@ impl Client {
         self.connect(addr).await
     }
 
-    /// Like [`Client::call`], for the certificates API.
-    pub async fn call_certs<T, F, Fut>(&mut self, mut call: F) -> anyhow::Result<T>
+    /// Like [`Client::call`], for the certificates API (no pause between rounds).
+    pub async fn call_certs<T, F, Fut>(&mut self, call: F) -> anyhow::Result<T>
     where
         F: FnMut(CertificatesClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut last = anyhow!("no coordinator answered");
-        let mut failed_call = None;
-        for _ in 0..self.endpoints.len() * 2 {
-            let addr = self.endpoints[self.current].clone();
-            match self.channel(&addr, Role::Coordinator).await {
-                Ok(ch) => match call(CertificatesClient::new(ch)).await {
-                    Ok(r) => return Ok(r.into_inner()),
-                    Err(s) if retriable(&s) => {
-                        last = anyhow!("{addr}: {}", s.message());
-                        failed_call = Some(addr);
-                    }
-                    Err(s) => return Err(self.final_status(&addr, s).await),
-                },
-                Err(e) => {
-                    last = e;
-                    failed_call = None;
-                }
-            }
-            self.current = (self.current + 1) % self.endpoints.len();
-        }
-        Err(self.explain_call(failed_call, last).await)
+        self.failover(CertificatesClient::new, false, call).await
     }
 
     /// Runs `call` against the coordinators, moving to the next one while the error says the
     /// cluster or that member is unavailable. Gives up after two rounds over all endpoints.
-    pub async fn call<T, F, Fut>(&mut self, mut call: F) -> anyhow::Result<T>
+    pub async fn call<T, F, Fut>(&mut self, call: F) -> anyhow::Result<T>
     where
         F: FnMut(ControlClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.failover(control_client, true, call).await
+    }
+
+    /// The failover loop of [`Client::call`] and [`Client::call_certs`]: `client` makes the
+    /// gRPC client from a channel; `pause` waits 500 ms after the first round.
+    async fn failover<C, T, F, Fut>(
+        &mut self,
+        client: impl Fn(Channel) -> C,
+        pause: bool,
+        mut call: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut(C) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = anyhow!("no coordinator answered");
@@ -131,8 +126,8 @@ impl Client {
         let tries = self.endpoints.len() * 2;
         for attempt in 0..tries {
             let addr = self.endpoints[self.current].clone();
-            match self.connect(&addr).await {
-                Ok(client) => match call(client).await {
+            match self.channel(&addr, Role::Coordinator).await {
+                Ok(ch) => match call(client(ch)).await {
                     Ok(r) => return Ok(r.into_inner()),
                     Err(s) if retriable(&s) => {
                         last = anyhow!("{addr}: {}", s.message());
@@ -146,7 +141,7 @@ impl Client {
                 }
             }
             self.current = (self.current + 1) % self.endpoints.len();
-            if attempt + 1 == self.endpoints.len() {
+            if pause && attempt + 1 == self.endpoints.len() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -176,4 +171,9 @@ impl Client {
             None => last,
         }
     }
+}
+
+/// A control API client that takes answers up to 256 MiB (a large cluster's task list).
+fn control_client(ch: Channel) -> ControlClient<Channel> {
+    ControlClient::new(ch).max_decoding_message_size(256 << 20)
 }
