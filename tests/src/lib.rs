@@ -33,6 +33,23 @@ pub fn binary(name: &str) -> PathBuf {
         .clone()
 }
 
+/// Runs `shoalctl --insecure` against `coords`: whether it succeeded, and stdout then stderr.
+pub fn shoalctl_insecure(coords: &[String], args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(binary("shoalctl"))
+        .env("SHOAL_INSECURE", "true")
+        .arg("--coordinators")
+        .arg(coords.join(","))
+        .args(args)
+        .output()
+        .expect("shoalctl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A loopback address with a port that was free a moment ago, never the same twice in one
 /// process (the kernel may hand out a just-released port again).
 pub fn free_addr() -> String {

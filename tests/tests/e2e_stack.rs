@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_tests::agents::{containers, kill_all_tasks, running_tasks, Agent};
-use shoal_tests::binary;
 use shoal_tests::containerd::TestContainerd;
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
+use shoal_tests::{binary, shoalctl_insecure};
 
 const IMAGE: &str = "shoal-demo:latest";
 
@@ -86,19 +86,7 @@ services:
 }
 
 fn shoalctl(coords: &[String], args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary("shoalctl"))
-        .env("SHOAL_INSECURE", "true")
-        .arg("--coordinators")
-        .arg(coords.join(","))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    shoalctl_insecure(coords, args)
 }
 
 fn tasks(coords: &[String]) -> Vec<Value> {

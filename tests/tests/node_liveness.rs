@@ -9,34 +9,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_tests::agents::Agent;
-use shoal_tests::binary;
 use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::disk_load::DiskLoad;
 use shoal_tests::image::{build_busybox_image, ImageOptions};
 use shoal_tests::sampler::Sampler;
+use shoal_tests::shoalctl_insecure;
 
 const IMAGE: &str = "shoal-liveness:latest";
 
 fn shoalctl(coords: &[String], args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary("shoalctl"))
-        .env("SHOAL_INSECURE", "true")
-        .arg("--coordinators")
-        .arg(coords.join(","))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    shoalctl_insecure(coords, args)
 }
 
 fn json(coords: &[String], args: &[&str]) -> Vec<Value> {
