@@ -3,13 +3,13 @@
 
 pub mod agents;
 pub mod containerd;
+pub mod containerd_events;
 pub mod coordinators;
 pub mod disk_load;
 pub mod image;
 pub mod partition;
 pub mod probes;
 pub mod registry;
-pub mod sampler;
 
 use std::path::PathBuf;
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shoal_tests::agents::Agent;
 use shoal_tests::containerd::{available_or_skip, TestContainerd};
+use shoal_tests::containerd_events::{replay, EventRecorder, Held, Track};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::disk_load::DiskLoad;
 use shoal_tests::image::{build_busybox_image, ImageOptions};
-use shoal_tests::sampler::Sampler;
 use shoal_tests::shoalctl_insecure;
 
 const IMAGE: &str = "shoal-liveness:latest";
@@ -113,13 +113,12 @@ async fn busy_node_is_not_declared_down_and_never_runs_more_than_assigned() {
         .unwrap_or(6);
     let mut load =
         DiskLoad::start(&dir.path().join("load"), writers, Duration::from_secs(150)).unwrap();
-    let mut sampler = Sampler::start(
-        cd.socket().to_path_buf(),
-        vec![agent.namespace.clone()],
-        false,
-        Duration::from_millis(100),
-        Duration::from_secs(150),
-    );
+    // Every container create and delete, in the order containerd published them.
+    let recorder = EventRecorder::start(cd.socket()).unwrap();
+    let initial: Vec<Held> = shoal_tests::agents::containers(cd.socket(), &agent.namespace)
+        .into_iter()
+        .map(|c| (agent.namespace.clone(), c))
+        .collect();
     let started = Instant::now();
     let (ok, out) = shoalctl(
         &endpoints,
@@ -153,19 +152,25 @@ async fn busy_node_is_not_declared_down_and_never_runs_more_than_assigned() {
     // A few more seconds of load on a node that is now idle.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let written = load.stop();
-    let samples = sampler.stop();
+    let events = recorder.stop();
     let downs = node_down_events(&endpoints);
-    let max = samples
+    let ours: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.namespace == agent.namespace)
+        .collect();
+    let created = ours
         .iter()
-        .map(|s| s.namespaces[0].containers.len())
+        .filter(|e| e.topic == "/containers/create")
+        .count();
+    let max = replay(&initial, &ours, Track::Containers)
+        .iter()
+        .map(|m| m.held.len())
         .max()
-        .unwrap_or(0);
-    let span = samples.last().map(|s| s.at).unwrap_or_default();
+        .unwrap_or(initial.len());
     println!(
         "100 replicas under disk load ({} MiB written): {running} running after {converged:?}; \
-         {} samples in {span:?}, at most {max} containers; {} node-down events",
+         {created} containers created, at most {max} at once; {} node-down events",
         written >> 20,
-        samples.len(),
         downs.len()
     );
     let logs = || {
@@ -175,15 +180,10 @@ async fn busy_node_is_not_declared_down_and_never_runs_more_than_assigned() {
             tail(&coords[0].log_text(), 40)
         )
     };
-    let max_gap = samples
-        .windows(2)
-        .map(|w| w[1].at - w[0].at)
-        .max()
-        .unwrap_or_default();
+    // The history is complete: every container the agent made is in it.
     assert!(
-        samples.len() > 10 && max_gap < Duration::from_secs(2),
-        "sampling too sparse: {} samples, largest gap {max_gap:?}",
-        samples.len()
+        created >= 100,
+        "the event stream shows {created} container creates for 100 tasks"
     );
     assert!(
         downs.is_empty(),
@@ -314,13 +314,22 @@ async fn frozen_node_loses_stateless_tasks_and_keeps_its_data_service() {
         .map(|t| t.0)
         .collect();
     assert_eq!(web_on_victim.len(), 1);
-    let namespaces: Vec<String> = agents.iter().map(|a| a.namespace.clone()).collect();
-    let mut sampler = Sampler::start(
-        cd.socket().to_path_buf(),
-        namespaces.clone(),
-        true,
-        Duration::from_millis(100),
-        Duration::from_secs(100),
+    // Every task start and exit from here on, in the order containerd published them.
+    let recorder = EventRecorder::start(cd.socket()).unwrap();
+    let recorder_started = recorder.started();
+    let initial: Vec<Held> = agents
+        .iter()
+        .flat_map(|a| {
+            shoal_tests::agents::running_tasks(cd.socket(), &a.namespace)
+                .into_iter()
+                .map(|t| (a.namespace.clone(), t))
+        })
+        .collect();
+    assert!(
+        initial
+            .iter()
+            .any(|(ns, id)| *ns == agents[v].namespace && web_on_victim.contains(id)),
+        "the web replica on {victim_name} is not running: {initial:?}"
     );
 
     // Freeze the node past its grace: the stateless replica moves, the database waits.
@@ -336,8 +345,8 @@ async fn frozen_node_loses_stateless_tasks_and_keeps_its_data_service() {
         || logs(&agents),
     )
     .await;
-    // Frozen 3 s more: a copy of the database wrongly started with the web replica would run
-    // beside the frozen one for all that time, longer than the sampler's largest gap.
+    // Frozen 3 s more: a copy of the database wrongly started with the web replica would have
+    // had time to start beside the frozen one.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let db_now = live_tasks(&endpoints, "db");
     assert_eq!(db_now, db, "the database must wait for its node");
@@ -412,61 +421,46 @@ async fn frozen_node_loses_stateless_tasks_and_keeps_its_data_service() {
     )
     .await;
     println!("db running on {other_name} {rehomed:?} after `node rm --force`");
-    let samples = sampler.stop();
+    let events = recorder.stop();
+    let moments = replay(&initial, &events, Track::Running);
 
-    // Never two copies of the database at once, on one node or on both.
-    // Dense enough to see a second copy: how many samples fit depends on how fast `ctr` answers
-    // on a loaded machine, so the check is on the largest gap between two samples. A second copy
-    // started with the web replica would overlap the frozen one for over 3 s (the freeze goes on
-    // 3 s after the replica runs), so gaps under 2.5 s cannot hide one.
-    let max_gap = samples
-        .windows(2)
-        .map(|w| w[1].at - w[0].at)
-        .max()
-        .unwrap_or_default();
-    println!(
-        "{} samples, largest gap between two {max_gap:?}",
-        samples.len()
-    );
-    assert!(
-        samples.len() > 10 && max_gap < Duration::from_millis(2500),
-        "sampling too sparse: {} samples, largest gap {max_gap:?}",
-        samples.len()
-    );
-    for s in &samples {
-        let running_db: Vec<&String> = s
-            .namespaces
-            .iter()
-            .flat_map(|n| n.running.iter())
-            .filter(|id| id.starts_with("db."))
-            .collect();
+    // Never two copies of the database at once, on one node or on both, at any point of the
+    // exact history.
+    for m in &moments {
+        let running_db: Vec<&Held> = m.held.iter().filter(|h| h.1.starts_with("db.")).collect();
         assert!(
             running_db.len() <= 1,
             "two copies of db at {:?}: {running_db:?}",
-            s.at
+            m.at
         );
     }
+    // The history is complete: it holds the database's start on the other node.
+    let db_started_elsewhere = events.iter().any(|e| {
+        e.topic == "/tasks/start" && e.container.starts_with("db.") && e.namespace != victim_ns
+    });
+    assert!(
+        db_started_elsewhere,
+        "the event stream lacks the database's start on {other_name}"
+    );
     // After the resume, the old web copy ran only as long as its removal took.
-    let resumed_at = resumed - sampler.started();
-    let last_old_web = samples
+    let resumed_at = resumed - recorder_started;
+    let old_web_exit = moments
         .iter()
-        .filter(|s| {
-            s.namespaces[v]
-                .running
+        .find(|m| {
+            !m.held
                 .iter()
-                .any(|id| web_on_victim.contains(id))
+                .any(|(ns, id)| *ns == victim_ns && web_on_victim.contains(id))
         })
-        .map(|s| s.at)
-        .max()
-        .unwrap_or_default();
+        .map(|m| m.at)
+        .expect("the old web copy's exit is in the event stream");
     println!(
-        "{} samples; old web copy last seen running {:?} after SIGCONT",
-        samples.len(),
-        last_old_web.saturating_sub(resumed_at)
+        "{} events; old web copy exited {:?} after SIGCONT",
+        events.len(),
+        old_web_exit.saturating_sub(resumed_at)
     );
     assert!(
-        last_old_web < resumed_at + Duration::from_secs(3),
+        old_web_exit < resumed_at + Duration::from_secs(3),
         "old web copy still ran {:?} after SIGCONT",
-        last_old_web - resumed_at
+        old_web_exit - resumed_at
     );
 }
