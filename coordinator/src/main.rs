@@ -307,9 +307,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .validate()
     .context("invalid raft settings")?;
     let channels = Channels::new(client_tls.clone());
+    let metrics = Metrics::for_store(store.disk_sync_durations());
     let network = NetworkFactory {
         channels: channels.clone(),
         tag: tag.clone(),
+        metrics: metrics.clone(),
     };
     let sm = store.state_machine();
     let raft = Raft::new(
@@ -335,7 +337,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sm,
         channels,
         tag,
-        metrics: Metrics::for_store(store.disk_sync_durations()),
+        metrics,
         security: Security {
             secure: material.is_some(),
             cert_ttl: Duration::from_secs(cfg.tls.cert_ttl_secs),

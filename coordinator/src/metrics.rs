@@ -18,7 +18,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use shoal_model::{NodeStatus, TaskState};
 use shoal_ops::grpc_metrics::GrpcMetrics;
@@ -86,6 +86,8 @@ struct Inner {
     snapshot_bytes: Gauge,
     disk_sync_seconds: Histogram,
     leader_changes: Counter,
+    append_entries_entries: Histogram,
+    append_entries_bytes: Histogram,
     // Cluster state, refreshed at scrape time.
     nodes: Family<StateLabel, Gauge>,
     services: Gauge,
@@ -143,6 +145,8 @@ impl Metrics {
             snapshot_bytes: Gauge::default(),
             disk_sync_seconds,
             leader_changes: Counter::default(),
+            append_entries_entries: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            append_entries_bytes: Histogram::new(exponential_buckets(1024.0, 4.0, 10)),
             nodes: Family::default(),
             services: Gauge::default(),
             tasks: Family::default(),
@@ -229,6 +233,17 @@ impl Metrics {
             "raft_leader_changes",
             "Changes of the leader this member knows of (none counts as a change)",
             i.leader_changes.clone(),
+        );
+        r.register(
+            "raft_append_entries_payload_entries",
+            "Log entries per AppendEntries this member sent as leader (heartbeats without \
+             entries are not counted); bounded by `[raft] max_payload_entries`",
+            i.append_entries_entries.clone(),
+        );
+        r.register(
+            "raft_append_entries_payload_bytes",
+            "Encoded size of each AppendEntries with entries this member sent as leader",
+            i.append_entries_bytes.clone(),
         );
         r.register("nodes", "Registered nodes by state", i.nodes.clone());
         r.register("services", "Services in the cluster", i.services.clone());
@@ -321,6 +336,14 @@ impl Metrics {
         self.inner.proposals.inc();
         if !ok {
             self.inner.proposal_failures.inc();
+        }
+    }
+
+    /// An AppendEntries with `entries` log entries, `bytes` long once encoded, was sent.
+    pub fn append_entries_sent(&self, entries: usize, bytes: usize) {
+        if entries > 0 {
+            self.inner.append_entries_entries.observe(entries as f64);
+            self.inner.append_entries_bytes.observe(bytes as f64);
         }
     }
 

@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod containerd_events;
 pub mod coordinators;
 pub mod disk_load;
+pub mod failover;
 pub mod image;
 pub mod partition;
 pub mod probes;

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::identity::ClusterTag;
 use super::types::{Node, NodeId, TypeConfig};
+use crate::metrics::Metrics;
 
 /// gRPC metadata key carrying the sender's cluster id on every coordinator-to-coordinator call.
 pub const CLUSTER_HEADER: &str = "shoal-cluster-id";
@@ -88,6 +89,8 @@ impl Channels {
 pub struct NetworkFactory {
     pub channels: Channels,
     pub tag: ClusterTag,
+    /// Where the size of every AppendEntries sent is counted.
+    pub metrics: Metrics,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -99,6 +102,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             channels: self.channels.clone(),
             tag: self.tag.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct PeerClient {
     addr: String,
     channels: Channels,
     tag: ClusterTag,
+    metrics: Metrics,
 }
 
 /// Attaches the cluster id header to a request.
@@ -126,7 +131,8 @@ pub fn tagged<T>(tag: &ClusterTag, msg: T) -> tonic::Request<T> {
 
 #[derive(Clone, Copy)]
 enum Rpc {
-    Append,
+    /// With the number of log entries carried.
+    Append(usize),
     Vote,
     Snapshot,
 }
@@ -148,10 +154,13 @@ impl PeerClient {
             .raft_client(&self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if let Rpc::Append(entries) = rpc {
+            self.metrics.append_entries_sent(entries, data.len());
+        }
         let msg = tagged(&self.tag, RaftPayload { data });
         let fut = async {
             match rpc {
-                Rpc::Append => client.append_entries(msg).await,
+                Rpc::Append(_) => client.append_entries(msg).await,
                 Rpc::Vote => client.vote(msg).await,
                 Rpc::Snapshot => client.install_snapshot(msg).await,
             }
@@ -184,7 +193,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Append(rpc.entries.len()), &rpc, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
