@@ -395,9 +395,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let stop = async {
         let _ = stop_rx.await;
     };
+    // Clients that refused this coordinator's certificate: during a bootstrap, the sign that
+    // an existing cluster (with another CA) still counts this address as its member.
+    let refused_by: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>> = Arc::default();
+    let on_refused: shoal_pki::server::OnCertRefused = {
+        let refused_by = refused_by.clone();
+        Arc::new(move |peer| {
+            refused_by
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(peer)
+        })
+    };
     let server = match &server_tls {
         Some((_, tls)) => tokio::spawn(router.serve_with_incoming_shutdown(
-            shoal_pki::server::incoming_watched(listener, tls.clone(), "api"),
+            shoal_pki::server::incoming_observed(listener, tls.clone(), "api", Some(on_refused)),
             stop,
         )),
         None => tokio::spawn(router.serve_with_incoming_shutdown(plain_incoming(listener), stop)),
@@ -455,6 +467,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let listen =
             Duration::from_millis(4 * cfg.raft.election_timeout_max_ms).max(BOOTSTRAP_LISTEN);
         tokio::time::sleep(listen).await;
+        // A secure cluster's members cannot get Raft traffic through to a new CA: their TLS
+        // clients refuse its certificate instead, which is as telling.
+        let refused: Vec<std::net::SocketAddr> =
+            refused_by.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !refused.is_empty() {
+            let _ = stop_tx.send(());
+            let _ = raft.shutdown().await;
+            drop(coord);
+            drop(store);
+            if fresh_dir {
+                let _ = std::fs::remove_dir_all(&cfg.data_dir);
+            }
+            bail!(
+                "refusing to bootstrap a new cluster: while this coordinator listened first, \
+                 {} connection(s) (from {}) refused its new CA, so nodes of an existing secure \
+                 cluster still count {} as theirs. If this member's data dir was lost, do not \
+                 bootstrap: remove its old id from the cluster (`shoalctl cluster remove ID`) and \
+                 start it with a new `--id` and `--join` (README: \"replacing a member\")",
+                refused.len(),
+                refused[0],
+                cfg.listen
+            );
+        }
         let id = coord
             .init_cluster()
             .await

@@ -4,13 +4,14 @@
 //! one is required), which tonic's built-in TLS would drop silently. The accept loop can
 //! follow a `watch` of the settings, so a renewed certificate serves new handshakes at once.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{AlertDescription, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
@@ -86,6 +87,35 @@ pub fn incoming_watched(
     config: watch::Receiver<Arc<ServerConfig>>,
     server: &'static str,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    incoming_observed(listener, config, server, None)
+}
+
+/// Called with the client's address when a client refused this server's certificate during
+/// the handshake: it trusts another CA (a node or an admin of another cluster).
+pub type OnCertRefused = Arc<dyn Fn(SocketAddr) + Send + Sync>;
+
+/// Whether a failed handshake means the client refused our certificate (the alerts rustls and
+/// other TLS stacks send when the server's chain does not lead to a CA they trust).
+pub fn client_refused_our_certificate(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::UnknownCA
+                | AlertDescription::BadCertificate
+                | AlertDescription::CertificateUnknown
+        ))
+    )
+}
+
+/// [`incoming_watched`] that also reports every client that refused this server's certificate
+/// to `on_refused`.
+pub fn incoming_observed(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    server: &'static str,
+    on_refused: Option<OnCertRefused>,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -104,6 +134,7 @@ pub fn incoming_watched(
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
+            let on_refused = on_refused.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
@@ -111,6 +142,11 @@ pub fn incoming_watched(
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(server, %peer, error = %e, "TLS handshake refused");
+                        if let Some(report) =
+                            on_refused.filter(|_| client_refused_our_certificate(&e))
+                        {
+                            report(peer);
+                        }
                     }
                     Err(_) => tracing::warn!(server, %peer, "TLS handshake timed out"),
                 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::coordinators::{cluster, wait_leader, Coord};
+use shoal_tests::coordinators::{cluster, secure_cluster, wait_leader, Coord};
 
 /// Writes through `c` for `span`; every write must be acknowledged.
 async fn keep_writing(c: &Coord, prefix: &str, span: Duration) -> usize {
@@ -147,4 +147,37 @@ async fn wiped_member_never_rejoins_under_its_old_id() {
         .chain(std::iter::once(&new))
         .collect();
     one_leader(&others).await;
+}
+
+/// The secure form of "a lost data dir under `--bootstrap`": the restarted member makes a new
+/// CA, so the cluster's Raft traffic never gets through to it (their TLS clients refuse its
+/// certificate); those refusals must stop it from bootstrapping a second cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_bootstrap_member_of_a_secure_cluster_refuses_a_second_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut coords, _admin_dir) = secure_cluster(dir.path(), 3, |_| {}).await;
+    // Member 1 started with `--bootstrap` and keeps it, as a config with `bootstrap = true` would.
+    assert!(coords[0].extra_args.iter().any(|a| a == "--bootstrap"));
+    coords[0].kill();
+    coords[0].wipe();
+    coords[0].start();
+    let exit = coords[0].wait_exit(Duration::from_secs(30));
+    let log = coords[0].log_text();
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "a --bootstrap on a lost data dir beside a secure cluster must fail; exit {exit:?}; \
+         log:\n{log}"
+    );
+    assert!(
+        log.contains("refusing to bootstrap a new cluster") && log.contains("cluster remove"),
+        "the refusal says why and what to do:\n{log}"
+    );
+    assert!(
+        !coords[0].data_dir.exists(),
+        "the refused bootstrap left its new CA behind"
+    );
+    let refs: Vec<&Coord> = coords[1..].iter().collect();
+    let leader = wait_leader(&refs, Duration::from_secs(10)).await;
+    let l = coords.iter().position(|c| c.id == leader).unwrap();
+    keep_writing(&coords[l], "after", Duration::from_secs(2)).await;
 }
