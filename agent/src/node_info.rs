@@ -14,7 +14,8 @@ pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-fn now_millis() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -430,7 +430,10 @@ pub struct Supervisor {
     busy: BTreeSet<String>,
     monitors: BTreeMap<String, (u64, JoinHandle<()>)>,
     next_generation: u64,
+    /// The supervisor's clock: wall-clock milliseconds at `epoch`, advanced by the monotonic
+    /// clock (a wall-clock step never shortens or stretches a restart delay).
     epoch: Instant,
+    epoch_wall_ms: u64,
     wake_at: Option<u64>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -470,6 +473,7 @@ impl Supervisor {
             monitors: BTreeMap::new(),
             next_generation: 0,
             epoch: Instant::now(),
+            epoch_wall_ms: crate::node_info::now_millis(),
             wake_at: None,
             done_tx,
             done_rx,
@@ -478,8 +482,11 @@ impl Supervisor {
         }
     }
 
+    /// Milliseconds since the Unix epoch, as the messages show them (`restart 2 in 5000 ms (at
+    /// 2026-12-07T19:13:51.811Z)`).
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.epoch_wall_ms.saturating_add(elapsed)
     }
 
     /// Runs forever: reconciles on every assignment set, container exit, finished action, health
@@ -492,7 +499,9 @@ impl Supervisor {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pass().await;
-            let wake = self.wake_at.map(|m| self.epoch + Duration::from_millis(m));
+            let wake = self
+                .wake_at
+                .map(|m| self.epoch + Duration::from_millis(m.saturating_sub(self.epoch_wall_ms)));
             tokio::select! {
                 tasks = assignments.recv(), if assignments_open => match tasks {
                     Some(tasks) => self.set_assignments(tasks),
@@ -904,6 +913,35 @@ mod tests {
         assert_eq!(
             cfg.stdout_path,
             PathBuf::from("/tmp/shoal-test-logs/a/stdout.log")
+        );
+    }
+
+    /// The time a waiting restart names is wall-clock time, not time since the agent started
+    /// (it said `at 1970-01-01T00:05:51.811Z`).
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_restart_names_its_wall_clock_time() {
+        let env = env();
+        let mut t = task("a");
+        t.restart_policy.delay_ms = 60_000;
+        env.tx.send(vec![t]).await.unwrap();
+        until(&env, "a", |u| u.state == TaskState::Running).await;
+        let before = crate::node_info::now_millis();
+        env.rt.exit("a", 3);
+        let u = until(&env, "a", |u| u.state == TaskState::Restarting).await;
+        // Due a minute after the exit: between then and a minute after this test's clock read
+        // plus the paused time that passed (none is needed for the report).
+        let at = u
+            .message
+            .split("(at ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches(')');
+        let earliest = shoal_model::time::rfc3339_utc(before + 60_000);
+        let latest = shoal_model::time::rfc3339_utc(crate::node_info::now_millis() + 61_000);
+        assert!(
+            at >= earliest.as_str() && at <= latest.as_str(),
+            "{} not between {earliest} and {latest}",
+            u.message
         );
     }
 
