@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O or knows protobuf; `shoal-proto` converts at the edge.
 
+pub mod api;
 pub mod container;
 pub mod node;
 pub mod secret;

@@ -58,15 +58,10 @@ async fn forwarded_calls_move_to_the_new_leader() {
             "the read took {read_took:?}"
         );
         // Once: the stalled leader's copy of the request (if it got one) does not apply twice.
-        let (events, _) = follower
-            .query(serde_json::json!({"type": "events", "after": 0}), false)
-            .await
-            .unwrap();
+        let (events, _) = follower.events(0, false).await.unwrap();
         let creates = events
-            .as_array()
-            .unwrap()
             .iter()
-            .filter(|e| e["kind"] == "service" && e["action"] == "create" && e["object"] == name)
+            .filter(|e| e.kind == "service" && e.action == "create" && e.object == name)
             .count();
         assert_eq!(creates, 1, "{name} created {creates} times");
     }

@@ -6,6 +6,7 @@ pub mod dispatcher;
 pub mod raft_service;
 
 use crate::coordinator::CoordError;
+use crate::state::RefusalKind;
 
 /// Maps a coordinator error to the gRPC status a client sees.
 pub fn status_of(e: CoordError) -> tonic::Status {
@@ -14,6 +15,12 @@ pub fn status_of(e: CoordError) -> tonic::Status {
             tonic::Status::unavailable(e.to_string())
         }
         CoordError::Refused(m) => tonic::Status::failed_precondition(m),
+        CoordError::Command(r) => match r.kind {
+            RefusalKind::NotFound => tonic::Status::not_found(r.message),
+            RefusalKind::AlreadyExists => tonic::Status::already_exists(r.message),
+            RefusalKind::Invalid => tonic::Status::invalid_argument(r.message),
+            RefusalKind::Precondition => tonic::Status::failed_precondition(r.message),
+        },
         CoordError::Internal(m) => tonic::Status::internal(m),
     }
 }

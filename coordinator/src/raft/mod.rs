@@ -5,6 +5,8 @@ pub mod identity;
 mod log_cache;
 pub mod log_store;
 pub mod network;
+#[cfg(test)]
+mod restart_tests;
 pub mod state_machine;
 pub mod store;
 pub mod types;

@@ -11,6 +11,7 @@ use shoal_pki::Role;
 use super::pki::PkiState;
 use super::secrets::{plan_stack_secrets, Secret};
 use super::{Command, Event, Query, Reconcile, Request, Response};
+use shoal_model::api::Answer;
 
 /// How many events the state keeps.
 pub const EVENT_RING: usize = 10_000;
@@ -106,13 +107,13 @@ impl ClusterState {
             },
             Command::CreateService { name, spec } => {
                 if let Err(e) = validate_name("service", name) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 if let Err(e) = no_secrets(name, spec) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 if self.services.contains_key(name) {
-                    return Response::refused(format!("service `{name}` already exists"));
+                    return Response::exists(format!("service `{name}` already exists"));
                 }
                 let svc = Service {
                     name: name.clone(),
@@ -128,10 +129,10 @@ impl ClusterState {
             }
             Command::UpdateService { name, spec } => {
                 if let Err(e) = no_secrets(name, spec) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 let Some(svc) = self.services.get_mut(name) else {
-                    return Response::refused(format!("service `{name}` not found"));
+                    return Response::not_found(format!("service `{name}` not found"));
                 };
                 svc.spec = spec.clone();
                 svc.version += 1;
@@ -142,14 +143,14 @@ impl ClusterState {
             }
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
-                    return Response::refused(format!("service `{name}` not found"));
+                    return Response::not_found(format!("service `{name}` not found"));
                 }
                 self.event(now, "service", name, "remove", "service removed");
                 Response::ok()
             }
             Command::RegisterNode { node } => {
                 if let Err(e) = validate_name("node", &node.name) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 let mut node = node.clone();
                 node.status = NodeStatus::Ready;
@@ -224,7 +225,7 @@ impl ClusterState {
                     .map(|s| s.name.clone())
                     .collect();
                 if names.is_empty() && secrets.is_empty() {
-                    return Response::refused(format!("stack `{stack}` not found"));
+                    return Response::not_found(format!("stack `{stack}` not found"));
                 }
                 for name in secrets {
                     self.secrets.remove(&name);
@@ -255,7 +256,7 @@ impl ClusterState {
                 remove_labels,
             } => {
                 let Some(node) = self.nodes.get_mut(name) else {
-                    return Response::refused(format!("node `{name}` not found"));
+                    return Response::not_found(format!("node `{name}` not found"));
                 };
                 if let Some(a) = availability {
                     node.availability = *a;
@@ -274,7 +275,7 @@ impl ClusterState {
                 Response::ok()
             }
             Command::RemoveNode { name, force } => match self.nodes.get(name) {
-                None => Response::refused(format!("node `{name}` not found")),
+                None => Response::not_found(format!("node `{name}` not found")),
                 Some(n) if n.status == NodeStatus::Ready => Response::refused(format!(
                     "node `{name}` is ready: drain it and stop its agent before removing it"
                 )),
@@ -301,7 +302,7 @@ impl ClusterState {
                 }
             },
             Command::MarkNodeDown { name } => match self.nodes.get_mut(name) {
-                None => Response::refused(format!("node `{name}` not found")),
+                None => Response::not_found(format!("node `{name}` not found")),
                 Some(n) => {
                     if n.status != NodeStatus::Down {
                         n.status = NodeStatus::Down;
@@ -424,7 +425,7 @@ impl ClusterState {
         secrets: &[(String, SecretValue)],
     ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
-            return Response::refused(e);
+            return Response::invalid(e);
         }
         let plan =
             match plan_stack_secrets(&self.secrets, self.secret_seq, stack, secrets, services) {
@@ -434,7 +435,7 @@ impl ClusterState {
         let services = plan.services.as_slice();
         for (name, _) in services {
             if let Err(e) = validate_name("service", name) {
-                return Response::refused(e);
+                return Response::invalid(e);
             }
             if let Some(existing) = self.services.get(name) {
                 if existing.stack.as_deref() != Some(stack) {
@@ -627,30 +628,31 @@ impl ClusterState {
         }
     }
 
-    /// Answers a read as JSON.
-    pub fn query(&self, q: &Query) -> serde_json::Value {
-        use serde_json::{json, to_value};
-        let v = match q {
-            Query::Services => to_value(self.services.values().collect::<Vec<_>>()),
-            Query::Service { name } => to_value(self.services.get(name)),
-            Query::Tasks { service, node } => to_value(
+    /// Answers a read.
+    pub fn query(&self, q: &Query) -> Answer {
+        match q {
+            Query::Services => Answer::Services(self.services.values().cloned().collect()),
+            Query::Service { name } => {
+                Answer::Service(self.services.get(name).cloned().map(Box::new))
+            }
+            Query::Tasks { service, node } => Answer::Tasks(
                 self.tasks
                     .values()
                     .filter(|t| service.as_ref().is_none_or(|s| &t.service == s))
                     .filter(|t| node.as_ref().is_none_or(|n| t.node.as_ref() == Some(n)))
-                    .collect::<Vec<_>>(),
+                    .cloned()
+                    .collect(),
             ),
-            Query::Nodes => to_value(self.nodes.values().collect::<Vec<_>>()),
-            Query::Events { after } => to_value(
+            Query::Nodes => Answer::Nodes(self.nodes.values().cloned().collect()),
+            Query::Events { after } => Answer::Events(
                 self.events
                     .iter()
                     .filter(|e| e.seq > *after)
-                    .collect::<Vec<_>>(),
+                    .cloned()
+                    .collect(),
             ),
-            Query::ClusterId => Ok(json!(self.cluster_id)),
-        };
-        // Our own plain data serializes without error.
-        v.unwrap_or(serde_json::Value::Null)
+            Query::ClusterId => Answer::ClusterId(self.cluster_id.clone()),
+        }
     }
 }
 
@@ -689,6 +691,7 @@ pub(super) fn validate_name(what: &str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Refusal, RefusalKind};
     use shoal_model::ServiceSpec;
 
     fn req(id: Option<&str>, now: u64, command: Command) -> Request {
@@ -750,7 +753,9 @@ mod tests {
         let mut s = ClusterState::default();
         for bad in ["", "-x", "a b", "x/y", &"a".repeat(64)] {
             let r = s.apply(&req(None, 1, create(bad)));
-            assert!(r.error.unwrap().contains("invalid"), "{bad:?}");
+            let refusal = r.refused_with().expect("refused");
+            assert_eq!(refusal.kind, RefusalKind::Invalid, "{bad:?}");
+            assert!(refusal.message.contains("invalid"), "{bad:?}");
         }
         assert!(s.services.is_empty());
     }
@@ -778,7 +783,29 @@ mod tests {
             .error
             .is_none());
         let r = s.apply(&req(None, 4, Command::RemoveService { name: "mq".into() }));
-        assert_eq!(r.error.as_deref(), Some("service `mq` not found"));
+        assert_eq!(
+            r.refused_with(),
+            Some(Refusal::new(
+                RefusalKind::NotFound,
+                "service `mq` not found"
+            ))
+        );
+        s.apply(&req(None, 5, create("mq")));
+        let r = s.apply(&req(None, 6, create("mq")));
+        assert_eq!(
+            r.refused_with().map(|r| r.kind),
+            Some(RefusalKind::AlreadyExists)
+        );
+        // Successful answers serialize as before kinds existed (they live in snapshots).
+        assert_eq!(
+            serde_json::to_string(&Response::version(2)).expect("json"),
+            r#"{"error":null,"version":2}"#
+        );
+        let old: Response = serde_json::from_str(r#"{"error":"no","version":null}"#).expect("old");
+        assert_eq!(
+            old.refused_with().map(|r| r.kind),
+            Some(RefusalKind::Precondition)
+        );
     }
 
     #[test]
