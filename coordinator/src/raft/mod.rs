@@ -1,6 +1,8 @@
 //! openraft wiring: the type config, the sled-backed storage and the gRPC network.
 
 mod disk_sync;
+#[cfg(test)]
+mod golden_tests;
 pub mod identity;
 mod log_cache;
 pub mod log_store;
