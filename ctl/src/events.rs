@@ -6,7 +6,7 @@ use std::time::Duration;
 use shoal_model::api::Event;
 
 use crate::client::Client;
-use crate::output::{self, utc_time};
+use crate::output::{self, name_of, utc_time};
 use crate::{api, Format};
 
 const HEADER: [&str; 6] = ["SEQ", "AT (UTC)", "KIND", "OBJECT", "ACTION", "MESSAGE"];
@@ -16,7 +16,7 @@ fn row(e: &Event) -> Vec<String> {
     vec![
         e.seq.to_string(),
         utc_time(e.at),
-        e.kind.clone(),
+        name_of(&e.kind),
         e.object.clone(),
         e.action.clone(),
         e.message.clone(),
@@ -71,12 +71,13 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_model::api::EventKind;
 
     fn event(seq: u64) -> Event {
         Event {
             seq,
             at: 1_796_648_094_045,
-            kind: "service".into(),
+            kind: EventKind::Service,
             object: "web".into(),
             action: "create".into(),
             message: "version 1".into(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shoal_model::api::{Answer, Event, Query, UserCommand};
+use shoal_model::api::{Answer, Event, EventKind, Query, UserCommand};
 use shoal_model::{ContainerSpec, Node, Service, ServiceSpec, Task};
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::{
@@ -176,7 +176,7 @@ impl Coord {
         let (events, _) = self.events(0, true).await?;
         let mut creates: BTreeMap<String, usize> = BTreeMap::new();
         for e in events {
-            if e.kind == "service" && e.action == "create" {
+            if e.kind == EventKind::Service && e.action == "create" {
                 *creates.entry(e.object).or_default() += 1;
             }
         }

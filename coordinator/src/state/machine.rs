@@ -11,7 +11,7 @@ use shoal_pki::Role;
 use super::pki::PkiState;
 use super::secrets::{plan_stack_secrets, Secret};
 use super::{Command, Event, Query, Reconcile, Request, Response};
-use shoal_model::api::Answer;
+use shoal_model::api::{Answer, EventKind};
 
 /// How many events the state keeps.
 pub const EVENT_RING: usize = 10_000;
@@ -101,7 +101,13 @@ impl ClusterState {
                 }
                 _ => {
                     self.cluster_id = Some(cluster_id.clone());
-                    self.event(now, "cluster", cluster_id, "init", "cluster initialized");
+                    self.event(
+                        now,
+                        EventKind::Cluster,
+                        cluster_id,
+                        "init",
+                        "cluster initialized",
+                    );
                     Response::ok()
                 }
             },
@@ -124,7 +130,7 @@ impl ClusterState {
                     updated_at: now,
                 };
                 self.services.insert(name.clone(), svc);
-                self.event(now, "service", name, "create", "service created");
+                self.event(now, EventKind::Service, name, "create", "service created");
                 Response::version(1)
             }
             Command::UpdateService { name, spec } => {
@@ -138,14 +144,20 @@ impl ClusterState {
                 svc.version += 1;
                 svc.updated_at = now;
                 let v = svc.version;
-                self.event(now, "service", name, "update", &format!("version {v}"));
+                self.event(
+                    now,
+                    EventKind::Service,
+                    name,
+                    "update",
+                    &format!("version {v}"),
+                );
                 Response::version(v)
             }
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
                     return Response::not_found(format!("service `{name}` not found"));
                 }
-                self.event(now, "service", name, "remove", "service removed");
+                self.event(now, EventKind::Service, name, "remove", "service removed");
                 Response::ok()
             }
             Command::RegisterNode { node } => {
@@ -165,7 +177,7 @@ impl ClusterState {
                 }
                 let name = node.name.clone();
                 self.nodes.insert(name.clone(), node);
-                self.event(now, "node", &name, "register", "node ready");
+                self.event(now, EventKind::Node, &name, "register", "node ready");
                 Response::ok()
             }
             Command::NodeHeartbeat { name } => match self.nodes.get_mut(name) {
@@ -176,7 +188,7 @@ impl ClusterState {
                     n.status = NodeStatus::Ready;
                     n.down_since = None;
                     if was_down {
-                        self.event(now, "node", name, "up", "node ready");
+                        self.event(now, EventKind::Node, name, "up", "node ready");
                     }
                     Response::ok()
                 }
@@ -202,7 +214,7 @@ impl ClusterState {
                     task.updated_at = now;
                     let msg = format!("{}: {}", u.state, u.message);
                     let id = u.task_id.clone();
-                    self.event(now, "task", &id, u.state.as_str(), &msg);
+                    self.event(now, EventKind::Task, &id, u.state.as_str(), &msg);
                 }
                 Response::ok()
             }
@@ -231,7 +243,7 @@ impl ClusterState {
                     self.secrets.remove(&name);
                     self.event(
                         now,
-                        "secret",
+                        EventKind::Secret,
                         &name,
                         "remove",
                         &format!("stack {stack} removed"),
@@ -241,7 +253,7 @@ impl ClusterState {
                     self.services.remove(&name);
                     self.event(
                         now,
-                        "service",
+                        EventKind::Service,
                         &name,
                         "remove",
                         &format!("stack {stack} removed"),
@@ -271,7 +283,7 @@ impl ClusterState {
                     "availability {:?}, labels {:?}",
                     node.availability, node.labels
                 );
-                self.event(now, "node", name, "update", &msg);
+                self.event(now, EventKind::Node, name, "update", &msg);
                 Response::ok()
             }
             Command::RemoveNode { name, force } => match self.nodes.get(name) {
@@ -297,7 +309,7 @@ impl ClusterState {
                         .map(|p| p.revoke(Role::Agent, Some(name), None))
                         .unwrap_or(0);
                     let msg = format!("node removed; {revoked} certificate(s) revoked");
-                    self.event(now, "node", name, "remove", &msg);
+                    self.event(now, EventKind::Node, name, "remove", &msg);
                     Response::ok()
                 }
             },
@@ -307,7 +319,7 @@ impl ClusterState {
                     if n.status != NodeStatus::Down {
                         n.status = NodeStatus::Down;
                         n.down_since = Some(now);
-                        self.event(now, "node", name, "down", "missed heartbeats");
+                        self.event(now, EventKind::Node, name, "down", "missed heartbeats");
                     }
                     Response::ok()
                 }
@@ -336,7 +348,7 @@ impl ClusterState {
                     let _ = pki.record(now, c, None);
                 }
                 self.pki = Some(pki);
-                self.event(now, "cluster", "ca", "init", "cluster CA created");
+                self.event(now, EventKind::Cluster, "ca", "init", "cluster CA created");
                 Response::ok()
             }
             Command::RecordCert { cert, join_secret } => {
@@ -353,7 +365,7 @@ impl ClusterState {
                 };
                 self.event(
                     now,
-                    "certificate",
+                    EventKind::Certificate,
                     &cert.name,
                     "issue",
                     &format!("{} certificate {} ({what})", cert.role, cert.serial),
@@ -373,7 +385,7 @@ impl ClusterState {
                 }
                 self.event(
                     now,
-                    "cluster",
+                    EventKind::Cluster,
                     "token",
                     "rotate",
                     &format!("{role} join token rotated"),
@@ -392,7 +404,7 @@ impl ClusterState {
                 pki.revoke_serial(serial);
                 self.event(
                     now,
-                    "certificate",
+                    EventKind::Certificate,
                     &cert.name,
                     "revoke",
                     &format!("{} certificate {serial} revoked", cert.role),
@@ -407,7 +419,7 @@ impl ClusterState {
                     .unwrap_or(0);
                 self.event(
                     now,
-                    "cluster",
+                    EventKind::Cluster,
                     &member_id.to_string(),
                     "revoke",
                     &format!("{n} coordinator certificate(s) revoked"),
@@ -458,7 +470,7 @@ impl ClusterState {
             self.secrets.remove(name);
             self.event(
                 now,
-                "secret",
+                EventKind::Secret,
                 name,
                 "remove",
                 &format!("not in stack {stack}"),
@@ -472,7 +484,7 @@ impl ClusterState {
                     s.version = *version;
                     s.updated_at = now;
                     let msg = format!("new value, version {version}");
-                    self.event(now, "secret", name, "update", &msg);
+                    self.event(now, EventKind::Secret, name, "update", &msg);
                 }
                 None => {
                     self.secrets.insert(
@@ -486,7 +498,13 @@ impl ClusterState {
                             updated_at: now,
                         },
                     );
-                    self.event(now, "secret", name, "create", &format!("stack {stack}"));
+                    self.event(
+                        now,
+                        EventKind::Secret,
+                        name,
+                        "create",
+                        &format!("stack {stack}"),
+                    );
                 }
             }
         }
@@ -494,7 +512,7 @@ impl ClusterState {
             self.services.remove(&name);
             self.event(
                 now,
-                "service",
+                EventKind::Service,
                 &name,
                 "remove",
                 &format!("not in stack {stack}"),
@@ -508,7 +526,13 @@ impl ClusterState {
                     svc.version += 1;
                     svc.updated_at = now;
                     let v = svc.version;
-                    self.event(now, "service", name, "update", &format!("version {v}"));
+                    self.event(
+                        now,
+                        EventKind::Service,
+                        name,
+                        "update",
+                        &format!("version {v}"),
+                    );
                 }
                 None => {
                     let svc = Service {
@@ -520,7 +544,13 @@ impl ClusterState {
                         updated_at: now,
                     };
                     self.services.insert(name.clone(), svc);
-                    self.event(now, "service", name, "create", &format!("stack {stack}"));
+                    self.event(
+                        now,
+                        EventKind::Service,
+                        name,
+                        "create",
+                        &format!("stack {stack}"),
+                    );
                 }
             }
         }
@@ -554,7 +584,7 @@ impl ClusterState {
                 Some(n) => format!("created on {n}"),
                 None => "created".to_string(),
             };
-            self.event(now, "task", &t.id, t.state.as_str(), &msg);
+            self.event(now, EventKind::Task, &t.id, t.state.as_str(), &msg);
             self.tasks.insert(t.id.clone(), t);
         }
         for (id, node) in &r.assign {
@@ -568,7 +598,13 @@ impl ClusterState {
             t.state = TaskState::Assigned;
             t.message = format!("assigned to {node}");
             t.updated_at = now;
-            self.event(now, "task", id, "assigned", &format!("assigned to {node}"));
+            self.event(
+                now,
+                EventKind::Task,
+                id,
+                "assigned",
+                &format!("assigned to {node}"),
+            );
         }
         for (id, reasons) in &r.unplaceable {
             let Some(t) = self.tasks.get_mut(id) else {
@@ -592,7 +628,7 @@ impl ClusterState {
                 t.state = TaskState::Shutdown;
             }
             t.message = reason.clone();
-            self.event(now, "task", id, "shutdown", reason);
+            self.event(now, EventKind::Task, id, "shutdown", reason);
         }
         for (id, reason) in &r.orphan {
             let Some(t) = self.tasks.get_mut(id) else {
@@ -604,7 +640,7 @@ impl ClusterState {
             t.state = TaskState::Orphaned;
             t.message = reason.clone();
             t.updated_at = now;
-            self.event(now, "task", id, "orphaned", reason);
+            self.event(now, EventKind::Task, id, "orphaned", reason);
         }
         for id in &r.forget {
             if self.tasks.get(id).is_some_and(|t| t.state.is_terminal()) {
@@ -613,12 +649,12 @@ impl ClusterState {
         }
     }
 
-    fn event(&mut self, at: u64, kind: &str, object: &str, action: &str, message: &str) {
+    fn event(&mut self, at: u64, kind: EventKind, object: &str, action: &str, message: &str) {
         self.next_event_seq += 1;
         self.events.push_back(Event {
             seq: self.next_event_seq,
             at,
-            kind: kind.to_string(),
+            kind,
             object: object.to_string(),
             action: action.to_string(),
             message: message.to_string(),
@@ -825,7 +861,7 @@ mod tests {
         let mut s = ClusterState::default();
         for i in 0..(EVENT_RING as u64 + 10) {
             s.apply(&req(None, i, Command::RemoveService { name: "x".into() }));
-            s.event(i, "test", "x", "tick", "");
+            s.event(i, EventKind::Other, "x", "tick", "");
         }
         assert_eq!(s.events.len(), EVENT_RING);
         assert_eq!(s.events.back().unwrap().seq, s.next_event_seq);

@@ -13,7 +13,7 @@ mod query;
 mod user_command;
 
 pub use answer::Answer;
-pub use event::Event;
+pub use event::{Event, EventKind};
 pub use preview::{Preview, ServiceChange, TaskPreview};
 pub use query::Query;
 pub use user_command::{Applied, UserCommand};
