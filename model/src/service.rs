@@ -89,11 +89,50 @@ impl ServiceMode {
     }
 }
 
+/// When the agent restarts a task's container in place: its names are Compose's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// `none`: never; the task ends when its container does.
+    #[serde(rename = "none")]
+    Never,
+    /// `on-failure`: after a non-zero exit (or turning unhealthy).
+    OnFailure,
+    /// `any`: after any exit.
+    #[default]
+    Any,
+}
+
+impl RestartCondition {
+    /// Whether a container that exited (`success`: with code 0) is restarted.
+    pub fn restarts(self, success: bool) -> bool {
+        match self {
+            RestartCondition::Never => false,
+            RestartCondition::OnFailure => !success,
+            RestartCondition::Any => true,
+        }
+    }
+}
+
+impl std::str::FromStr for RestartCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(RestartCondition::Never),
+            "on-failure" => Ok(RestartCondition::OnFailure),
+            "any" => Ok(RestartCondition::Any),
+            other => Err(format!(
+                "unknown condition {other:?} (expected none, on-failure or any)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {
-    /// `none`, `on-failure` or `any`.
-    pub condition: String,
+    pub condition: RestartCondition,
     pub delay_ms: u64,
     pub max_attempts: Option<u32>,
     pub window_ms: u64,
@@ -102,10 +141,37 @@ pub struct RestartPolicy {
 impl Default for RestartPolicy {
     fn default() -> Self {
         Self {
-            condition: "any".into(),
+            condition: RestartCondition::Any,
             delay_ms: 5_000,
             max_attempts: None,
             window_ms: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_conditions_keep_composes_names() {
+        for (name, c) in [
+            ("none", RestartCondition::Never),
+            ("on-failure", RestartCondition::OnFailure),
+            ("any", RestartCondition::Any),
+        ] {
+            assert_eq!(name.parse::<RestartCondition>(), Ok(c));
+            assert_eq!(
+                serde_json::to_string(&c).expect("serializes"),
+                format!("\"{name}\"")
+            );
+        }
+        assert_eq!(
+            "always".parse::<RestartCondition>(),
+            Err("unknown condition \"always\" (expected none, on-failure or any)".into())
+        );
+        assert!(RestartCondition::OnFailure.restarts(false));
+        assert!(!RestartCondition::OnFailure.restarts(true));
+        assert!(!RestartCondition::Never.restarts(false));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shoal_model::api::{Query, UserCommand};
-use shoal_model::{ContainerSpec, RestartPolicy, ServiceSpec};
+use shoal_model::{ContainerSpec, RestartCondition, RestartPolicy, ServiceSpec};
 use shoal_proto::control_api;
 use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
@@ -151,7 +151,7 @@ async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
             },
             replicas: 1,
             restart_policy: RestartPolicy {
-                condition: "any".into(),
+                condition: RestartCondition::Any,
                 delay_ms: 200,
                 max_attempts: None,
                 window_ms: 0,

@@ -195,7 +195,10 @@ services:
         (api.cpu_reservation_millis, api.memory_reservation_bytes),
         (500, 512 << 20)
     );
-    assert_eq!(api.restart_policy.condition, "on-failure");
+    assert_eq!(
+        api.restart_policy.condition,
+        shoal_model::RestartCondition::OnFailure
+    );
     assert_eq!(
         (
             api.restart_policy.delay_ms,
