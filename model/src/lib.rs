@@ -13,7 +13,9 @@ pub mod time;
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
-pub use service::{NodeLoss, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec};
+pub use service::{
+    DependsCondition, NodeLoss, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec,
+};
 pub use task::{Task, TaskState};
 
 /// Milliseconds since the Unix epoch. Time enters the state machine only inside commands.

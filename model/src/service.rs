@@ -29,7 +29,7 @@ pub struct ServiceSpec {
     pub memory_reservation_bytes: u64,
     pub restart_policy: RestartPolicy,
     /// `(service, condition)` pairs that must hold before this service's tasks start.
-    pub depends_on: Vec<(String, String)>,
+    pub depends_on: Vec<(String, DependsCondition)>,
     /// Service labels (`deploy.labels`); container labels live in [`ContainerSpec::labels`].
     pub labels: std::collections::BTreeMap<String, String>,
     /// What happens to the service's tasks on a node that stops answering.
@@ -86,6 +86,55 @@ impl ServiceMode {
     /// Jobs run to completion once per spec version.
     pub fn is_job(self) -> bool {
         matches!(self, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+    }
+}
+
+/// What a `depends_on` entry waits for: Compose's conditions, by Compose's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependsCondition {
+    /// A task of the service runs.
+    #[default]
+    ServiceStarted,
+    /// Every current task runs and, with a healthcheck, reports healthy.
+    ServiceHealthy,
+    /// Every current task of the job completed with exit code 0.
+    ServiceCompletedSuccessfully,
+}
+
+impl DependsCondition {
+    pub fn name(self) -> &'static str {
+        match self {
+            DependsCondition::ServiceStarted => "service_started",
+            DependsCondition::ServiceHealthy => "service_healthy",
+            DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+impl std::fmt::Display for DependsCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DependsCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            DependsCondition::ServiceStarted,
+            DependsCondition::ServiceHealthy,
+            DependsCondition::ServiceCompletedSuccessfully,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown condition {s:?} (expected service_started, service_healthy or \
+                 service_completed_successfully)"
+            )
+        })
     }
 }
 
@@ -173,5 +222,21 @@ mod tests {
         assert!(RestartCondition::OnFailure.restarts(false));
         assert!(!RestartCondition::OnFailure.restarts(true));
         assert!(!RestartCondition::Never.restarts(false));
+    }
+
+    #[test]
+    fn depends_conditions_keep_composes_names() {
+        for c in [
+            DependsCondition::ServiceStarted,
+            DependsCondition::ServiceHealthy,
+            DependsCondition::ServiceCompletedSuccessfully,
+        ] {
+            assert_eq!(c.name().parse::<DependsCondition>(), Ok(c));
+            assert_eq!(
+                serde_json::to_string(&c).expect("serializes"),
+                format!("\"{c}\"")
+            );
+        }
+        assert!("service_ready".parse::<DependsCondition>().is_err());
     }
 }

@@ -179,10 +179,7 @@ services:
     assert_eq!(c.host_ports, [5000, 35357, 8080]);
     assert_eq!(c.cpu_limit_millis, Some(2000));
     assert_eq!(c.memory_limit, Some(3 << 29));
-    assert_eq!(
-        api.depends_on,
-        [("db".to_string(), SERVICE_HEALTHY.to_string())]
-    );
+    assert_eq!(api.depends_on, [("db".to_string(), SERVICE_HEALTHY)]);
     assert_eq!(api.replicas, 3);
     assert_eq!(api.labels["tier"], "api");
     assert_eq!(
@@ -212,10 +209,7 @@ services:
     assert_eq!(boot.mode, ServiceMode::ReplicatedJob);
     assert_eq!(boot.container.env["KOLLA_BOOTSTRAP"], "");
     assert_eq!(boot.container.env["A"], "b=c");
-    assert_eq!(
-        boot.depends_on,
-        [("db".to_string(), SERVICE_STARTED.to_string())]
-    );
+    assert_eq!(boot.depends_on, [("db".to_string(), SERVICE_STARTED)]);
 
     let agent = service(&stack, "agent");
     assert_eq!((agent.mode, agent.replicas), (ServiceMode::Global, 0));
