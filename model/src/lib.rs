@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod container;
+pub mod name;
 pub mod node;
 pub mod secret;
 pub mod service;
@@ -11,6 +12,7 @@ pub mod task;
 pub mod time;
 
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
+pub use name::{check_name, NameError};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
 pub use service::{

@@ -704,24 +704,9 @@ fn no_secrets(name: &str, spec: &ServiceSpec) -> Result<(), String> {
     }
 }
 
+/// The one name rule (`shoal_model::check_name`), as a refusal message.
 pub(super) fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} name `{name}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`, starting \
-             with a letter or digit"
-        ))
-    }
+    shoal_model::check_name(what, name).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
