@@ -135,13 +135,13 @@ fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<Strin
 
 /// Names of stacks, services, volumes and secrets: the one name rule (`shoal_model::check_name`).
 fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
-    shoal_model::check_name("a", name).map(|_| ()).map_err(|_| {
+    shoal_model::check_name("stack object", name).map_err(|_| {
         ctx.error(
             loc,
             path,
             format!(
-                "invalid name {name:?} (1-63 letters, digits, `_`, `.`, `-`, starting with a \
-                     letter or digit)"
+                "invalid name {name:?} (1-63 letters, digits, `_`, `.`, `-`, starting with \
+                 a letter or digit)"
             ),
         )
     })
