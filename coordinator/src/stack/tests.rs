@@ -271,10 +271,9 @@ fn openstack_example_parses() {
         }
     }
     let keystone = service(&stack, "keystone");
-    assert!(keystone.depends_on.contains(&(
-        "keystone-bootstrap".into(),
-        SERVICE_COMPLETED_SUCCESSFULLY.into()
-    )));
+    assert!(keystone
+        .depends_on
+        .contains(&("keystone-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY)));
     assert_eq!(keystone.container.host_ports, [5000]);
     assert_eq!(
         service(&stack, "keystone-bootstrap").mode,
@@ -331,12 +330,10 @@ fn demo_example_parses() {
         api.container.healthcheck.as_ref().map(|h| &h.probe),
         Some(HealthProbe::Http { .. })
     ));
+    assert!(api.depends_on.contains(&("db".into(), SERVICE_HEALTHY)));
     assert!(api
         .depends_on
-        .contains(&("db".into(), SERVICE_HEALTHY.into())));
-    assert!(api
-        .depends_on
-        .contains(&("db-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY.into())));
+        .contains(&("db-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY)));
 }
 
 /// `(file text, line, column, key path, part of the message)`.
