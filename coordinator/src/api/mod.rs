@@ -24,3 +24,26 @@ pub fn status_of(e: CoordError) -> tonic::Status {
         CoordError::Internal(m) => tonic::Status::internal(m),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Refusal;
+    use tonic::Code;
+
+    #[test]
+    fn each_refusal_kind_has_its_grpc_code() {
+        let code = |kind| status_of(Refusal::new(kind, "x").into()).code();
+        assert_eq!(code(RefusalKind::NotFound), Code::NotFound);
+        assert_eq!(code(RefusalKind::AlreadyExists), Code::AlreadyExists);
+        assert_eq!(code(RefusalKind::Invalid), Code::InvalidArgument);
+        assert_eq!(code(RefusalKind::Precondition), Code::FailedPrecondition);
+        assert_eq!(status_of(CoordError::NoLeader).code(), Code::Unavailable);
+        assert_eq!(
+            status_of(CoordError::Refused("membership".into())).code(),
+            Code::FailedPrecondition
+        );
+        let s = status_of(Refusal::new(RefusalKind::NotFound, "service `x` not found").into());
+        assert_eq!(s.message(), "service `x` not found");
+    }
+}
