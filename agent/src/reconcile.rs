@@ -158,11 +158,7 @@ fn after_failure(
         return;
     }
     let policy = &task.restart_policy;
-    let restart = match policy.condition.as_str() {
-        "none" => false,
-        "on-failure" => !success,
-        _ => true,
-    };
+    let restart = policy.condition.restarts(success);
     let final_state = if success {
         TaskState::Complete
     } else {
@@ -367,7 +363,7 @@ mod tests {
                 ..Default::default()
             },
             restart_policy: RestartPolicy {
-                condition: "any".into(),
+                condition: shoal_model::RestartCondition::Any,
                 delay_ms: 100,
                 max_attempts: Some(3),
                 window_ms: 0,
@@ -737,7 +733,7 @@ mod tests {
     fn restart_conditions() {
         let with = |cond: &str, mode: ServiceMode| {
             let mut t = task("a");
-            t.restart_policy.condition = cond.into();
+            t.restart_policy.condition = cond.parse().unwrap();
             t.restart_policy.delay_ms = 0;
             t.mode = mode;
             t
@@ -835,7 +831,7 @@ mod tests {
             assert_eq!(c.run(), vec![]);
         }
         // With restarts disabled, unhealthy fails the task.
-        c.desired[0].restart_policy.condition = "none".into();
+        c.desired[0].restart_policy.condition = shoal_model::RestartCondition::Never;
         c.records.get_mut("a").unwrap().health = Some((HealthStatus::Unhealthy, 0));
         assert_eq!(
             states(&c.run()),

@@ -814,7 +814,7 @@ mod tests {
                 ..Default::default()
             },
             restart_policy: RestartPolicy {
-                condition: "any".into(),
+                condition: shoal_model::RestartCondition::Any,
                 delay_ms: 100,
                 max_attempts: Some(2),
                 window_ms: 0,

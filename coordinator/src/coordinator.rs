@@ -21,6 +21,7 @@ use crate::raft::network::{tagged, Channels};
 use crate::raft::types::{NodeId, Raft};
 use crate::raft::{StateMachineStore, Store};
 use crate::state::{ClusterState, Command, Query, Request, Response};
+use shoal_model::api::Answer;
 
 /// How long a write or read waits for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -44,6 +45,9 @@ pub enum CoordError {
     NotLeader,
     #[error("{0}")]
     Refused(String),
+    /// The state machine refused the command; its kind decides the gRPC code.
+    #[error(transparent)]
+    Command(#[from] crate::state::Refusal),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -124,13 +128,33 @@ pub fn now_millis() -> u64 {
 
 impl Coordinator {
     /// Builds a request for `command` stamped with this coordinator's clock.
-    pub fn request(&self, request_id: Option<String>, command: Command) -> Request {
+    pub(crate) fn request(&self, request_id: Option<String>, command: Command) -> Request {
         let request_id = request_id.or_else(|| Some(uuid::Uuid::new_v4().to_string()));
         Request {
             request_id,
             now: now_millis(),
             command,
         }
+    }
+
+    /// The log entry that hands a CA made at `--bootstrap` (with the first join-token secrets
+    /// and the certificates already issued) to the replicated state.
+    pub fn init_pki_request(
+        &self,
+        ca: shoal_pki::CertAuthority,
+        agent_secret: crate::state::pki::Redacted,
+        coordinator_secret: crate::state::pki::Redacted,
+        issued: Vec<crate::state::pki::CertRecord>,
+    ) -> Request {
+        self.request(
+            None,
+            Command::InitPki {
+                ca,
+                agent_secret,
+                coordinator_secret,
+                issued,
+            },
+        )
     }
 
     /// Appends a request to the Raft log and waits until it is applied, forwarding it to the
@@ -313,11 +337,7 @@ impl Coordinator {
     }
 
     /// Answers a query: after a linearizability check with the leader unless `stale`.
-    pub async fn read(
-        &self,
-        q: &Query,
-        stale: bool,
-    ) -> Result<(serde_json::Value, u64), CoordError> {
+    pub async fn read(&self, q: &Query, stale: bool) -> Result<(Answer, u64), CoordError> {
         if !stale {
             self.linearize().await?;
         }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use shoal_coordinator::config::Config;
 use shoal_coordinator::coordinator::Coordinator;
 use shoal_coordinator::state::pki::{CertRecord, Redacted};
-use shoal_coordinator::state::Command;
 use shoal_pki::files::{write_private, TlsDir, TlsMaterial};
 use shoal_pki::{CertAuthority, Identity, JoinToken, Role};
 
@@ -148,14 +147,14 @@ pub async fn publish_pending_ca(coord: Coordinator, data_dir: PathBuf) {
             return;
         }
     };
-    let cmd = Command::InitPki {
-        ca: pending.ca,
-        agent_secret: pending.agent_secret,
-        coordinator_secret: pending.coordinator_secret,
-        issued: pending.issued,
-    };
+    let req = coord.init_pki_request(
+        pending.ca,
+        pending.agent_secret,
+        pending.coordinator_secret,
+        pending.issued,
+    );
     loop {
-        match coord.write(coord.request(None, cmd.clone())).await {
+        match coord.write(req.clone()).await {
             Ok((resp, _)) => {
                 if let Some(e) = resp.error {
                     tracing::info!(reason = %e, "cluster CA already recorded");

@@ -145,13 +145,17 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        Err(self.explain_call(failed_call, last).await)
+        let last = self.explain_call(failed_call, last).await;
+        Err(anyhow::Error::new(crate::exit::Unavailable(last)))
     }
 
     /// A status no other coordinator would answer differently. An `Internal` one may be the
     /// HTTP/2 layer failing on a TLS mismatch (`h2 protocol error`): then say so.
     async fn final_status(&self, addr: &str, s: tonic::Status) -> anyhow::Error {
-        let err = anyhow!("{}", s.message());
+        let err = anyhow::Error::new(crate::exit::Refused {
+            code: s.code(),
+            message: s.message().to_string(),
+        });
         if s.code() == Code::Internal {
             self.explain(addr, err).await
         } else {

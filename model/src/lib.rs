@@ -2,7 +2,9 @@
 //!
 //! Nothing here does I/O or knows protobuf; `shoal-proto` converts at the edge.
 
+pub mod api;
 pub mod container;
+pub mod name;
 pub mod node;
 pub mod secret;
 pub mod service;
@@ -10,9 +12,12 @@ pub mod task;
 pub mod time;
 
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
+pub use name::{check_name, NameError};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
-pub use service::{NodeLoss, RestartPolicy, Service, ServiceMode, ServiceSpec};
+pub use service::{
+    DependsCondition, NodeLoss, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec,
+};
 pub use task::{Task, TaskState};
 
 /// Milliseconds since the Unix epoch. Time enters the state machine only inside commands.

@@ -29,7 +29,7 @@ pub struct ServiceSpec {
     pub memory_reservation_bytes: u64,
     pub restart_policy: RestartPolicy,
     /// `(service, condition)` pairs that must hold before this service's tasks start.
-    pub depends_on: Vec<(String, String)>,
+    pub depends_on: Vec<(String, DependsCondition)>,
     /// Service labels (`deploy.labels`); container labels live in [`ContainerSpec::labels`].
     pub labels: std::collections::BTreeMap<String, String>,
     /// What happens to the service's tasks on a node that stops answering.
@@ -89,11 +89,99 @@ impl ServiceMode {
     }
 }
 
+/// What a `depends_on` entry waits for: Compose's conditions, by Compose's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependsCondition {
+    /// A task of the service runs.
+    #[default]
+    ServiceStarted,
+    /// Every current task runs and, with a healthcheck, reports healthy.
+    ServiceHealthy,
+    /// Every current task of the job completed with exit code 0.
+    ServiceCompletedSuccessfully,
+}
+
+impl DependsCondition {
+    pub fn name(self) -> &'static str {
+        match self {
+            DependsCondition::ServiceStarted => "service_started",
+            DependsCondition::ServiceHealthy => "service_healthy",
+            DependsCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+impl std::fmt::Display for DependsCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DependsCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            DependsCondition::ServiceStarted,
+            DependsCondition::ServiceHealthy,
+            DependsCondition::ServiceCompletedSuccessfully,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown condition {s:?} (expected service_started, service_healthy or \
+                 service_completed_successfully)"
+            )
+        })
+    }
+}
+
+/// When the agent restarts a task's container in place: its names are Compose's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// `none`: never; the task ends when its container does.
+    #[serde(rename = "none")]
+    Never,
+    /// `on-failure`: after a non-zero exit (or turning unhealthy).
+    OnFailure,
+    /// `any`: after any exit.
+    #[default]
+    Any,
+}
+
+impl RestartCondition {
+    /// Whether a container that exited (`success`: with code 0) is restarted.
+    pub fn restarts(self, success: bool) -> bool {
+        match self {
+            RestartCondition::Never => false,
+            RestartCondition::OnFailure => !success,
+            RestartCondition::Any => true,
+        }
+    }
+}
+
+impl std::str::FromStr for RestartCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(RestartCondition::Never),
+            "on-failure" => Ok(RestartCondition::OnFailure),
+            "any" => Ok(RestartCondition::Any),
+            other => Err(format!(
+                "unknown condition {other:?} (expected none, on-failure or any)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RestartPolicy {
-    /// `none`, `on-failure` or `any`.
-    pub condition: String,
+    pub condition: RestartCondition,
     pub delay_ms: u64,
     pub max_attempts: Option<u32>,
     pub window_ms: u64,
@@ -102,10 +190,53 @@ pub struct RestartPolicy {
 impl Default for RestartPolicy {
     fn default() -> Self {
         Self {
-            condition: "any".into(),
+            condition: RestartCondition::Any,
             delay_ms: 5_000,
             max_attempts: None,
             window_ms: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_conditions_keep_composes_names() {
+        for (name, c) in [
+            ("none", RestartCondition::Never),
+            ("on-failure", RestartCondition::OnFailure),
+            ("any", RestartCondition::Any),
+        ] {
+            assert_eq!(name.parse::<RestartCondition>(), Ok(c));
+            assert_eq!(
+                serde_json::to_string(&c).expect("serializes"),
+                format!("\"{name}\"")
+            );
+        }
+        assert_eq!(
+            "always".parse::<RestartCondition>(),
+            Err("unknown condition \"always\" (expected none, on-failure or any)".into())
+        );
+        assert!(RestartCondition::OnFailure.restarts(false));
+        assert!(!RestartCondition::OnFailure.restarts(true));
+        assert!(!RestartCondition::Never.restarts(false));
+    }
+
+    #[test]
+    fn depends_conditions_keep_composes_names() {
+        for c in [
+            DependsCondition::ServiceStarted,
+            DependsCondition::ServiceHealthy,
+            DependsCondition::ServiceCompletedSuccessfully,
+        ] {
+            assert_eq!(c.name().parse::<DependsCondition>(), Ok(c));
+            assert_eq!(
+                serde_json::to_string(&c).expect("serializes"),
+                format!("\"{c}\"")
+            );
+        }
+        assert!("service_ready".parse::<DependsCondition>().is_err());
     }
 }

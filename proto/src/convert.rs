@@ -15,6 +15,11 @@ pub enum ConvertError {
     },
     #[error("field `{field}`: unknown value `{value}`")]
     UnknownValue { field: &'static str, value: String },
+    #[error(
+        "field `api_version`: control API version {got} is newer than this coordinator's \
+         ({supported}); upgrade the coordinators first"
+    )]
+    Version { got: u32, supported: u32 },
 }
 
 pub fn decode_json<T: serde::de::DeserializeOwned>(

@@ -21,5 +21,6 @@ pub mod certificates {
     tonic::include_proto!("shoal.certificates.v1");
 }
 
+pub mod control_api;
 pub mod convert;
 mod redacted;

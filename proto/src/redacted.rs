@@ -51,6 +51,7 @@ mod tests {
             file: "f".into(),
             source: "services: {}".into(),
             secrets: [("pw".to_string(), b"hunter2".to_vec())].into(),
+            api_version: 1,
         };
         for text in [format!("{set:?}"), format!("{req:?}")] {
             assert!(text.contains("pw") && text.contains("<redacted"), "{text}");

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use shoal_model::api::{Answer, Event, EventKind, Query, UserCommand};
+use shoal_model::{ContainerSpec, Node, Service, ServiceSpec, Task};
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::{
     ApplyRequest, ClusterAddRequest, ClusterInitRequest, ClusterStatusReply, ClusterStatusRequest,
-    QueryRequest,
 };
+use shoal_proto::control_api;
 use tonic::transport::Channel;
 
 use crate::{binary, free_addr};
@@ -164,24 +166,18 @@ impl Coord {
 
     /// A linearizable read of the service names, and the applied index the reply names.
     pub async fn read_service_names(&self) -> anyhow::Result<(Vec<String>, u64)> {
-        let (v, index) = self
-            .query(serde_json::json!({"type": "services"}), false)
-            .await?;
-        Ok((service_names(&v), index))
+        let (services, index) = self.services(false).await?;
+        Ok((services.into_iter().map(|s| s.name).collect(), index))
     }
 
     /// How many times each service was created in this member's applied state (its events),
     /// read locally: a write applied twice shows 2.
     pub async fn create_counts(&self) -> anyhow::Result<BTreeMap<String, usize>> {
-        let (events, _) = self
-            .query(serde_json::json!({"type": "events", "after": 0}), true)
-            .await?;
+        let (events, _) = self.events(0, true).await?;
         let mut creates: BTreeMap<String, usize> = BTreeMap::new();
-        for e in events.as_array().into_iter().flatten() {
-            if e["kind"] == "service" && e["action"] == "create" {
-                if let Some(name) = e["object"].as_str() {
-                    *creates.entry(name.to_string()).or_default() += 1;
-                }
+        for e in events {
+            if e.kind == EventKind::Service && e.action == "create" {
+                *creates.entry(e.object).or_default() += 1;
             }
         }
         Ok(creates)
@@ -281,33 +277,72 @@ impl Coord {
             .log_index)
     }
 
-    /// Runs a query; `stale` reads this member's local state.
-    pub async fn query(
+    /// Runs a query; `stale` reads this member's local state. Returns the typed answer and
+    /// the applied index of the state it was read from.
+    pub async fn query(&self, q: &Query, stale: bool) -> anyhow::Result<(Answer, u64)> {
+        let mut c = self.client().await?;
+        let r = c
+            .query(control_api::query_request(q, stale))
+            .await?
+            .into_inner();
+        Ok((control_api::answer_of(q, &r)?, r.applied_index))
+    }
+
+    /// Runs a typed query and gives its answer as JSON, for tests that look at a few fields.
+    pub async fn query_json(
         &self,
-        q: serde_json::Value,
+        q: &Query,
         stale: bool,
     ) -> anyhow::Result<(serde_json::Value, u64)> {
-        let mut c = self.client().await?;
-        let req = QueryRequest {
-            query_json: serde_json::to_vec(&q)?,
-            stale,
+        let (answer, index) = self.query(q, stale).await?;
+        Ok((serde_json::to_value(&answer)?, index))
+    }
+
+    /// Every service.
+    pub async fn services(&self, stale: bool) -> anyhow::Result<(Vec<Service>, u64)> {
+        match self.query(&Query::Services, stale).await? {
+            (Answer::Services(v), i) => Ok((v, i)),
+            (other, _) => anyhow::bail!("services answered with {}", other.kind()),
+        }
+    }
+
+    /// Tasks, of one service and/or on one node.
+    pub async fn tasks(
+        &self,
+        service: Option<&str>,
+        node: Option<&str>,
+        stale: bool,
+    ) -> anyhow::Result<Vec<Task>> {
+        let q = Query::Tasks {
+            service: service.map(str::to_string),
+            node: node.map(str::to_string),
         };
-        let r = c.query(req).await?.into_inner();
-        Ok((serde_json::from_slice(&r.result_json)?, r.applied_index))
+        match self.query(&q, stale).await? {
+            (Answer::Tasks(v), _) => Ok(v),
+            (other, _) => anyhow::bail!("tasks answered with {}", other.kind()),
+        }
+    }
+
+    /// Every node.
+    pub async fn nodes(&self, stale: bool) -> anyhow::Result<Vec<Node>> {
+        match self.query(&Query::Nodes, stale).await? {
+            (Answer::Nodes(v), _) => Ok(v),
+            (other, _) => anyhow::bail!("nodes answered with {}", other.kind()),
+        }
+    }
+
+    /// Events after `after`.
+    pub async fn events(&self, after: u64, stale: bool) -> anyhow::Result<(Vec<Event>, u64)> {
+        match self.query(&Query::Events { after }, stale).await? {
+            (Answer::Events(v), i) => Ok((v, i)),
+            (other, _) => anyhow::bail!("events answered with {}", other.kind()),
+        }
     }
 
     /// Names of the services in this member's local state.
     pub async fn local_service_names(&self) -> anyhow::Result<Vec<String>> {
-        let (v, _) = self
-            .query(serde_json::json!({"type": "services"}), true)
-            .await?;
-        Ok(v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let (services, _) = self.services(true).await?;
+        Ok(services.into_iter().map(|s| s.name).collect())
     }
 
     /// Waits until this member has applied at least `index`.
@@ -465,22 +500,28 @@ pub async fn secure_cluster(
 
 /// The `Control.Apply` request that creates a one-replica busybox service `name`.
 pub fn create_service_request(request_id: &str, name: &str) -> ApplyRequest {
-    let cmd = serde_json::json!({
-        "type": "create_service",
-        "name": name,
-        "spec": { "container": { "image": "busybox" }, "replicas": 1 }
-    });
-    ApplyRequest {
-        request_id: request_id.to_string(),
-        command_json: serde_json::to_vec(&cmd).expect("a json! value serializes"),
+    control_api::apply_request(request_id, &create_service(name))
+}
+
+/// The command that creates a one-replica busybox service `name`.
+pub fn create_service(name: &str) -> UserCommand {
+    UserCommand::CreateService {
+        name: name.to_string(),
+        spec: ServiceSpec {
+            container: ContainerSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            },
+            replicas: 1,
+            ..Default::default()
+        },
     }
 }
 
 /// The names in a `services` query's answer.
-pub fn service_names<C: FromIterator<String>>(v: &serde_json::Value) -> C {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str().map(str::to_string))
-        .collect()
+pub fn service_names<C: FromIterator<String>>(answer: &Answer) -> C {
+    match answer {
+        Answer::Services(v) => v.iter().map(|s| s.name.clone()).collect(),
+        _ => std::iter::empty().collect(),
+    }
 }

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shoal_proto::control::ApplyRequest;
+use shoal_model::api::{Query, UserCommand};
+use shoal_model::{ContainerSpec, RestartCondition, RestartPolicy, ServiceSpec};
+use shoal_proto::control_api;
 use shoal_tests::containerd::{available_or_skip, TestContainerd};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::image::{build_busybox_image, ImageOptions};
@@ -30,13 +32,11 @@ impl Drop for Agent {
 }
 
 async fn tasks(c: &Coord) -> Vec<Value> {
-    match c
-        .query(
-            json!({"type": "tasks", "service": null, "node": null}),
-            false,
-        )
-        .await
-    {
+    let all = Query::Tasks {
+        service: None,
+        node: None,
+    };
+    match c.query_json(&all, false).await {
         Ok((v, _)) => v.as_array().cloned().unwrap_or_default(),
         Err(_) => Vec::new(),
     }
@@ -129,14 +129,8 @@ async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
     // The node registers; then a service lands on it and runs.
     let start = Instant::now();
     loop {
-        let (nodes, _) = coords[0]
-            .query(json!({"type": "nodes"}), false)
-            .await
-            .unwrap();
-        if nodes
-            .as_array()
-            .is_some_and(|a| a.iter().any(|n| n["name"] == json!("e2e-node")))
-        {
+        let nodes = coords[0].nodes(false).await.unwrap();
+        if nodes.iter().any(|n| n.name == "e2e-node") {
             break;
         }
         assert!(
@@ -145,27 +139,31 @@ async fn agent_runs_a_service_and_serves_logs_and_exec_through_shoalctl() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cmd = json!({
-        "type": "create_service",
-        "name": "ticker",
-        "spec": {
-            "container": {
-                "image": IMAGE,
-                "command": ["sh", "-c", "echo hello; i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done"],
-                "stop_signal": "SIGKILL"
+    let ticker = "echo hello; i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done";
+    let cmd = UserCommand::CreateService {
+        name: "ticker".into(),
+        spec: ServiceSpec {
+            container: ContainerSpec {
+                image: IMAGE.into(),
+                command: vec!["sh".into(), "-c".into(), ticker.into()],
+                stop_signal: Some("SIGKILL".into()),
+                ..Default::default()
             },
-            "replicas": 1,
-            "restart_policy": {"condition": "any", "delay_ms": 200, "max_attempts": null, "window_ms": 0}
-        }
-    });
+            replicas: 1,
+            restart_policy: RestartPolicy {
+                condition: RestartCondition::Any,
+                delay_ms: 200,
+                max_attempts: None,
+                window_ms: 0,
+            },
+            ..Default::default()
+        },
+    };
     coords[0]
         .client()
         .await
         .unwrap()
-        .apply(ApplyRequest {
-            request_id: "e2e-create".into(),
-            command_json: serde_json::to_vec(&cmd).unwrap(),
-        })
+        .apply(control_api::apply_request("e2e-create", &cmd))
         .await
         .unwrap();
     let t = wait_task(&refs, "ticker", "running", |t| {

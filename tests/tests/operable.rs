@@ -103,6 +103,7 @@ async fn promtool_finds_nothing_to_complain_about() {
     let bad = shoal_proto::control::ApplyRequest {
         request_id: String::new(),
         command_json: b"not json".to_vec(),
+        api_version: shoal_model::api::CONTROL_API_VERSION,
     };
     let err = client.apply(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);

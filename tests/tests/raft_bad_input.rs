@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use shoal_model::api::CONTROL_API_VERSION;
 use shoal_proto::control::{ApplyRequest, ClusterAddRequest, ClusterRemoveRequest, QueryRequest};
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::free_addr;
@@ -172,6 +173,7 @@ async fn membership_mistakes_are_refused() {
         .apply(ApplyRequest {
             request_id: String::new(),
             command_json: b"{not json".to_vec(),
+            api_version: CONTROL_API_VERSION,
         })
         .await
         .unwrap_err();
@@ -181,6 +183,7 @@ async fn membership_mistakes_are_refused() {
         .apply(ApplyRequest {
             request_id: String::new(),
             command_json: br#"{"type":"init_cluster","cluster_id":"x"}"#.to_vec(),
+            api_version: CONTROL_API_VERSION,
         })
         .await
         .unwrap_err();
@@ -189,6 +192,7 @@ async fn membership_mistakes_are_refused() {
         .query(QueryRequest {
             query_json: br#"{"type":"nope"}"#.to_vec(),
             stale: false,
+            api_version: CONTROL_API_VERSION,
         })
         .await
         .unwrap_err();
@@ -205,11 +209,8 @@ async fn membership_mistakes_are_refused() {
 
     // Nothing changed.
     assert_eq!(members(coords[0].status().await.unwrap()), members_before);
-    let (services, _) = coords[0]
-        .query(serde_json::json!({"type": "services"}), false)
-        .await
-        .unwrap();
-    assert_eq!(services.as_array().unwrap().len(), 0);
+    let (services, _) = coords[0].services(false).await.unwrap();
+    assert_eq!(services.len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use shoal_model::api::UserCommand;
+use shoal_model::ServiceSpec;
 use shoal_tests::coordinators::Coord;
 
 /// A tmpfs mounted for this test, unmounted (by its exact path) when dropped.
@@ -73,20 +75,18 @@ async fn a_stopped_raft_core_exits_the_process() {
         }
         let name = format!("big-{n}");
         n += 1;
-        let cmd = serde_json::json!({
-            "type": "create_service",
-            "name": name,
-            "spec": {
-                "container": { "image": "busybox" },
-                "replicas": 0,
-                "labels": { "filler": big },
-            }
-        });
+        let mut spec = ServiceSpec {
+            replicas: 0,
+            ..Default::default()
+        };
+        spec.container.image = "busybox".into();
+        spec.labels.insert("filler".into(), big.clone());
+        let cmd = UserCommand::CreateService {
+            name: name.clone(),
+            spec,
+        };
         if let Ok(mut client) = c.client().await {
-            let req = shoal_proto::control::ApplyRequest {
-                request_id: name.clone(),
-                command_json: serde_json::to_vec(&cmd).unwrap(),
-            };
+            let req = shoal_proto::control_api::apply_request(&name, &cmd);
             let _ = tokio::time::timeout(Duration::from_secs(5), client.apply(req)).await;
         }
     };

@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use shoal_model::api::Query;
 use shoal_proto::control::control_client::ControlClient;
-use shoal_proto::control::{ClusterRemoveRequest, ClusterStatusRequest, QueryRequest};
+use shoal_proto::control::{ClusterRemoveRequest, ClusterStatusRequest};
+use shoal_proto::control_api;
 use shoal_tests::coordinators::{
     cluster_with, create_service_request, service_names, wait_leader, Coord,
 };
@@ -85,14 +87,11 @@ async fn apply_create(addr: &str, request_id: &str, name: &str) -> anyhow::Resul
 }
 
 async fn read_names(addr: &str, stale: bool) -> anyhow::Result<(BTreeSet<String>, u64)> {
-    let req = QueryRequest {
-        query_json: serde_json::to_vec(&serde_json::json!({"type": "services"}))?,
-        stale,
-    };
+    let req = control_api::query_request(&Query::Services, stale);
     let call = async {
         let r = connect(addr).await?.query(req).await?.into_inner();
-        let v: serde_json::Value = serde_json::from_slice(&r.result_json)?;
-        anyhow::Ok((service_names(&v), r.applied_index))
+        let answer = control_api::answer_of(&Query::Services, &r)?;
+        anyhow::Ok((service_names(&answer), r.applied_index))
     };
     tokio::time::timeout(ATTEMPT, call).await?
 }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use shoal_model::api::EventKind;
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,15 +59,10 @@ async fn forwarded_calls_move_to_the_new_leader() {
             "the read took {read_took:?}"
         );
         // Once: the stalled leader's copy of the request (if it got one) does not apply twice.
-        let (events, _) = follower
-            .query(serde_json::json!({"type": "events", "after": 0}), false)
-            .await
-            .unwrap();
+        let (events, _) = follower.events(0, false).await.unwrap();
         let creates = events
-            .as_array()
-            .unwrap()
             .iter()
-            .filter(|e| e["kind"] == "service" && e["action"] == "create" && e["object"] == name)
+            .filter(|e| e.kind == EventKind::Service && e.action == "create" && e.object == name)
             .count();
         assert_eq!(creates, 1, "{name} created {creates} times");
     }

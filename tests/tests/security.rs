@@ -15,6 +15,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use shoal_model::api::{Query, UserCommand};
+use shoal_model::{ContainerSpec, ServiceSpec};
 use shoal_pki::files::{TlsDir, TlsMaterial};
 use shoal_pki::tls::{anonymous_client_config, client_config, endpoint};
 use shoal_pki::{CertInfo, Role};
@@ -22,6 +24,7 @@ use shoal_proto::agent::agent_client::AgentClient;
 use shoal_proto::agent::{ExecRequest, LogsRequest};
 use shoal_proto::control::control_client::ControlClient;
 use shoal_proto::control::ApplyRequest;
+use shoal_proto::control_api;
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_proto::dispatcher::{HeartbeatRequest, StatusReport, TaskStatus};
 use shoal_proto::raft::raft_client::RaftClient;
@@ -77,12 +80,19 @@ fn material(dir: &Path) -> TlsMaterial {
 }
 
 fn create_service(name: &str) -> ApplyRequest {
-    let cmd = json!({"type": "create_service", "name": name,
-        "spec": {"container": {"image": IMAGE, "command": ["sleep", "600"]}, "replicas": 1}});
-    ApplyRequest {
-        request_id: String::new(),
-        command_json: serde_json::to_vec(&cmd).unwrap(),
-    }
+    let cmd = UserCommand::CreateService {
+        name: name.into(),
+        spec: ServiceSpec {
+            container: ContainerSpec {
+                image: IMAGE.into(),
+                command: vec!["sleep".into(), "600".into()],
+                ..Default::default()
+            },
+            replicas: 1,
+            ..Default::default()
+        },
+    };
+    control_api::apply_request("", &cmd)
 }
 
 /// Calls Control.Apply with `tls` and returns the error text (the call must fail).
@@ -100,22 +110,16 @@ async fn apply_refused(addr: &str, tls: &ClientTlsConfig, name: &str) -> (tonic:
     }
 }
 
-async fn query(c: &Coord, q: Value) -> Value {
-    c.query(q, false).await.unwrap().0
+async fn query(c: &Coord, q: Query) -> Value {
+    c.query_json(&q, false).await.unwrap().0
 }
 
 async fn service_names(c: &Coord) -> Vec<String> {
-    query(c, json!({"type": "services"}))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect()
+    c.read_service_names().await.unwrap().0
 }
 
 async fn node(c: &Coord, name: &str) -> Option<Value> {
-    query(c, json!({"type": "nodes"}))
+    query(c, Query::Nodes)
         .await
         .as_array()
         .unwrap()
@@ -407,7 +411,10 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     let tasks = loop {
         let v = query(
             &coords[0],
-            json!({"type": "tasks", "service": "web", "node": null}),
+            Query::Tasks {
+                service: Some("web".into()),
+                node: None,
+            },
         )
         .await;
         let tasks = v.as_array().unwrap().clone();
@@ -666,7 +673,10 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
     assert!(s.message().contains("cannot act for node `n2`"), "{s:?}");
     let v = query(
         &coords[0],
-        json!({"type": "tasks", "service": "web", "node": "n2"}),
+        Query::Tasks {
+            service: Some("web".into()),
+            node: Some("n2".into()),
+        },
     )
     .await;
     let t = v
@@ -715,7 +725,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         log.contains("presents CA sha256:") && log.contains(&format!("pins sha256:{ca_digest}")),
         "{log}"
     );
-    let other_events = query(&other, json!({"type": "events", "after": 0})).await;
+    let other_events = query(&other, Query::Events { after: 0 }).await;
     assert!(
         !other_events.to_string().contains("\"certificate\""),
         "the other cluster issued nothing: {other_events}"

@@ -298,7 +298,7 @@ pub fn task(id: &str, node: &str, image: &str, command: &[&str]) -> Task {
             ..Default::default()
         },
         restart_policy: shoal_model::RestartPolicy {
-            condition: "any".into(),
+            condition: shoal_model::RestartCondition::Any,
             delay_ms: 100,
             max_attempts: None,
             window_ms: 0,

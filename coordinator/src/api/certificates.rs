@@ -49,19 +49,10 @@ fn ttl_for(role: Role, security: &Security) -> Duration {
     }
 }
 
+/// The one name rule (`shoal_model::check_name`): a node joins under a name it can register.
 fn name_arg(name: &str) -> Result<(), Status> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Status::invalid_argument(format!(
-            "field `name`: `{name}` is not a valid name (1-63 of a-z A-Z 0-9 - _ .)"
-        )))
-    }
+    shoal_model::check_name("certificate holder", name)
+        .map_err(|e| Status::invalid_argument(format!("field `name`: {e}")))
 }
 
 impl CertificatesService {

@@ -1,5 +1,6 @@
 //! The control API that `shoalctl` calls.
 
+use shoal_model::api::Applied;
 use shoal_model::SecretValue;
 use shoal_pki::Role;
 use shoal_proto::control::control_server::Control;
@@ -8,14 +9,15 @@ use shoal_proto::control::{
     ClusterRemoveRequest, ClusterStatusReply, ClusterStatusRequest, QueryReply, QueryRequest,
     StackFileRequest, StackReply,
 };
+use shoal_proto::control_api;
 use shoal_proto::convert::{decode_json, encode_json};
 use tonic::{Request, Response, Status};
 
 use super::status_of;
-use crate::coordinator::{now_millis, CoordError, Coordinator, Forwarded, ForwardedReply};
+use crate::coordinator::{now_millis, Coordinator, Forwarded, ForwardedReply};
 use crate::orchestrator::preview::preview;
 use crate::stack::parse_stack;
-use crate::state::{Command, Query};
+use crate::state::Command;
 
 /// Parses a stack file into the one Raft command that applies it, or a clear error naming the
 /// file, line, column and key.
@@ -158,29 +160,31 @@ impl Control for ControlService {
     #[tracing::instrument(skip_all, fields(request_id = %req.get_ref().request_id))]
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
         self.authorize(&req, &[])?;
-        let ApplyRequest {
-            request_id,
-            command_json,
-        } = req.into_inner();
-        let command: Command = decode_json("command_json", &command_json).map_err(bad_request)?;
-        if !command.is_user_command() {
-            return Err(Status::permission_denied(
-                "field `command_json`: this command is not part of the control API",
-            ));
-        }
-        let request_id = (!request_id.is_empty()).then_some(request_id);
+        let req = req.into_inner();
+        let command = match control_api::command_of(&req) {
+            Ok(c) => Command::from(c),
+            // A Raft log entry that is no operator's command: name the refusal.
+            Err(e) if decode_json::<Command>("command_json", &req.command_json).is_ok() => {
+                tracing::debug!(error = %e, "internal command sent to the control API");
+                return Err(Status::permission_denied(
+                    "field `command_json`: this command is not part of the control API",
+                ));
+            }
+            Err(e) => return Err(bad_request(e)),
+        };
+        let request_id = (!req.request_id.is_empty()).then_some(req.request_id);
         let (response, log_index) = self
             .coord
             .write(self.coord.request(request_id, command))
             .await
             .map_err(status_of)?;
-        if let Some(err) = response.error {
-            return Err(status_of(CoordError::Refused(err)));
+        if let Some(refusal) = response.refused_with() {
+            return Err(status_of(refusal.into()));
         }
-        Ok(Response::new(ApplyReply {
-            response_json: encode_json(&response),
+        Ok(Response::new(control_api::apply_reply(&Applied {
+            version: response.version,
             log_index,
-        }))
+        })))
     }
 
     #[tracing::instrument(skip_all, fields(file = %req.get_ref().file))]
@@ -190,6 +194,7 @@ impl Control for ControlService {
     ) -> Result<Response<StackReply>, Status> {
         self.authorize(&req, &[])?;
         let req = req.into_inner();
+        control_api::check_version(req.api_version).map_err(bad_request)?;
         let (name, cmd) = stack_command(&req)?;
         // The plan doubles as the summary: what this apply creates, changes and removes.
         let summary = self
@@ -197,14 +202,14 @@ impl Control for ControlService {
             .read_with(|s| preview(s, &name, cmd.clone(), now_millis()))
             .await
             .map_err(status_of)?
-            .map_err(|e| status_of(CoordError::Refused(e)))?;
+            .map_err(|e| status_of(e.into()))?;
         let (response, log_index) = self
             .coord
             .write(self.coord.request(None, cmd))
             .await
             .map_err(status_of)?;
-        if let Some(err) = response.error {
-            return Err(status_of(CoordError::Refused(err)));
+        if let Some(refusal) = response.refused_with() {
+            return Err(status_of(refusal.into()));
         }
         Ok(Response::new(StackReply {
             plan_json: encode_json(&summary),
@@ -219,13 +224,14 @@ impl Control for ControlService {
     ) -> Result<Response<StackReply>, Status> {
         self.authorize(&req, &[])?;
         let req = req.into_inner();
+        control_api::check_version(req.api_version).map_err(bad_request)?;
         let (name, cmd) = stack_command(&req)?;
         let p = self
             .coord
             .read_with(|s| preview(s, &name, cmd, now_millis()))
             .await
             .map_err(status_of)?
-            .map_err(|e| status_of(CoordError::Refused(e)))?;
+            .map_err(|e| status_of(e.into()))?;
         Ok(Response::new(StackReply {
             plan_json: encode_json(&p),
             log_index: 0,
@@ -235,13 +241,17 @@ impl Control for ControlService {
     #[tracing::instrument(skip_all, fields(stale = req.get_ref().stale))]
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
         self.authorize(&req, &[])?;
-        let QueryRequest { query_json, stale } = req.into_inner();
-        let query: Query = decode_json("query_json", &query_json).map_err(bad_request)?;
-        let (value, applied_index) = self.coord.read(&query, stale).await.map_err(status_of)?;
-        Ok(Response::new(QueryReply {
-            result_json: encode_json(&value),
+        let req = req.into_inner();
+        let query = control_api::query_of(&req).map_err(bad_request)?;
+        let (answer, applied_index) = self
+            .coord
+            .read(&query, req.stale)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(control_api::query_reply(
+            &answer,
             applied_index,
-        }))
+        )))
     }
 }
 
@@ -260,6 +270,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
                 .collect(),
+            api_version: 1,
         }
     }
 

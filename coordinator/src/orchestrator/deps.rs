@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use shoal_model::{Service, Task, TaskState};
+use shoal_model::{DependsCondition, Service, Task, TaskState};
 
 use crate::state::ClusterState;
 
@@ -23,22 +23,21 @@ pub fn unmet(
             .filter(|t| t.service_version == dep_svc.version)
             .filter(|t| t.desired_state == TaskState::Running || t.state == TaskState::Complete)
             .collect();
-        let ok = match condition.as_str() {
-            "service_started" => tasks.iter().any(|t| t.state == TaskState::Running),
-            "service_healthy" => {
+        let ok = match condition {
+            DependsCondition::ServiceStarted => tasks.iter().any(|t| t.state == TaskState::Running),
+            DependsCondition::ServiceHealthy => {
                 let has_check = dep_svc.spec.container.healthcheck.is_some();
                 !tasks.is_empty()
                     && tasks.iter().all(|t| {
                         t.state == TaskState::Running && (!has_check || t.message == "healthy")
                     })
             }
-            "service_completed_successfully" => {
+            DependsCondition::ServiceCompletedSuccessfully => {
                 !tasks.is_empty()
                     && tasks
                         .iter()
                         .all(|t| t.state == TaskState::Complete && t.exit_code == Some(0))
             }
-            _ => false,
         };
         if !ok {
             return Some(format!("waiting for {dep}: {condition}"));

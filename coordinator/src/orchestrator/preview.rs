@@ -1,45 +1,20 @@
 //! What applying a stack would do, computed on a copy of the state: `shoalctl plan`.
 
-use serde::Serialize;
+pub use shoal_model::api::{Preview, ServiceChange, TaskPreview};
 use shoal_model::TaskState;
 
 use super::plan;
-use crate::state::{ClusterState, Command, Request, TaskStatusUpdate};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Preview {
-    pub stack: String,
-    pub services: Vec<ServiceChange>,
-    /// The stack's secrets by name (never their values), with the same actions.
-    pub secrets: Vec<ServiceChange>,
-    pub tasks: Vec<TaskPreview>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceChange {
-    pub name: String,
-    /// `create`, `update`, `remove` or `unchanged`.
-    pub action: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TaskPreview {
-    pub service: String,
-    pub slot: u32,
-    pub node: Option<String>,
-    pub state: String,
-    pub message: String,
-}
+use crate::state::{ClusterState, Command, Refusal, Request, TaskStatusUpdate};
 
 /// Applies `cmd` (an `ApplyStack`) to a copy of `state` and runs the orchestrator to a fixed
 /// point at `now`, pretending every started task runs healthy, every job succeeds and every
 /// task told to stop on a node that answers stops.
-pub fn preview(
+pub(crate) fn preview(
     state: &ClusterState,
     stack: &str,
     cmd: Command,
     now: shoal_model::Millis,
-) -> Result<Preview, String> {
+) -> Result<Preview, Refusal> {
     let mut s = state.clone();
     let before = state.clone();
     let r = s.apply(&Request {
@@ -47,7 +22,7 @@ pub fn preview(
         now: 0,
         command: cmd,
     });
-    if let Some(e) = r.error {
+    if let Some(e) = r.refused_with() {
         return Err(e);
     }
     let mut seq = 0u64;

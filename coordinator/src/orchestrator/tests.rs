@@ -183,7 +183,10 @@ fn dependencies_gate_task_creation() {
     );
     let api = ServiceSpec {
         replicas: 1,
-        depends_on: vec![("db-init".into(), "service_completed_successfully".into())],
+        depends_on: vec![(
+            "db-init".into(),
+            shoal_model::DependsCondition::ServiceCompletedSuccessfully,
+        )],
         ..Default::default()
     };
     service(&mut s, "api", api);

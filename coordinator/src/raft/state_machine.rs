@@ -34,12 +34,32 @@ fn snapshot_err(
     StorageIOError::new(subject, verb, AnyError::new(e)).into()
 }
 
+/// The snapshot data format this build writes (`Applied::format`). Version 1 is the first with
+/// the field; data without it (0) was written before and reads as version 1. A build refuses
+/// snapshot data of a newer format than its own.
+pub(crate) const SNAPSHOT_FORMAT: u32 = 1;
+
 /// Everything the state machine holds; also the JSON format of snapshot data.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Applied {
+    /// The snapshot data format ([`SNAPSHOT_FORMAT`] when written; 0 before the field).
+    #[serde(default)]
+    pub format: u32,
     pub state: ClusterState,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
+}
+
+/// Snapshot data of a newer format than this build reads.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotDecodeError {
+    #[error("invalid snapshot data: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "snapshot data format {0} is newer than this build's ({SNAPSHOT_FORMAT}); run a newer \
+         shoal-coordinator"
+    )]
+    TooNew(u32),
 }
 
 /// A stored snapshot, decoded: its metadata and the state it holds.
@@ -70,8 +90,15 @@ impl SnapshotImage {
 }
 
 /// Decodes snapshot data; the metadata is authoritative for last applied and membership.
-fn decode_applied(meta: &SnapshotMeta, data: &[u8]) -> Result<Applied, serde_json::Error> {
+pub(crate) fn decode_applied(
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<Applied, SnapshotDecodeError> {
     let mut applied: Applied = serde_json::from_slice(data)?;
+    if applied.format > SNAPSHOT_FORMAT {
+        return Err(SnapshotDecodeError::TooNew(applied.format));
+    }
+    applied.format = SNAPSHOT_FORMAT;
     applied.last_applied = meta.last_log_id;
     applied.last_membership = meta.last_membership.clone();
     Ok(applied)
@@ -218,10 +245,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let applied = self.applied.clone();
         let (cloned, last_applied, last_membership, data) =
             tokio::task::spawn_blocking(move || {
-                let copy = applied
+                let mut copy = applied
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
+                copy.format = SNAPSHOT_FORMAT;
                 let cloned = started.elapsed();
                 let data = serde_json::to_vec(&copy);
                 (cloned, copy.last_applied, copy.last_membership, data)

@@ -2,21 +2,22 @@
 
 use std::collections::BTreeMap;
 
-use shoal_model::{ServiceMode, ServiceSpec};
+use shoal_model::{DependsCondition, ServiceMode, ServiceSpec};
 
 use super::error::{Ctx, Loc, Result};
 use super::fields::{self, Fields};
 use super::yaml::{join, Node, Value};
 
-pub const SERVICE_STARTED: &str = "service_started";
-pub const SERVICE_HEALTHY: &str = "service_healthy";
-pub const SERVICE_COMPLETED_SUCCESSFULLY: &str = "service_completed_successfully";
+pub const SERVICE_STARTED: DependsCondition = DependsCondition::ServiceStarted;
+pub const SERVICE_HEALTHY: DependsCondition = DependsCondition::ServiceHealthy;
+pub const SERVICE_COMPLETED_SUCCESSFULLY: DependsCondition =
+    DependsCondition::ServiceCompletedSuccessfully;
 
 /// One dependency as written, with its place for later errors.
 #[derive(Debug, Clone)]
 pub(crate) struct DependsOn {
     pub service: String,
-    pub condition: String,
+    pub condition: DependsCondition,
     pub loc: Loc,
     pub path: String,
 }
@@ -29,7 +30,7 @@ pub(crate) fn parse(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<Depends
                 let p = format!("{path}[{i}]");
                 out.push(DependsOn {
                     service: fields::string(ctx, item, &p)?,
-                    condition: SERVICE_STARTED.into(),
+                    condition: SERVICE_STARTED,
                     loc: item.loc,
                     path: p,
                 });
@@ -43,25 +44,9 @@ pub(crate) fn parse(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<Vec<Depends
                     Some(n) => {
                         let cp = f.child("condition");
                         let c = fields::string(ctx, n, &cp)?;
-                        if ![
-                            SERVICE_STARTED,
-                            SERVICE_HEALTHY,
-                            SERVICE_COMPLETED_SUCCESSFULLY,
-                        ]
-                        .contains(&c.as_str())
-                        {
-                            return Err(ctx.error(
-                                n.loc,
-                                &cp,
-                                format!(
-                                    "unknown condition {c:?} (expected service_started, \
-                                     service_healthy or service_completed_successfully)"
-                                ),
-                            ));
-                        }
-                        c
+                        c.parse().map_err(|e: String| ctx.error(n.loc, &cp, e))?
                     }
-                    None => SERVICE_STARTED.into(),
+                    None => SERVICE_STARTED,
                 };
                 for flag in ["restart", "required"] {
                     if let Some(n) = f.take(flag) {

@@ -1,7 +1,9 @@
 //! `deploy:` of a service (Swarm's keys): mode, replicas, placement, resources, restart policy;
 //! and Shoal's `x-shoal-node-loss` (what happens to the tasks of a node that stops answering).
 
-use shoal_model::{ContainerSpec, NodeLoss, RestartPolicy, ServiceMode, ServiceSpec};
+use shoal_model::{
+    ContainerSpec, NodeLoss, RestartCondition, RestartPolicy, ServiceMode, ServiceSpec,
+};
 
 use super::duration::parse_duration_ms;
 use super::error::{Ctx, Result};
@@ -181,14 +183,7 @@ fn restart_policy(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<RestartPolicy
     if let Some(n) = f.take("condition") {
         let p = f.child("condition");
         let c = fields::string(ctx, n, &p)?;
-        if !matches!(c.as_str(), "none" | "on-failure" | "any") {
-            return Err(ctx.error(
-                n.loc,
-                &p,
-                format!("unknown condition {c:?} (expected none, on-failure or any)"),
-            ));
-        }
-        policy.condition = c;
+        policy.condition = c.parse().map_err(|e: String| ctx.error(n.loc, &p, e))?;
     }
     for (key, slot) in [
         ("delay", &mut policy.delay_ms),
@@ -212,12 +207,12 @@ pub(crate) fn restart_shorthand(ctx: Ctx<'_>, node: &Node, path: &str) -> Result
     let s = fields::string(ctx, node, path)?;
     let mut policy = RestartPolicy::default();
     match s.as_str() {
-        "no" => policy.condition = "none".into(),
-        "always" | "unless-stopped" => policy.condition = "any".into(),
-        "on-failure" => policy.condition = "on-failure".into(),
+        "no" => policy.condition = RestartCondition::Never,
+        "always" | "unless-stopped" => policy.condition = RestartCondition::Any,
+        "on-failure" => policy.condition = RestartCondition::OnFailure,
         other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
             Some(Ok(n)) => {
-                policy.condition = "on-failure".into();
+                policy.condition = RestartCondition::OnFailure;
                 policy.max_attempts = Some(n);
             }
             _ => {

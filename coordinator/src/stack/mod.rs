@@ -133,18 +133,16 @@ fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-/// Names of stacks, services, volumes and secrets: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+/// Names of stacks, services, volumes and secrets: the one name rule (`shoal_model::check_name`).
 fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ctx.error(
+    shoal_model::check_name("stack object", name).map_err(|_| {
+        ctx.error(
             loc,
             path,
-            format!("invalid name {name:?} (letters, digits, `_`, `.`, `-`)"),
-        ))
-    }
+            format!(
+                "invalid name {name:?} (1-63 letters, digits, `_`, `.`, `-`, starting with \
+                 a letter or digit)"
+            ),
+        )
+    })
 }

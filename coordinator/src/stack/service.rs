@@ -143,7 +143,7 @@ pub(crate) fn parse(
     spec.container = c;
     spec.depends_on = depends_on
         .iter()
-        .map(|d| (d.service.clone(), d.condition.clone()))
+        .map(|d| (d.service.clone(), d.condition))
         .collect();
     Ok(ParsedService { spec, depends_on })
 }

@@ -179,10 +179,7 @@ services:
     assert_eq!(c.host_ports, [5000, 35357, 8080]);
     assert_eq!(c.cpu_limit_millis, Some(2000));
     assert_eq!(c.memory_limit, Some(3 << 29));
-    assert_eq!(
-        api.depends_on,
-        [("db".to_string(), SERVICE_HEALTHY.to_string())]
-    );
+    assert_eq!(api.depends_on, [("db".to_string(), SERVICE_HEALTHY)]);
     assert_eq!(api.replicas, 3);
     assert_eq!(api.labels["tier"], "api");
     assert_eq!(
@@ -195,7 +192,10 @@ services:
         (api.cpu_reservation_millis, api.memory_reservation_bytes),
         (500, 512 << 20)
     );
-    assert_eq!(api.restart_policy.condition, "on-failure");
+    assert_eq!(
+        api.restart_policy.condition,
+        shoal_model::RestartCondition::OnFailure
+    );
     assert_eq!(
         (
             api.restart_policy.delay_ms,
@@ -209,10 +209,7 @@ services:
     assert_eq!(boot.mode, ServiceMode::ReplicatedJob);
     assert_eq!(boot.container.env["KOLLA_BOOTSTRAP"], "");
     assert_eq!(boot.container.env["A"], "b=c");
-    assert_eq!(
-        boot.depends_on,
-        [("db".to_string(), SERVICE_STARTED.to_string())]
-    );
+    assert_eq!(boot.depends_on, [("db".to_string(), SERVICE_STARTED)]);
 
     let agent = service(&stack, "agent");
     assert_eq!((agent.mode, agent.replicas), (ServiceMode::Global, 0));
@@ -274,10 +271,9 @@ fn openstack_example_parses() {
         }
     }
     let keystone = service(&stack, "keystone");
-    assert!(keystone.depends_on.contains(&(
-        "keystone-bootstrap".into(),
-        SERVICE_COMPLETED_SUCCESSFULLY.into()
-    )));
+    assert!(keystone
+        .depends_on
+        .contains(&("keystone-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY)));
     assert_eq!(keystone.container.host_ports, [5000]);
     assert_eq!(
         service(&stack, "keystone-bootstrap").mode,
@@ -334,12 +330,10 @@ fn demo_example_parses() {
         api.container.healthcheck.as_ref().map(|h| &h.probe),
         Some(HealthProbe::Http { .. })
     ));
+    assert!(api.depends_on.contains(&("db".into(), SERVICE_HEALTHY)));
     assert!(api
         .depends_on
-        .contains(&("db".into(), SERVICE_HEALTHY.into())));
-    assert!(api
-        .depends_on
-        .contains(&("db-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY.into())));
+        .contains(&("db-bootstrap".into(), SERVICE_COMPLETED_SUCCESSFULLY)));
 }
 
 /// `(file text, line, column, key path, part of the message)`.

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use shoal_pki::{CertAuthority, Role};
 
 use super::pki::{CertRecord, Redacted};
+use super::refusal::{Refusal, RefusalKind};
+use shoal_model::api::UserCommand;
 use shoal_model::{Millis, Node, NodeAvailability, SecretValue, ServiceSpec, Task, TaskState};
 
 /// One Raft log entry: requests proposed together by the leader, applied in order, each on its
@@ -24,13 +26,13 @@ pub struct Request {
     pub request_id: Option<String>,
     /// The proposer's wall clock when it proposed; the state machine's only notion of time.
     pub now: Millis,
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Every change to cluster state. The one closed enum at the Raft boundary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
-pub enum Command {
+pub(crate) enum Command {
     /// Marks the state with the id of the cluster it belongs to; applied once at bootstrap.
     InitCluster {
         cluster_id: String,
@@ -144,20 +146,27 @@ impl Reconcile {
     }
 }
 
-impl Command {
-    /// Commands an operator may send through the control API (the others come from agents and
-    /// from the coordinators themselves).
-    pub fn is_user_command(&self) -> bool {
-        matches!(
-            self,
-            Command::CreateService { .. }
-                | Command::UpdateService { .. }
-                | Command::RemoveService { .. }
-                | Command::ApplyStack { .. }
-                | Command::RemoveStack { .. }
-                | Command::UpdateNode { .. }
-                | Command::RemoveNode { .. }
-        )
+/// An operator's change becomes the log entry of the same name (and the same JSON form).
+impl From<UserCommand> for Command {
+    fn from(c: UserCommand) -> Self {
+        match c {
+            UserCommand::CreateService { name, spec } => Command::CreateService { name, spec },
+            UserCommand::UpdateService { name, spec } => Command::UpdateService { name, spec },
+            UserCommand::RemoveService { name } => Command::RemoveService { name },
+            UserCommand::RemoveStack { stack } => Command::RemoveStack { stack },
+            UserCommand::UpdateNode {
+                name,
+                availability,
+                add_labels,
+                remove_labels,
+            } => Command::UpdateNode {
+                name,
+                availability,
+                add_labels,
+                remove_labels,
+            },
+            UserCommand::RemoveNode { name, force } => Command::RemoveNode { name, force },
+        }
     }
 }
 
@@ -174,6 +183,10 @@ pub struct TaskStatusUpdate {
 pub struct Response {
     /// `None` on success, else why the command was refused (state unchanged).
     pub error: Option<String>,
+    /// The refusal's kind; absent in answers recorded before kinds existed (read as
+    /// [`RefusalKind::Precondition`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalKind>,
     /// Version of the object the command created or changed, when there is one.
     pub version: Option<u64>,
 }
@@ -185,27 +198,43 @@ impl Response {
 
     pub fn version(version: u64) -> Self {
         Self {
-            error: None,
             version: Some(version),
+            ..Self::default()
         }
     }
 
+    /// Refused: the state does not allow the command now.
     pub fn refused(msg: impl Into<String>) -> Self {
+        Self::refusal(Refusal::new(RefusalKind::Precondition, msg))
+    }
+
+    /// Refused: the object the command names does not exist.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::refusal(Refusal::new(RefusalKind::NotFound, msg))
+    }
+
+    /// Refused: the object the command would create exists.
+    pub fn exists(msg: impl Into<String>) -> Self {
+        Self::refusal(Refusal::new(RefusalKind::AlreadyExists, msg))
+    }
+
+    /// Refused: the command is malformed.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::refusal(Refusal::new(RefusalKind::Invalid, msg))
+    }
+
+    pub fn refusal(r: Refusal) -> Self {
         Self {
-            error: Some(msg.into()),
+            error: Some(r.message),
+            refusal: Some(r.kind),
             version: None,
         }
     }
-}
 
-/// A cluster event, kept in a bounded ring in the state for `shoalctl events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub at: Millis,
-    /// `service`, `node`, `task`, `cluster`.
-    pub kind: String,
-    pub object: String,
-    pub action: String,
-    pub message: String,
+    /// The refusal, if the command was refused.
+    pub fn refused_with(&self) -> Option<Refusal> {
+        self.error
+            .as_ref()
+            .map(|m| Refusal::new(self.refusal.unwrap_or(RefusalKind::Precondition), m.clone()))
+    }
 }

@@ -11,6 +11,7 @@ use shoal_pki::Role;
 use super::pki::PkiState;
 use super::secrets::{plan_stack_secrets, Secret};
 use super::{Command, Event, Query, Reconcile, Request, Response};
+use shoal_model::api::{Answer, EventKind};
 
 /// How many events the state keeps.
 pub const EVENT_RING: usize = 10_000;
@@ -100,19 +101,25 @@ impl ClusterState {
                 }
                 _ => {
                     self.cluster_id = Some(cluster_id.clone());
-                    self.event(now, "cluster", cluster_id, "init", "cluster initialized");
+                    self.event(
+                        now,
+                        EventKind::Cluster,
+                        cluster_id,
+                        "init",
+                        "cluster initialized",
+                    );
                     Response::ok()
                 }
             },
             Command::CreateService { name, spec } => {
                 if let Err(e) = validate_name("service", name) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 if let Err(e) = no_secrets(name, spec) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 if self.services.contains_key(name) {
-                    return Response::refused(format!("service `{name}` already exists"));
+                    return Response::exists(format!("service `{name}` already exists"));
                 }
                 let svc = Service {
                     name: name.clone(),
@@ -123,33 +130,39 @@ impl ClusterState {
                     updated_at: now,
                 };
                 self.services.insert(name.clone(), svc);
-                self.event(now, "service", name, "create", "service created");
+                self.event(now, EventKind::Service, name, "create", "service created");
                 Response::version(1)
             }
             Command::UpdateService { name, spec } => {
                 if let Err(e) = no_secrets(name, spec) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 let Some(svc) = self.services.get_mut(name) else {
-                    return Response::refused(format!("service `{name}` not found"));
+                    return Response::not_found(format!("service `{name}` not found"));
                 };
                 svc.spec = spec.clone();
                 svc.version += 1;
                 svc.updated_at = now;
                 let v = svc.version;
-                self.event(now, "service", name, "update", &format!("version {v}"));
+                self.event(
+                    now,
+                    EventKind::Service,
+                    name,
+                    "update",
+                    &format!("version {v}"),
+                );
                 Response::version(v)
             }
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
-                    return Response::refused(format!("service `{name}` not found"));
+                    return Response::not_found(format!("service `{name}` not found"));
                 }
-                self.event(now, "service", name, "remove", "service removed");
+                self.event(now, EventKind::Service, name, "remove", "service removed");
                 Response::ok()
             }
             Command::RegisterNode { node } => {
                 if let Err(e) = validate_name("node", &node.name) {
-                    return Response::refused(e);
+                    return Response::invalid(e);
                 }
                 let mut node = node.clone();
                 node.status = NodeStatus::Ready;
@@ -164,7 +177,7 @@ impl ClusterState {
                 }
                 let name = node.name.clone();
                 self.nodes.insert(name.clone(), node);
-                self.event(now, "node", &name, "register", "node ready");
+                self.event(now, EventKind::Node, &name, "register", "node ready");
                 Response::ok()
             }
             Command::NodeHeartbeat { name } => match self.nodes.get_mut(name) {
@@ -175,7 +188,7 @@ impl ClusterState {
                     n.status = NodeStatus::Ready;
                     n.down_since = None;
                     if was_down {
-                        self.event(now, "node", name, "up", "node ready");
+                        self.event(now, EventKind::Node, name, "up", "node ready");
                     }
                     Response::ok()
                 }
@@ -201,7 +214,7 @@ impl ClusterState {
                     task.updated_at = now;
                     let msg = format!("{}: {}", u.state, u.message);
                     let id = u.task_id.clone();
-                    self.event(now, "task", &id, u.state.as_str(), &msg);
+                    self.event(now, EventKind::Task, &id, u.state.as_str(), &msg);
                 }
                 Response::ok()
             }
@@ -224,13 +237,13 @@ impl ClusterState {
                     .map(|s| s.name.clone())
                     .collect();
                 if names.is_empty() && secrets.is_empty() {
-                    return Response::refused(format!("stack `{stack}` not found"));
+                    return Response::not_found(format!("stack `{stack}` not found"));
                 }
                 for name in secrets {
                     self.secrets.remove(&name);
                     self.event(
                         now,
-                        "secret",
+                        EventKind::Secret,
                         &name,
                         "remove",
                         &format!("stack {stack} removed"),
@@ -240,7 +253,7 @@ impl ClusterState {
                     self.services.remove(&name);
                     self.event(
                         now,
-                        "service",
+                        EventKind::Service,
                         &name,
                         "remove",
                         &format!("stack {stack} removed"),
@@ -255,7 +268,7 @@ impl ClusterState {
                 remove_labels,
             } => {
                 let Some(node) = self.nodes.get_mut(name) else {
-                    return Response::refused(format!("node `{name}` not found"));
+                    return Response::not_found(format!("node `{name}` not found"));
                 };
                 if let Some(a) = availability {
                     node.availability = *a;
@@ -270,11 +283,11 @@ impl ClusterState {
                     "availability {:?}, labels {:?}",
                     node.availability, node.labels
                 );
-                self.event(now, "node", name, "update", &msg);
+                self.event(now, EventKind::Node, name, "update", &msg);
                 Response::ok()
             }
             Command::RemoveNode { name, force } => match self.nodes.get(name) {
-                None => Response::refused(format!("node `{name}` not found")),
+                None => Response::not_found(format!("node `{name}` not found")),
                 Some(n) if n.status == NodeStatus::Ready => Response::refused(format!(
                     "node `{name}` is ready: drain it and stop its agent before removing it"
                 )),
@@ -296,17 +309,17 @@ impl ClusterState {
                         .map(|p| p.revoke(Role::Agent, Some(name), None))
                         .unwrap_or(0);
                     let msg = format!("node removed; {revoked} certificate(s) revoked");
-                    self.event(now, "node", name, "remove", &msg);
+                    self.event(now, EventKind::Node, name, "remove", &msg);
                     Response::ok()
                 }
             },
             Command::MarkNodeDown { name } => match self.nodes.get_mut(name) {
-                None => Response::refused(format!("node `{name}` not found")),
+                None => Response::not_found(format!("node `{name}` not found")),
                 Some(n) => {
                     if n.status != NodeStatus::Down {
                         n.status = NodeStatus::Down;
                         n.down_since = Some(now);
-                        self.event(now, "node", name, "down", "missed heartbeats");
+                        self.event(now, EventKind::Node, name, "down", "missed heartbeats");
                     }
                     Response::ok()
                 }
@@ -335,7 +348,7 @@ impl ClusterState {
                     let _ = pki.record(now, c, None);
                 }
                 self.pki = Some(pki);
-                self.event(now, "cluster", "ca", "init", "cluster CA created");
+                self.event(now, EventKind::Cluster, "ca", "init", "cluster CA created");
                 Response::ok()
             }
             Command::RecordCert { cert, join_secret } => {
@@ -352,7 +365,7 @@ impl ClusterState {
                 };
                 self.event(
                     now,
-                    "certificate",
+                    EventKind::Certificate,
                     &cert.name,
                     "issue",
                     &format!("{} certificate {} ({what})", cert.role, cert.serial),
@@ -372,7 +385,7 @@ impl ClusterState {
                 }
                 self.event(
                     now,
-                    "cluster",
+                    EventKind::Cluster,
                     "token",
                     "rotate",
                     &format!("{role} join token rotated"),
@@ -391,7 +404,7 @@ impl ClusterState {
                 pki.revoke_serial(serial);
                 self.event(
                     now,
-                    "certificate",
+                    EventKind::Certificate,
                     &cert.name,
                     "revoke",
                     &format!("{} certificate {serial} revoked", cert.role),
@@ -406,7 +419,7 @@ impl ClusterState {
                     .unwrap_or(0);
                 self.event(
                     now,
-                    "cluster",
+                    EventKind::Cluster,
                     &member_id.to_string(),
                     "revoke",
                     &format!("{n} coordinator certificate(s) revoked"),
@@ -424,7 +437,7 @@ impl ClusterState {
         secrets: &[(String, SecretValue)],
     ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
-            return Response::refused(e);
+            return Response::invalid(e);
         }
         let plan =
             match plan_stack_secrets(&self.secrets, self.secret_seq, stack, secrets, services) {
@@ -434,7 +447,7 @@ impl ClusterState {
         let services = plan.services.as_slice();
         for (name, _) in services {
             if let Err(e) = validate_name("service", name) {
-                return Response::refused(e);
+                return Response::invalid(e);
             }
             if let Some(existing) = self.services.get(name) {
                 if existing.stack.as_deref() != Some(stack) {
@@ -457,7 +470,7 @@ impl ClusterState {
             self.secrets.remove(name);
             self.event(
                 now,
-                "secret",
+                EventKind::Secret,
                 name,
                 "remove",
                 &format!("not in stack {stack}"),
@@ -471,7 +484,7 @@ impl ClusterState {
                     s.version = *version;
                     s.updated_at = now;
                     let msg = format!("new value, version {version}");
-                    self.event(now, "secret", name, "update", &msg);
+                    self.event(now, EventKind::Secret, name, "update", &msg);
                 }
                 None => {
                     self.secrets.insert(
@@ -485,7 +498,13 @@ impl ClusterState {
                             updated_at: now,
                         },
                     );
-                    self.event(now, "secret", name, "create", &format!("stack {stack}"));
+                    self.event(
+                        now,
+                        EventKind::Secret,
+                        name,
+                        "create",
+                        &format!("stack {stack}"),
+                    );
                 }
             }
         }
@@ -493,7 +512,7 @@ impl ClusterState {
             self.services.remove(&name);
             self.event(
                 now,
-                "service",
+                EventKind::Service,
                 &name,
                 "remove",
                 &format!("not in stack {stack}"),
@@ -507,7 +526,13 @@ impl ClusterState {
                     svc.version += 1;
                     svc.updated_at = now;
                     let v = svc.version;
-                    self.event(now, "service", name, "update", &format!("version {v}"));
+                    self.event(
+                        now,
+                        EventKind::Service,
+                        name,
+                        "update",
+                        &format!("version {v}"),
+                    );
                 }
                 None => {
                     let svc = Service {
@@ -519,7 +544,13 @@ impl ClusterState {
                         updated_at: now,
                     };
                     self.services.insert(name.clone(), svc);
-                    self.event(now, "service", name, "create", &format!("stack {stack}"));
+                    self.event(
+                        now,
+                        EventKind::Service,
+                        name,
+                        "create",
+                        &format!("stack {stack}"),
+                    );
                 }
             }
         }
@@ -553,7 +584,7 @@ impl ClusterState {
                 Some(n) => format!("created on {n}"),
                 None => "created".to_string(),
             };
-            self.event(now, "task", &t.id, t.state.as_str(), &msg);
+            self.event(now, EventKind::Task, &t.id, t.state.as_str(), &msg);
             self.tasks.insert(t.id.clone(), t);
         }
         for (id, node) in &r.assign {
@@ -567,7 +598,13 @@ impl ClusterState {
             t.state = TaskState::Assigned;
             t.message = format!("assigned to {node}");
             t.updated_at = now;
-            self.event(now, "task", id, "assigned", &format!("assigned to {node}"));
+            self.event(
+                now,
+                EventKind::Task,
+                id,
+                "assigned",
+                &format!("assigned to {node}"),
+            );
         }
         for (id, reasons) in &r.unplaceable {
             let Some(t) = self.tasks.get_mut(id) else {
@@ -591,7 +628,7 @@ impl ClusterState {
                 t.state = TaskState::Shutdown;
             }
             t.message = reason.clone();
-            self.event(now, "task", id, "shutdown", reason);
+            self.event(now, EventKind::Task, id, "shutdown", reason);
         }
         for (id, reason) in &r.orphan {
             let Some(t) = self.tasks.get_mut(id) else {
@@ -603,7 +640,7 @@ impl ClusterState {
             t.state = TaskState::Orphaned;
             t.message = reason.clone();
             t.updated_at = now;
-            self.event(now, "task", id, "orphaned", reason);
+            self.event(now, EventKind::Task, id, "orphaned", reason);
         }
         for id in &r.forget {
             if self.tasks.get(id).is_some_and(|t| t.state.is_terminal()) {
@@ -612,12 +649,12 @@ impl ClusterState {
         }
     }
 
-    fn event(&mut self, at: u64, kind: &str, object: &str, action: &str, message: &str) {
+    fn event(&mut self, at: u64, kind: EventKind, object: &str, action: &str, message: &str) {
         self.next_event_seq += 1;
         self.events.push_back(Event {
             seq: self.next_event_seq,
             at,
-            kind: kind.to_string(),
+            kind,
             object: object.to_string(),
             action: action.to_string(),
             message: message.to_string(),
@@ -627,30 +664,31 @@ impl ClusterState {
         }
     }
 
-    /// Answers a read as JSON.
-    pub fn query(&self, q: &Query) -> serde_json::Value {
-        use serde_json::{json, to_value};
-        let v = match q {
-            Query::Services => to_value(self.services.values().collect::<Vec<_>>()),
-            Query::Service { name } => to_value(self.services.get(name)),
-            Query::Tasks { service, node } => to_value(
+    /// Answers a read.
+    pub fn query(&self, q: &Query) -> Answer {
+        match q {
+            Query::Services => Answer::Services(self.services.values().cloned().collect()),
+            Query::Service { name } => {
+                Answer::Service(self.services.get(name).cloned().map(Box::new))
+            }
+            Query::Tasks { service, node } => Answer::Tasks(
                 self.tasks
                     .values()
                     .filter(|t| service.as_ref().is_none_or(|s| &t.service == s))
                     .filter(|t| node.as_ref().is_none_or(|n| t.node.as_ref() == Some(n)))
-                    .collect::<Vec<_>>(),
+                    .cloned()
+                    .collect(),
             ),
-            Query::Nodes => to_value(self.nodes.values().collect::<Vec<_>>()),
-            Query::Events { after } => to_value(
+            Query::Nodes => Answer::Nodes(self.nodes.values().cloned().collect()),
+            Query::Events { after } => Answer::Events(
                 self.events
                     .iter()
                     .filter(|e| e.seq > *after)
-                    .collect::<Vec<_>>(),
+                    .cloned()
+                    .collect(),
             ),
-            Query::ClusterId => Ok(json!(self.cluster_id)),
-        };
-        // Our own plain data serializes without error.
-        v.unwrap_or(serde_json::Value::Null)
+            Query::ClusterId => Answer::ClusterId(self.cluster_id.clone()),
+        }
     }
 }
 
@@ -666,29 +704,15 @@ fn no_secrets(name: &str, spec: &ServiceSpec) -> Result<(), String> {
     }
 }
 
+/// The one name rule (`shoal_model::check_name`), as a refusal message.
 pub(super) fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} name `{name}` is invalid: use 1-63 letters, digits, `-`, `_` or `.`, starting \
-             with a letter or digit"
-        ))
-    }
+    shoal_model::check_name(what, name).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Refusal, RefusalKind};
     use shoal_model::ServiceSpec;
 
     fn req(id: Option<&str>, now: u64, command: Command) -> Request {
@@ -750,7 +774,9 @@ mod tests {
         let mut s = ClusterState::default();
         for bad in ["", "-x", "a b", "x/y", &"a".repeat(64)] {
             let r = s.apply(&req(None, 1, create(bad)));
-            assert!(r.error.unwrap().contains("invalid"), "{bad:?}");
+            let refusal = r.refused_with().expect("refused");
+            assert_eq!(refusal.kind, RefusalKind::Invalid, "{bad:?}");
+            assert!(refusal.message.contains("invalid"), "{bad:?}");
         }
         assert!(s.services.is_empty());
     }
@@ -778,7 +804,29 @@ mod tests {
             .error
             .is_none());
         let r = s.apply(&req(None, 4, Command::RemoveService { name: "mq".into() }));
-        assert_eq!(r.error.as_deref(), Some("service `mq` not found"));
+        assert_eq!(
+            r.refused_with(),
+            Some(Refusal::new(
+                RefusalKind::NotFound,
+                "service `mq` not found"
+            ))
+        );
+        s.apply(&req(None, 5, create("mq")));
+        let r = s.apply(&req(None, 6, create("mq")));
+        assert_eq!(
+            r.refused_with().map(|r| r.kind),
+            Some(RefusalKind::AlreadyExists)
+        );
+        // Successful answers serialize as before kinds existed (they live in snapshots).
+        assert_eq!(
+            serde_json::to_string(&Response::version(2)).expect("json"),
+            r#"{"error":null,"version":2}"#
+        );
+        let old: Response = serde_json::from_str(r#"{"error":"no","version":null}"#).expect("old");
+        assert_eq!(
+            old.refused_with().map(|r| r.kind),
+            Some(RefusalKind::Precondition)
+        );
     }
 
     #[test]
@@ -798,7 +846,7 @@ mod tests {
         let mut s = ClusterState::default();
         for i in 0..(EVENT_RING as u64 + 10) {
             s.apply(&req(None, i, Command::RemoveService { name: "x".into() }));
-            s.event(i, "test", "x", "tick", "");
+            s.event(i, EventKind::Other, "x", "tick", "");
         }
         assert_eq!(s.events.len(), EVENT_RING);
         assert_eq!(s.events.back().unwrap().seq, s.next_event_seq);

@@ -6,15 +6,17 @@
 mod command;
 mod machine;
 pub mod pki;
-mod query;
+mod refusal;
 mod secrets;
 #[cfg(test)]
 mod secrets_tests;
 
-pub use command::{Batch, Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
+pub(crate) use command::Command;
+pub use command::{Batch, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
-pub use query::Query;
+pub use refusal::{Refusal, RefusalKind};
 pub use secrets::Secret;
+pub use shoal_model::api::{Event, Query};
 
 /// Applies `command` at time 1 and fails the test if the state machine refused it.
 #[cfg(test)]

@@ -222,7 +222,7 @@ fn no_query_event_or_debug_print_holds_the_value() {
             Query::Events { after: 0 },
             Query::ClusterId,
         ] {
-            h.push(s.query(&q).to_string());
+            h.push(serde_json::to_string(&s.query(&q)).expect("answers serialize"));
         }
         h
     };
@@ -239,7 +239,11 @@ fn no_query_event_or_debug_print_holds_the_value() {
         assert!(!h.contains("second-value"), "value found in {h}");
     }
     // The events name the secret and say what happened, without the value.
-    let secret_events: Vec<_> = s.events.iter().filter(|e| e.kind == "secret").collect();
+    let secret_events: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| e.kind == shoal_model::api::EventKind::Secret)
+        .collect();
     assert_eq!(secret_events.len(), 2, "{secret_events:?}");
 }
 

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use shoal_model::api::UserCommand;
+use shoal_model::ServiceSpec;
 use shoal_proto::control::control_client::ControlClient;
-use shoal_proto::control::ApplyRequest;
+use shoal_proto::control_api;
 use shoal_tests::coordinators::{cluster, wait_leader, Coord};
 use shoal_tests::free_addr;
 use tonic::transport::Channel;
@@ -146,15 +148,10 @@ async fn shoal_runs(args: &Args, root: &std::path::Path) -> anyhow::Result<Vec<(
         let run = drive(n, args.seconds, move |c, seq| {
             let mut client = pool[c % pool.len()].clone();
             async move {
-                let cmd = serde_json::json!({
-                    "type": "create_service",
-                    "name": format!("b{n}-{seq}"),
-                    "spec": { "container": { "image": "quay.io/openstack.kolla/keystone:2024.1", "command": ["kolla_start"], "env": {"KOLLA_CONFIG_STRATEGY": "COPY_ALWAYS"} }, "replicas": 0 }
-                });
-                let req = ApplyRequest {
-                    request_id: format!("bench-{n}-{seq}"),
-                    command_json: serde_json::to_vec(&cmd).unwrap_or_default(),
-                };
+                let req = control_api::apply_request(
+                    &format!("bench-{n}-{seq}"),
+                    &keystone_like(format!("b{n}-{seq}")),
+                );
                 client.apply(req).await.is_ok()
             }
         })
@@ -204,11 +201,11 @@ async fn failovers(
         let mut i = 0usize;
         loop {
             let mut c = clients[i % clients.len()].clone();
-            let cmd = serde_json::json!({"type": "create_service", "name": format!("f{round}-{i}"), "spec": {}});
-            let req = ApplyRequest {
-                request_id: format!("f{round}"),
-                command_json: serde_json::to_vec(&cmd)?,
+            let cmd = UserCommand::CreateService {
+                name: format!("f{round}-{i}"),
+                spec: ServiceSpec::default(),
             };
+            let req = control_api::apply_request(&format!("f{round}"), &cmd);
             if c.apply(req).await.is_ok() {
                 break;
             }
@@ -367,6 +364,18 @@ fn rtt_baseline() -> anyhow::Result<f64> {
     let _ = server.join();
     lat.sort_unstable();
     Ok(lat[lat.len() / 2] as f64 / 1e6)
+}
+
+/// A service spec the size of a kolla service's (no replicas: the benchmark measures writes).
+fn keystone_like(name: String) -> UserCommand {
+    let mut spec = ServiceSpec::default();
+    spec.container.image = "quay.io/openstack.kolla/keystone:2024.1".into();
+    spec.container.command = vec!["kolla_start".into()];
+    spec.container
+        .env
+        .insert("KOLLA_CONFIG_STRATEGY".into(), "COPY_ALWAYS".into());
+    spec.replicas = 0;
+    UserCommand::CreateService { name, spec }
 }
 
 #[tokio::main]

@@ -1,11 +1,15 @@
 //! A one-node openraft cluster over the sled store survives a restart: the state comes back from
-//! the last snapshot plus the committed log after it.
+//! the last snapshot plus the committed log after it. (A unit test: the Raft `Command` is private
+//! to this crate.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::raft::types::{NodeId, Raft, TypeConfig};
+use crate::raft::Store;
+use crate::state::{Command, Request};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -13,9 +17,6 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Config};
-use shoal_coordinator::raft::types::{NodeId, Raft, TypeConfig};
-use shoal_coordinator::raft::Store;
-use shoal_coordinator::state::{Command, Request};
 use shoal_model::ServiceSpec;
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));

@@ -1,0 +1,2 @@
+
+,{"type":"tasks","service":"web","node":null}

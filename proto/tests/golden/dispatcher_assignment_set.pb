@@ -1,0 +1,3 @@
+
+º[{"id":"t1","service":"web","service_version":2,"slot":1,"node":"n1","desired_state":"running","state":"assigned","message":"","exit_code":null,"spec":{"image":"busybox","entrypoint":[],"command":["sleep","600"],"env":{},"user":null,"group_add":[],"working_dir":null,"network":"host","mounts":[],"privileged":false,"cap_add":[],"cap_drop":[],"pid_host":false,"ipc_host":false,"cgroup_host":false,"ulimits":[],"memory_limit":null,"cpu_limit_millis":null,"stop_signal":null,"stop_grace_ms":null,"labels":{},"healthcheck":null,"host_ports":[],"secrets":[]},"restart_policy":{"condition":"any","delay_ms":5000,"max_attempts":null,"window_ms":0},"mode":"replicated","created_at":1000,"updated_at":2000}]*
+pw	golden-pw"0b

@@ -1,0 +1,3 @@
+
+n1
+t1runningstarted
