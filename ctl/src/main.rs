@@ -5,6 +5,7 @@ mod node_cmds;
 mod output;
 mod pki_cmds;
 mod stack_cmds;
+mod stack_env_files;
 mod stack_name;
 mod stack_secrets;
 mod task_cmds;

@@ -15,12 +15,14 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     // Secret values are read here, on the operator's machine, and sent beside the YAML.
     let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
+    let env_files = crate::stack_env_files::resolve(file, &source)?;
     let stack = crate::stack_name::resolve(stack, file, &source)?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default(),
         file: file.display().to_string(),
         source,
         secrets,
+        env_files,
     })
 }
 

@@ -9,7 +9,10 @@ pub mod service;
 pub mod task;
 pub mod time;
 
-pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
+pub use container::{
+    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, SecurityOpts,
+    Ulimit,
+};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
 pub use service::{NodeLoss, RestartPolicy, Service, ServiceMode, ServiceSpec};

@@ -5,6 +5,7 @@ mod containerd_image;
 pub mod fake;
 pub mod registry;
 pub mod rootfs_files;
+pub mod seccomp;
 pub mod spec;
 pub mod users;
 
