@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_model::{MountKind, Task, TaskState};
+use shoal_model::{MountKind, PullPolicy, Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -176,52 +176,65 @@ fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
 async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     let id = task.id.as_str();
     ctx.report(id, TaskState::Preparing, "preparing", None);
-    match ctx.rt.ensure_image(&task.spec.image).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let image = &task.spec.image;
-            ctx.report(
-                id,
-                TaskState::Preparing,
-                format!("pulling image `{image}`"),
-                None,
-            );
-            let auth = auth_for(&ctx.cfg.registries, image);
-            let pull = ctx.rt.pull_image(image, &auth);
-            tokio::pin!(pull);
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            tick.tick().await;
-            let pulled = loop {
-                tokio::select! {
-                    r = &mut pull => break r,
-                    _ = tick.tick() => {
-                        if let Some((done, total)) = ctx.rt.pull_progress(image) {
-                            ctx.report(
-                                id,
-                                TaskState::Preparing,
-                                format!("pulling image `{image}`: {done}/{total} bytes"),
-                                None,
-                            );
-                        }
-                    }
-                }
-            };
-            match pulled {
-                Ok(_) => {}
-                Err(error) if transient(&error) => {
-                    warn!(task_id = id, %error, "cannot pull the image; retrying later");
-                    return Outcome::Other;
-                }
-                Err(error) => {
-                    warn!(task_id = id, %error, "image pull failed");
-                    ctx.report(id, TaskState::Rejected, error.to_string(), None);
-                    return Outcome::Other;
-                }
-            }
-        }
+    let image = &task.spec.image;
+    let present = match ctx.rt.ensure_image(image).await {
+        Ok(present) => present,
         Err(error) => {
             warn!(task_id = id, %error, "cannot check the image; retrying later");
             return Outcome::Other;
+        }
+    };
+    let pull = match (task.spec.pull_policy, present) {
+        (PullPolicy::Never, false) => {
+            ctx.report(
+                id,
+                TaskState::Rejected,
+                format!("image `{image}` is not on this node and its pull_policy is never"),
+                None,
+            );
+            return Outcome::Other;
+        }
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => true,
+        (PullPolicy::Never | PullPolicy::Missing, true) => false,
+    };
+    if pull {
+        ctx.report(
+            id,
+            TaskState::Preparing,
+            format!("pulling image `{image}`"),
+            None,
+        );
+        let auth = auth_for(&ctx.cfg.registries, image);
+        let pull = ctx.rt.pull_image(image, &auth);
+        tokio::pin!(pull);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.tick().await;
+        let pulled = loop {
+            tokio::select! {
+                r = &mut pull => break r,
+                _ = tick.tick() => {
+                    if let Some((done, total)) = ctx.rt.pull_progress(image) {
+                        ctx.report(
+                            id,
+                            TaskState::Preparing,
+                            format!("pulling image `{image}`: {done}/{total} bytes"),
+                            None,
+                        );
+                    }
+                }
+            }
+        };
+        match pulled {
+            Ok(_) => {}
+            Err(error) if transient(&error) => {
+                warn!(task_id = id, %error, "cannot pull the image; retrying later");
+                return Outcome::Other;
+            }
+            Err(error) => {
+                warn!(task_id = id, %error, "image pull failed");
+                ctx.report(id, TaskState::Rejected, error.to_string(), None);
+                return Outcome::Other;
+            }
         }
     }
     match create_bind_sources(&task) {
@@ -992,6 +1005,38 @@ mod tests {
                 "image `other.test/locked:1`: registry `other.test`: unauthorized"
             )
         );
+    }
+
+    /// Audit row 19 (image refresh), in part: `pull_policy: always` resolves a tag the node
+    /// already has again; `never` rejects a task whose image the node lacks, naming it.
+    #[tokio::test(start_paused = true)]
+    async fn pull_policy_decides_when_a_tag_is_pulled() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test/app:1", None);
+        rt.add_image("reg.test/app:1");
+        let env = env_with(rt, Registries::default());
+        let mut always = task("always");
+        always.spec.image = "reg.test/app:1".into();
+        always.spec.pull_policy = PullPolicy::Always;
+        let mut missing = task("missing");
+        missing.spec.image = "reg.test/app:1".into();
+        let mut never = task("never");
+        never.spec.image = "reg.test/absent:1".into();
+        never.spec.pull_policy = PullPolicy::Never;
+        env.tx.send(vec![always, missing, never]).await.unwrap();
+        until(&env, "always", |u| u.state == TaskState::Running).await;
+        until(&env, "missing", |u| u.state == TaskState::Running).await;
+        // Only `always` pulled the tag the node already had.
+        assert_eq!(env.rt.pull_count("reg.test/app:1"), 1);
+        let u = until(&env, "never", |u| u.state.is_terminal()).await;
+        assert_eq!(
+            (u.state, u.message.as_str()),
+            (
+                TaskState::Rejected,
+                "image `reg.test/absent:1` is not on this node and its pull_policy is never"
+            )
+        );
+        assert_eq!(env.rt.pull_count("reg.test/absent:1"), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct ContainerSpec {
     pub image: String,
+    /// When the agent resolves the image's tag again (Compose `pull_policy`).
+    pub pull_policy: PullPolicy,
     /// Overrides the image's entrypoint when non-empty.
     pub entrypoint: Vec<String>,
     /// Overrides the image's cmd when non-empty.
@@ -56,6 +58,19 @@ pub struct ContainerSpec {
     pub host_ports: Vec<u16>,
     /// Secrets mounted as files (references only; values never travel in a spec).
     pub secrets: Vec<crate::SecretRef>,
+}
+
+/// Compose `pull_policy`: when the agent pulls a task's image before creating its container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Only when the node lacks the image (Compose `missing`, `if_not_present`).
+    #[default]
+    Missing,
+    /// Every time a container is created: a re-pushed tag is resolved again.
+    Always,
+    /// Never: a node without the image rejects the task.
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ pub mod task;
 pub mod time;
 
 pub use container::{
-    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, SecurityOpts,
-    Ulimit,
+    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, PullPolicy,
+    SecurityOpts, Ulimit,
 };
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};

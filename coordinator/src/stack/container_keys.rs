@@ -1,8 +1,8 @@
-//! The service keys that shape one container's kernel view: `devices`, `sysctls`, `shm_size`,
-//! `extra_hosts`, `hostname`, `init` and `security_opt` (issue 14), read after `network_mode`
-//! and `ipc`, which some of them depend on.
+//! The service keys of issue 14 that shape one container: `devices`, `sysctls`, `shm_size`,
+//! `extra_hosts`, `hostname`, `init`, `security_opt` and `pull_policy`, read after
+//! `network_mode` and `ipc`, which some of them depend on.
 
-use shoal_model::ContainerSpec;
+use shoal_model::{ContainerSpec, PullPolicy};
 
 use super::error::{Ctx, Result};
 use super::fields::{self, Fields};
@@ -62,6 +62,26 @@ pub(crate) fn parse(ctx: Ctx<'_>, f: &mut Fields<'_>, c: &mut ContainerSpec) -> 
     }
     if let Some(n) = f.take("security_opt") {
         c.security = security_opt::parse(ctx, n, &f.child("security_opt"))?;
+    }
+    if let Some(n) = f.take("pull_policy") {
+        let p = f.child("pull_policy");
+        c.pull_policy = match fields::string(ctx, n, &p)?.as_str() {
+            "missing" | "if_not_present" => PullPolicy::Missing,
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            "build" => {
+                return Err(ctx.error(n.loc, &p, "Shoal builds no images (`pull_policy: build`)"))
+            }
+            other => {
+                return Err(ctx.error(
+                    n.loc,
+                    &p,
+                    format!(
+                        "unsupported pull_policy {other:?} (expected always, missing or never)"
+                    ),
+                ))
+            }
+        };
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Stack file tests for `devices`, `sysctls`, `shm_size`, `extra_hosts`, `hostname`, `init` and
 //! `security_opt`: accepted in their Compose forms, refused with file, line and key.
 
-use shoal_model::{ContainerSpec, Device, ExtraHost, NetworkMode};
+use shoal_model::{ContainerSpec, Device, ExtraHost, NetworkMode, PullPolicy};
 
 use super::*;
 
@@ -32,6 +32,7 @@ services:
       - "v6.internal=::1"
     hostname: compute-1
     init: false
+    pull_policy: always
     security_opt:
       - seccomp:unconfined
       - apparmor=unconfined
@@ -40,6 +41,7 @@ services:
 "#,
     );
     assert_eq!(c.network, NetworkMode::None);
+    assert_eq!(c.pull_policy, PullPolicy::Always);
     assert_eq!(
         c.devices,
         vec![
@@ -81,6 +83,9 @@ services:
     );
     assert_eq!(c.sysctls["fs.mqueue.msg_max"], "100");
     assert_eq!(c.extra_hosts[0].address, "10.0.0.5");
+    assert_eq!(c.pull_policy, PullPolicy::Missing);
+    let c = container("services:\n  a:\n    image: x\n    pull_policy: never\n");
+    assert_eq!(c.pull_policy, PullPolicy::Never);
 }
 
 /// (source, line, column, key path, part of the message)
@@ -104,6 +109,8 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     ("services:\n  a:\n    image: x\n    security_opt: [\"seccomp:/p.json\"]\n", 4, 20, "services.a.security_opt[0]", "seccomp:unconfined"),
     ("services:\n  a:\n    image: x\n    security_opt: [\"apparmor:docker-default\"]\n", 4, 20, "services.a.security_opt[0]", "AppArmor"),
     ("services:\n  a:\n    image: x\n    security_opt: [\"label:user:u\"]\n", 4, 20, "services.a.security_opt[0]", "SELinux"),
+    ("services:\n  a:\n    image: x\n    pull_policy: daily\n", 4, 18, "services.a.pull_policy", "expected always, missing or never"),
+    ("services:\n  a:\n    image: x\n    pull_policy: build\n", 4, 18, "services.a.pull_policy", "builds no images"),
     ("services:\n  a:\n    image: x\n    security_opt: [systempaths=unconfined]\n", 4, 20, "services.a.security_opt[0]", "unsupported security option"),
 ];
 
