@@ -114,6 +114,21 @@ fn report(task_id: &str, state: TaskState, message: String, code: Option<u32>) -
     })
 }
 
+/// The task that replaces `stopping` on this node, if one waits to start: same service and
+/// slot (global services use slot 0 and one node), a later version, desired running, not yet
+/// started. Its image is readied before `stopping` is stopped.
+pub fn replacement<'a>(desired: &'a [Task], stopping: &str) -> Option<&'a Task> {
+    let old = desired.iter().find(|t| t.id == stopping)?;
+    desired.iter().find(|t| {
+        t.id != old.id
+            && t.service == old.service
+            && t.slot == old.slot
+            && t.service_version > old.service_version
+            && t.desired_state == TaskState::Running
+            && t.state < TaskState::Starting
+    })
+}
+
 /// Exit codes are small; anything that does not fit is shown as -1.
 pub fn exit_code_i32(code: u32) -> i32 {
     i32::try_from(code).unwrap_or(-1)

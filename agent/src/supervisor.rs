@@ -172,16 +172,16 @@ fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
     secrets::write_task(&ctx.cfg.secrets_dir, task, &ctx.cfg.secrets)
 }
 
-/// Creates and starts `task`'s container, reporting preparing → starting → running (or why not).
-async fn create_start(ctx: Ctx, task: Task) -> Outcome {
+/// Makes `task`'s image ready as its `pull_policy` says, reporting the pull on the task; false
+/// when the task cannot go on now (rejected, or to be retried on a later pass).
+async fn ready_image(ctx: &Ctx, task: &Task) -> bool {
     let id = task.id.as_str();
-    ctx.report(id, TaskState::Preparing, "preparing", None);
     let image = &task.spec.image;
     let present = match ctx.rt.ensure_image(image).await {
         Ok(present) => present,
         Err(error) => {
             warn!(task_id = id, %error, "cannot check the image; retrying later");
-            return Outcome::Other;
+            return false;
         }
     };
     let pull = match (task.spec.pull_policy, present) {
@@ -192,7 +192,7 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
                 format!("image `{image}` is not on this node and its pull_policy is never"),
                 None,
             );
-            return Outcome::Other;
+            return false;
         }
         (PullPolicy::Always, _) | (PullPolicy::Missing, false) => true,
         (PullPolicy::Never | PullPolicy::Missing, true) => false,
@@ -228,14 +228,24 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
             Ok(_) => {}
             Err(error) if transient(&error) => {
                 warn!(task_id = id, %error, "cannot pull the image; retrying later");
-                return Outcome::Other;
+                return false;
             }
             Err(error) => {
                 warn!(task_id = id, %error, "image pull failed");
                 ctx.report(id, TaskState::Rejected, error.to_string(), None);
-                return Outcome::Other;
+                return false;
             }
         }
+    }
+    true
+}
+
+/// Creates and starts `task`'s container, reporting preparing → starting → running (or why not).
+async fn create_start(ctx: Ctx, task: Task) -> Outcome {
+    let id = task.id.as_str();
+    ctx.report(id, TaskState::Preparing, "preparing", None);
+    if !ready_image(&ctx, &task).await {
+        return Outcome::Other;
     }
     match create_bind_sources(&task) {
         Ok(created) => {
@@ -386,7 +396,21 @@ async fn restart(ctx: Ctx, task: Task, reason: String, stop_first: bool) -> Outc
     }
 }
 
-async fn stop(ctx: Ctx, task_id: String, signal: String, grace_ms: u64) -> Outcome {
+async fn stop(
+    ctx: Ctx,
+    task_id: String,
+    signal: String,
+    grace_ms: u64,
+    replacement: Option<Task>,
+) -> Outcome {
+    // The task replacing this one on this node gets its image first: the old container serves
+    // while the new image downloads (an image that cannot be had does not keep it running).
+    if let Some(next) = replacement {
+        info!(task_id = %task_id, replacement = %next.id, image = %next.spec.image, "readying the replacement's image before stopping");
+        if !ready_image(&ctx, &next).await {
+            warn!(task_id = %task_id, replacement = %next.id, "replacement's image not ready; stopping anyway");
+        }
+    }
     match ctx
         .rt
         .stop(&task_id, &signal, Duration::from_millis(grace_ms))
@@ -780,7 +804,8 @@ impl Supervisor {
                 grace_ms,
             } => {
                 self.stop_monitor(&task_id);
-                self.spawn(task_id.clone(), stop(ctx, task_id, signal, grace_ms));
+                let next = crate::reconcile::replacement(&self.desired, &task_id).cloned();
+                self.spawn(task_id.clone(), stop(ctx, task_id, signal, grace_ms, next));
             }
             Action::Remove {
                 container_id,
@@ -1037,6 +1062,67 @@ mod tests {
             )
         );
         assert_eq!(env.rt.pull_count("reg.test/absent:1"), 0);
+    }
+
+    /// Audit row 19 (image refresh) and kolla's "pull first": the image of the task replacing
+    /// a running one is pulled before the old container is stopped.
+    #[tokio::test(start_paused = true)]
+    async fn the_replacements_image_is_pulled_before_the_old_task_stops() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test/app:2", None);
+        rt.set_pull_delay(Duration::from_secs(5));
+        let env = env_with(rt, Registries::default());
+        let old = task("old");
+        env.tx.send(vec![old.clone()]).await.unwrap();
+        until(&env, "old", |u| u.state == TaskState::Running).await;
+
+        let mut stopping = old.clone();
+        stopping.desired_state = TaskState::Shutdown;
+        let mut new = task("new");
+        new.service = old.service.clone();
+        new.service_version = 2;
+        new.spec.image = "reg.test/app:2".into();
+        env.tx.send(vec![stopping, new.clone()]).await.unwrap();
+        // Mid-pull: the old container still runs.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 0);
+        let running = env
+            .rt
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|c| c.id == "old" && c.status == crate::runtime::ContainerStatus::Running);
+        assert!(running, "old stopped before the pull ended");
+        let u = until(&env, "old", |u| u.state == TaskState::Shutdown).await;
+        assert_eq!(u.state, TaskState::Shutdown);
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 1);
+        // The coordinators drop the stopped task; the new one starts.
+        env.tx.send(vec![new]).await.unwrap();
+        until(&env, "new", |u| u.state == TaskState::Running).await;
+        // The image was there when the new task was created: no second pull.
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 1);
+    }
+
+    #[test]
+    fn a_replacement_is_a_later_version_of_the_same_slot_not_yet_started() {
+        let mut old = task("old");
+        old.desired_state = TaskState::Shutdown;
+        let mut new = task("new");
+        new.service = old.service.clone();
+        new.service_version = 2;
+        let mut other_slot = new.clone();
+        other_slot.id = "other".into();
+        other_slot.slot = 2;
+        let tasks = vec![old.clone(), other_slot.clone(), new.clone()];
+        assert_eq!(
+            crate::reconcile::replacement(&tasks, "old").map(|t| t.id.as_str()),
+            Some("new")
+        );
+        let mut started = new.clone();
+        started.state = TaskState::Running;
+        assert!(crate::reconcile::replacement(&[old.clone(), started], "old").is_none());
+        assert!(crate::reconcile::replacement(&[old, other_slot], "old").is_none());
     }
 
     #[tokio::test(start_paused = true)]
