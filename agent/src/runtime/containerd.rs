@@ -522,6 +522,8 @@ impl ContainerdRuntime {
             return Err(if s.code() == Code::AlreadyExists {
                 RuntimeError::ContainerExists(id.clone())
             } else {
+                // The hosts file is this container's alone only when no other holds the id.
+                self.remove_hosts_file(id).await;
                 grpc(format!("create container `{id}`"))(s)
             });
         }
