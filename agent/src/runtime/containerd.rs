@@ -128,7 +128,8 @@ pub struct ContainerdRuntime {
     list_warned_at: AtomicU64,
 }
 
-type PullSlot = Arc<tokio::sync::Mutex<Option<ImageRef>>>;
+/// The last pull of one name: its result and when it finished.
+type PullSlot = Arc<tokio::sync::Mutex<Option<(ImageRef, std::time::Instant)>>>;
 
 impl Drop for ContainerdRuntime {
     fn drop(&mut self) {
@@ -795,15 +796,17 @@ impl ContainerRuntime for ContainerdRuntime {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             pulls.entry(name.to_owned()).or_default().clone()
         };
+        let asked = std::time::Instant::now();
         let mut done = slot.lock().await;
-        if let Some(image) = done.as_ref() {
-            // Someone pulled it while we waited for the lock.
-            if self.ensure_unpacked(name).await? {
+        if let Some((image, finished)) = done.as_ref() {
+            // Someone pulled it while we waited for the lock: that answer is as fresh as ours
+            // would be. An older one is not (the tag may have moved since).
+            if *finished >= asked && self.ensure_unpacked(name).await? {
                 return Ok(image.clone());
             }
         }
         let image = self.pull(name, auth).await?;
-        *done = Some(image.clone());
+        *done = Some((image.clone(), std::time::Instant::now()));
         Ok(image)
     }
 
