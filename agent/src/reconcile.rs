@@ -111,6 +111,7 @@ fn report(task_id: &str, state: TaskState, message: String, code: Option<u32>) -
         state,
         message,
         exit_code: code.map(exit_code_i32),
+        image_digest: None,
     })
 }
 
@@ -390,6 +391,7 @@ mod tests {
             mode: ServiceMode::Replicated,
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 
@@ -704,6 +706,7 @@ mod tests {
             message: "exited with code 137; restart 1 in 5000 ms (at 2026-11-30T00:53:25.000Z)"
                 .into(),
             exit_code: Some(137),
+            image_digest: None,
         });
         assert_eq!(acts, vec![wait.clone(), Action::WakeAt(exit_at + 5000)]);
         // A later pass in the delay, with `restarting` reported, says the same (deduplicated by
@@ -734,6 +737,7 @@ mod tests {
                 state: TaskState::Failed,
                 message: "exited with code 137; restart policy exhausted after 2 restarts".into(),
                 exit_code: Some(137),
+                image_digest: None,
             })]
         );
     }

@@ -92,6 +92,7 @@ impl Ctx {
             state,
             message: message.into(),
             exit_code: code.map(exit_code_i32),
+            image_digest: None,
         });
     }
 
@@ -297,7 +298,21 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
             return Outcome::Other;
         }
     }
-    ctx.report(id, TaskState::Starting, "creating container", None);
+    // The task records the image it runs: the digest its tag points at now, as created from.
+    let image_digest = match ctx.rt.image_digest(&task.spec.image).await {
+        Ok(digest) => digest,
+        Err(error) => {
+            warn!(task_id = id, %error, "cannot read the image's digest");
+            None
+        }
+    };
+    ctx.reporter.report(StatusUpdate {
+        task_id: id.to_owned(),
+        state: TaskState::Starting,
+        message: "creating container".to_owned(),
+        exit_code: None,
+        image_digest,
+    });
     match ctx.rt.create(ctx.container_config(&task)).await {
         Ok(()) | Err(RuntimeError::ContainerExists(_)) => {}
         Err(error) if transient(&error) => {
@@ -851,6 +866,7 @@ mod tests {
             mode: ServiceMode::Replicated,
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 
@@ -1051,6 +1067,18 @@ mod tests {
         env.tx.send(vec![always, missing, never]).await.unwrap();
         until(&env, "always", |u| u.state == TaskState::Running).await;
         until(&env, "missing", |u| u.state == TaskState::Running).await;
+        // The task records the digest of the image its container was created from.
+        let starting = env
+            .reporter
+            .pending()
+            .into_iter()
+            .map(|(_, u)| u)
+            .find(|u| u.task_id == "always" && u.state == TaskState::Starting)
+            .expect("starting report");
+        assert_eq!(
+            starting.image_digest.as_deref(),
+            Some("sha256:fake-reg.test/app:1")
+        );
         // Only `always` pulled the tag the node already had.
         assert_eq!(env.rt.pull_count("reg.test/app:1"), 1);
         let u = until(&env, "never", |u| u.state.is_terminal()).await;

@@ -229,6 +229,8 @@ enum TaskCmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Show one task as JSON (with the image digest its container runs).
+    Inspect { id: String },
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -489,6 +491,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let q = json!({"type": "tasks", "service": service, "node": node});
             let v = query(&mut client, q, cli.stale).await?;
             task_cmds::print_tasks(fmt, &v);
+            Ok(())
+        }
+        Cmd::Task(TaskCmd::Inspect { id }) => {
+            let v = query(&mut client, json!({"type": "tasks"}), cli.stale).await?;
+            let task = v
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["id"] == json!(id)))
+                .with_context(|| format!("task `{id}` not found"))?;
+            println!("{}", serde_json::to_string_pretty(task)?);
             Ok(())
         }
         Cmd::Events { after, follow } => {

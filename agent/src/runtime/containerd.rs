@@ -822,6 +822,10 @@ impl ContainerRuntime for ContainerdRuntime {
         self.ensure_unpacked(name).await
     }
 
+    async fn image_digest(&self, name: &str) -> Result<Option<String>> {
+        self.image_target_digest(name).await
+    }
+
     #[tracing::instrument(skip_all, fields(container = %config.id, task_id = %config.task_id, service = %config.service, image = %config.spec.image))]
     async fn create(&self, config: ContainerConfig) -> Result<()> {
         let lease = self

@@ -185,6 +185,14 @@ impl ContainerRuntime for FakeRuntime {
         Ok(self.lock().images.contains(name))
     }
 
+    async fn image_digest(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .images
+            .contains(name)
+            .then(|| format!("sha256:fake-{name}")))
+    }
+
     async fn create(&self, config: ContainerConfig) -> Result<()> {
         let mut st = self.lock();
         if !st.images.contains(&config.spec.image) {

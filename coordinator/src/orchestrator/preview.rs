@@ -106,6 +106,7 @@ pub fn preview(
                     "healthy".into()
                 },
                 exit_code,
+                image_digest: None,
             }];
             s.apply(&Request {
                 request_id: None,
