@@ -234,6 +234,7 @@ mod tests {
             mode: Default::default(),
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 

@@ -41,6 +41,7 @@ async fn connect_runtime(cfg: &AgentConfig) -> Arc<ContainerdRuntime> {
     cd.volumes_dir = cfg.volumes_dir.clone();
     cd.secrets_dir = cfg.secrets_dir.clone();
     cd.exec_dir = cfg.data_dir.join("exec");
+    cd.hosts_dir = cfg.data_dir.join("hosts");
     loop {
         match ContainerdRuntime::connect(cd.clone()).await {
             Ok(rt) => return rt,

@@ -639,6 +639,7 @@ mod tests {
                 state,
                 message: String::new(),
                 exit_code: None,
+                image_digest: None,
             });
         }
         m.container_started(false);

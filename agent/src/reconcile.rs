@@ -111,6 +111,22 @@ fn report(task_id: &str, state: TaskState, message: String, code: Option<u32>) -
         state,
         message,
         exit_code: code.map(exit_code_i32),
+        image_digest: None,
+    })
+}
+
+/// The task that replaces `stopping` on this node, if one waits to start: same service and
+/// slot (global services use slot 0 and one node), a later version, desired running, not yet
+/// started. Its image is readied before `stopping` is stopped.
+pub fn replacement<'a>(desired: &'a [Task], stopping: &str) -> Option<&'a Task> {
+    let old = desired.iter().find(|t| t.id == stopping)?;
+    desired.iter().find(|t| {
+        t.id != old.id
+            && t.service == old.service
+            && t.slot == old.slot
+            && t.service_version > old.service_version
+            && t.desired_state == TaskState::Running
+            && t.state < TaskState::Starting
     })
 }
 
@@ -371,6 +387,7 @@ mod tests {
             mode: ServiceMode::Replicated,
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 
@@ -685,6 +702,7 @@ mod tests {
             message: "exited with code 137; restart 1 in 5000 ms (at 2026-11-30T00:53:25.000Z)"
                 .into(),
             exit_code: Some(137),
+            image_digest: None,
         });
         assert_eq!(acts, vec![wait.clone(), Action::WakeAt(exit_at + 5000)]);
         // A later pass in the delay, with `restarting` reported, says the same (deduplicated by
@@ -715,6 +733,7 @@ mod tests {
                 state: TaskState::Failed,
                 message: "exited with code 137; restart policy exhausted after 2 restarts".into(),
                 exit_code: Some(137),
+                image_digest: None,
             })]
         );
     }

@@ -151,6 +151,7 @@ mod tests {
             state,
             message: msg.into(),
             exit_code: None,
+            image_digest: None,
         }
     }
 

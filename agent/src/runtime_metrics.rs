@@ -82,6 +82,11 @@ impl ContainerRuntime for MeteredRuntime {
             .await
     }
 
+    async fn image_digest(&self, name: &str) -> Result<Option<String>> {
+        self.timed("image_digest", self.inner.image_digest(name))
+            .await
+    }
+
     async fn create(&self, config: ContainerConfig) -> Result<()> {
         self.timed("create", self.inner.create(config)).await
     }

@@ -37,6 +37,8 @@ struct StoredUpdate {
     state: TaskState,
     message: String,
     exit_code: Option<i32>,
+    #[serde(default)]
+    image_digest: Option<String>,
 }
 
 impl From<&StatusUpdate> for StoredUpdate {
@@ -46,6 +48,7 @@ impl From<&StatusUpdate> for StoredUpdate {
             state: u.state,
             message: u.message.clone(),
             exit_code: u.exit_code,
+            image_digest: u.image_digest.clone(),
         }
     }
 }
@@ -57,6 +60,7 @@ impl From<StoredUpdate> for StatusUpdate {
             state: u.state,
             message: u.message,
             exit_code: u.exit_code,
+            image_digest: u.image_digest,
         }
     }
 }
@@ -201,6 +205,7 @@ mod tests {
             state,
             message: "m".into(),
             exit_code: Some(1),
+            image_digest: None,
         }
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_model::{MountKind, Task, TaskState};
+use shoal_model::{MountKind, PullPolicy, Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -92,6 +92,7 @@ impl Ctx {
             state,
             message: message.into(),
             exit_code: code.map(exit_code_i32),
+            image_digest: None,
         });
     }
 
@@ -172,57 +173,80 @@ fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
     secrets::write_task(&ctx.cfg.secrets_dir, task, &ctx.cfg.secrets)
 }
 
+/// Makes `task`'s image ready as its `pull_policy` says, reporting the pull on the task; false
+/// when the task cannot go on now (rejected, or to be retried on a later pass).
+async fn ready_image(ctx: &Ctx, task: &Task) -> bool {
+    let id = task.id.as_str();
+    let image = &task.spec.image;
+    let present = match ctx.rt.ensure_image(image).await {
+        Ok(present) => present,
+        Err(error) => {
+            warn!(task_id = id, %error, "cannot check the image; retrying later");
+            return false;
+        }
+    };
+    let pull = match (task.spec.pull_policy, present) {
+        (PullPolicy::Never, false) => {
+            ctx.report(
+                id,
+                TaskState::Rejected,
+                format!("image `{image}` is not on this node and its pull_policy is never"),
+                None,
+            );
+            return false;
+        }
+        (PullPolicy::Always, _) | (PullPolicy::Missing, false) => true,
+        (PullPolicy::Never | PullPolicy::Missing, true) => false,
+    };
+    if pull {
+        ctx.report(
+            id,
+            TaskState::Preparing,
+            format!("pulling image `{image}`"),
+            None,
+        );
+        let auth = auth_for(&ctx.cfg.registries, image);
+        let pull = ctx.rt.pull_image(image, &auth);
+        tokio::pin!(pull);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.tick().await;
+        let pulled = loop {
+            tokio::select! {
+                r = &mut pull => break r,
+                _ = tick.tick() => {
+                    if let Some((done, total)) = ctx.rt.pull_progress(image) {
+                        ctx.report(
+                            id,
+                            TaskState::Preparing,
+                            format!("pulling image `{image}`: {done}/{total} bytes"),
+                            None,
+                        );
+                    }
+                }
+            }
+        };
+        match pulled {
+            Ok(_) => {}
+            Err(error) if transient(&error) => {
+                warn!(task_id = id, %error, "cannot pull the image; retrying later");
+                return false;
+            }
+            Err(error) => {
+                warn!(task_id = id, %error, "image pull failed");
+                ctx.report(id, TaskState::Rejected, error.to_string(), None);
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// Creates and starts `task`'s container, reporting preparing → starting → running (or why not).
 async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     let id = task.id.as_str();
     ctx.report(id, TaskState::Preparing, "preparing", None);
-    match ctx.rt.ensure_image(&task.spec.image).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let image = &task.spec.image;
-            ctx.report(
-                id,
-                TaskState::Preparing,
-                format!("pulling image `{image}`"),
-                None,
-            );
-            let auth = auth_for(&ctx.cfg.registries, image);
-            let pull = ctx.rt.pull_image(image, &auth);
-            tokio::pin!(pull);
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            tick.tick().await;
-            let pulled = loop {
-                tokio::select! {
-                    r = &mut pull => break r,
-                    _ = tick.tick() => {
-                        if let Some((done, total)) = ctx.rt.pull_progress(image) {
-                            ctx.report(
-                                id,
-                                TaskState::Preparing,
-                                format!("pulling image `{image}`: {done}/{total} bytes"),
-                                None,
-                            );
-                        }
-                    }
-                }
-            };
-            match pulled {
-                Ok(_) => {}
-                Err(error) if transient(&error) => {
-                    warn!(task_id = id, %error, "cannot pull the image; retrying later");
-                    return Outcome::Other;
-                }
-                Err(error) => {
-                    warn!(task_id = id, %error, "image pull failed");
-                    ctx.report(id, TaskState::Rejected, error.to_string(), None);
-                    return Outcome::Other;
-                }
-            }
-        }
-        Err(error) => {
-            warn!(task_id = id, %error, "cannot check the image; retrying later");
-            return Outcome::Other;
-        }
+    if !ready_image(&ctx, &task).await {
+        return Outcome::Other;
     }
     match create_bind_sources(&task) {
         Ok(created) => {
@@ -274,7 +298,21 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
             return Outcome::Other;
         }
     }
-    ctx.report(id, TaskState::Starting, "creating container", None);
+    // The task records the image it runs: the digest its tag points at now, as created from.
+    let image_digest = match ctx.rt.image_digest(&task.spec.image).await {
+        Ok(digest) => digest,
+        Err(error) => {
+            warn!(task_id = id, %error, "cannot read the image's digest");
+            None
+        }
+    };
+    ctx.reporter.report(StatusUpdate {
+        task_id: id.to_owned(),
+        state: TaskState::Starting,
+        message: "creating container".to_owned(),
+        exit_code: None,
+        image_digest,
+    });
     match ctx.rt.create(ctx.container_config(&task)).await {
         Ok(()) | Err(RuntimeError::ContainerExists(_)) => {}
         Err(error) if transient(&error) => {
@@ -373,7 +411,21 @@ async fn restart(ctx: Ctx, task: Task, reason: String, stop_first: bool) -> Outc
     }
 }
 
-async fn stop(ctx: Ctx, task_id: String, signal: String, grace_ms: u64) -> Outcome {
+async fn stop(
+    ctx: Ctx,
+    task_id: String,
+    signal: String,
+    grace_ms: u64,
+    replacement: Option<Task>,
+) -> Outcome {
+    // The task replacing this one on this node gets its image first: the old container serves
+    // while the new image downloads (an image that cannot be had does not keep it running).
+    if let Some(next) = replacement {
+        info!(task_id = %task_id, replacement = %next.id, image = %next.spec.image, "readying the replacement's image before stopping");
+        if !ready_image(&ctx, &next).await {
+            warn!(task_id = %task_id, replacement = %next.id, "replacement's image not ready; stopping anyway");
+        }
+    }
     match ctx
         .rt
         .stop(&task_id, &signal, Duration::from_millis(grace_ms))
@@ -776,7 +828,8 @@ impl Supervisor {
                 grace_ms,
             } => {
                 self.stop_monitor(&task_id);
-                self.spawn(task_id.clone(), stop(ctx, task_id, signal, grace_ms));
+                let next = crate::reconcile::replacement(&self.desired, &task_id).cloned();
+                self.spawn(task_id.clone(), stop(ctx, task_id, signal, grace_ms, next));
             }
             Action::Remove {
                 container_id,
@@ -822,6 +875,7 @@ mod tests {
             mode: ServiceMode::Replicated,
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 
@@ -1030,6 +1084,111 @@ mod tests {
                 "image `other.test/locked:1`: registry `other.test`: unauthorized"
             )
         );
+    }
+
+    /// Audit row 19 (image refresh), in part: `pull_policy: always` resolves a tag the node
+    /// already has again; `never` rejects a task whose image the node lacks, naming it.
+    #[tokio::test(start_paused = true)]
+    async fn pull_policy_decides_when_a_tag_is_pulled() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test/app:1", None);
+        rt.add_image("reg.test/app:1");
+        let env = env_with(rt, Registries::default());
+        let mut always = task("always");
+        always.spec.image = "reg.test/app:1".into();
+        always.spec.pull_policy = PullPolicy::Always;
+        let mut missing = task("missing");
+        missing.spec.image = "reg.test/app:1".into();
+        let mut never = task("never");
+        never.spec.image = "reg.test/absent:1".into();
+        never.spec.pull_policy = PullPolicy::Never;
+        env.tx.send(vec![always, missing, never]).await.unwrap();
+        until(&env, "always", |u| u.state == TaskState::Running).await;
+        until(&env, "missing", |u| u.state == TaskState::Running).await;
+        // The task records the digest of the image its container was created from.
+        let starting = env
+            .reporter
+            .pending()
+            .into_iter()
+            .map(|(_, u)| u)
+            .find(|u| u.task_id == "always" && u.state == TaskState::Starting)
+            .expect("starting report");
+        assert_eq!(
+            starting.image_digest.as_deref(),
+            Some("sha256:fake-reg.test/app:1")
+        );
+        // Only `always` pulled the tag the node already had.
+        assert_eq!(env.rt.pull_count("reg.test/app:1"), 1);
+        let u = until(&env, "never", |u| u.state.is_terminal()).await;
+        assert_eq!(
+            (u.state, u.message.as_str()),
+            (
+                TaskState::Rejected,
+                "image `reg.test/absent:1` is not on this node and its pull_policy is never"
+            )
+        );
+        assert_eq!(env.rt.pull_count("reg.test/absent:1"), 0);
+    }
+
+    /// Audit row 19 (image refresh) and kolla's "pull first": the image of the task replacing
+    /// a running one is pulled before the old container is stopped.
+    #[tokio::test(start_paused = true)]
+    async fn the_replacements_image_is_pulled_before_the_old_task_stops() {
+        let rt = FakeRuntime::new();
+        rt.add_registry_image("reg.test/app:2", None);
+        rt.set_pull_delay(Duration::from_secs(5));
+        let env = env_with(rt, Registries::default());
+        let old = task("old");
+        env.tx.send(vec![old.clone()]).await.unwrap();
+        until(&env, "old", |u| u.state == TaskState::Running).await;
+
+        let mut stopping = old.clone();
+        stopping.desired_state = TaskState::Shutdown;
+        let mut new = task("new");
+        new.service = old.service.clone();
+        new.service_version = 2;
+        new.spec.image = "reg.test/app:2".into();
+        env.tx.send(vec![stopping, new.clone()]).await.unwrap();
+        // Mid-pull: the old container still runs.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 0);
+        let running = env
+            .rt
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|c| c.id == "old" && c.status == crate::runtime::ContainerStatus::Running);
+        assert!(running, "old stopped before the pull ended");
+        let u = until(&env, "old", |u| u.state == TaskState::Shutdown).await;
+        assert_eq!(u.state, TaskState::Shutdown);
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 1);
+        // The coordinators drop the stopped task; the new one starts.
+        env.tx.send(vec![new]).await.unwrap();
+        until(&env, "new", |u| u.state == TaskState::Running).await;
+        // The image was there when the new task was created: no second pull.
+        assert_eq!(env.rt.pull_count("reg.test/app:2"), 1);
+    }
+
+    #[test]
+    fn a_replacement_is_a_later_version_of_the_same_slot_not_yet_started() {
+        let mut old = task("old");
+        old.desired_state = TaskState::Shutdown;
+        let mut new = task("new");
+        new.service = old.service.clone();
+        new.service_version = 2;
+        let mut other_slot = new.clone();
+        other_slot.id = "other".into();
+        other_slot.slot = 2;
+        let tasks = vec![old.clone(), other_slot.clone(), new.clone()];
+        assert_eq!(
+            crate::reconcile::replacement(&tasks, "old").map(|t| t.id.as_str()),
+            Some("new")
+        );
+        let mut started = new.clone();
+        started.state = TaskState::Running;
+        assert!(crate::reconcile::replacement(&[old.clone(), started], "old").is_none());
+        assert!(crate::reconcile::replacement(&[old, other_slot], "old").is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,8 @@ const LONG: Duration = Duration::from_secs(60);
 struct Harness {
     cd: TestContainerd,
     image: PathBuf,
+    /// The image's manifest digest, which tasks record.
+    manifest_digest: String,
     /// Prefix making task (container) ids unique on the machine.
     prefix: String,
 }
@@ -44,12 +46,11 @@ fn setup(name: &str) -> Option<Harness> {
         return None;
     }
     let cd = TestContainerd::start().expect("start containerd");
-    let image = build_busybox_image(cd.dir(), &ImageOptions::new(IMAGE))
-        .expect("build image")
-        .path;
+    let built = build_busybox_image(cd.dir(), &ImageOptions::new(IMAGE)).expect("build image");
     Some(Harness {
         cd,
-        image,
+        image: built.path,
+        manifest_digest: built.manifest_digest,
         prefix: format!("a{}-{name}", std::process::id()),
     })
 }
@@ -219,6 +220,16 @@ async fn containers_survive_agent_kill_and_containerd_restart() {
     for id in &ids {
         let u = d.wait_state(id, TaskState::Running, LONG).await;
         assert!(u.message.starts_with("started (pid "), "{u:?}");
+        // Audit row 19: the task records the digest of the image its container runs.
+        let starting = d
+            .reports_of(id)
+            .into_iter()
+            .find(|u| u.state == TaskState::Starting)
+            .expect("a starting report");
+        assert_eq!(
+            starting.image_digest.as_deref(),
+            Some(h.manifest_digest.as_str())
+        );
     }
     let regs = d.registrations();
     assert_eq!(regs[0].name, NODE);

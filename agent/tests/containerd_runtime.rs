@@ -35,6 +35,7 @@ async fn setup() -> Option<Env> {
     let mut cfg = ContainerdConfig::new(cd.socket());
     cfg.volumes_dir = cd.dir().join("volumes");
     cfg.exec_dir = cd.dir().join("exec");
+    cfg.hosts_dir = cd.dir().join("hosts");
     let rt = ContainerdRuntime::connect(cfg).await.expect("connect");
     Some(Env { cd, rt })
 }
@@ -840,4 +841,142 @@ async fn privileged_sys_devices_and_host_cgroup_namespace() {
         assert_ne!(code, 0, "host device {} absent", dev.display());
     }
     rt.remove(&id).await.unwrap();
+}
+
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Issue 14 Done-when 3, checked from inside real containers: `devices` (with their cgroup
+/// permissions), `sysctls`, `shm_size`, `extra_hosts`, `hostname`, the default seccomp filter and
+/// `security_opt` (`seccomp:unconfined`, `no-new-privileges`), with its own network namespace and
+/// with host networking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_engine_keys_are_applied_inside_the_container() {
+    let Some(env) = setup().await else { return };
+    let img = image(&env);
+    env.rt.import_image(&img.path).await.unwrap();
+    let rt = &env.rt;
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+
+    // A device node of our own (the fuse device's numbers, which runc does not allow by
+    // default), reached through a symlink as `devices` may name it.
+    let dev_dir = env.cd.dir().join("devices");
+    std::fs::create_dir_all(&dev_dir).unwrap();
+    let node = dev_dir.join("fuse-node");
+    let made = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "10", "229"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mknod {}", node.display());
+    let link = dev_dir.join("fuse-link");
+    std::os::unix::fs::symlink(&node, &link).unwrap();
+
+    let id = unique("keys-own-ns");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.network = NetworkMode::None;
+    spec.devices = vec![shoal_model::Device {
+        host_path: link.display().to_string(),
+        container_path: "/dev/shoal-fuse".into(),
+        permissions: "r".into(),
+    }];
+    spec.sysctls
+        .insert("net.ipv4.ip_forward".into(), "1".into());
+    spec.sysctls.insert("kernel.shmmni".into(), "1234".into());
+    spec.shm_size = Some(32 << 20);
+    spec.extra_hosts = vec![shoal_model::ExtraHost {
+        name: "db.internal".into(),
+        address: "10.1.2.3".into(),
+    }];
+    spec.hostname = Some("keys-test".into());
+    spec.security.no_new_privileges = true;
+    rt.create(config(&env, &id, spec)).await.unwrap();
+    let hosts_file = env.cd.dir().join("hosts").join(&id);
+    assert!(hosts_file.exists(), "{}", hosts_file.display());
+    rt.start(&id).await.unwrap();
+
+    let (_, kind) = sh(rt, &id, "stat -c '%F %t:%T' /dev/shoal-fuse").await;
+    assert_eq!(kind, "character special file a:e5");
+    let (code, _) = sh(rt, &id, ": < /dev/shoal-fuse").await;
+    assert_eq!(code, 0, "the device opens for reading");
+    let (code, _) = sh(rt, &id, ": > /dev/shoal-fuse").await;
+    assert_ne!(code, 0, "the device cgroup allows reading only");
+    let (_, fwd) = sh(rt, &id, "cat /proc/sys/net/ipv4/ip_forward").await;
+    assert_eq!(fwd, "1");
+    let (_, shmmni) = sh(rt, &id, "cat /proc/sys/kernel/shmmni").await;
+    assert_eq!(shmmni, "1234");
+    let (_, shm) = sh(rt, &id, "grep ' /dev/shm ' /proc/mounts").await;
+    assert!(shm.contains("size=32768k"), "/dev/shm: {shm}");
+    let (_, hosts) = sh(rt, &id, "cat /etc/hosts").await;
+    assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+    assert!(hosts.contains("10.1.2.3\tdb.internal"), "{hosts}");
+    let (_, name) = sh(rt, &id, "hostname").await;
+    assert_eq!(name, "keys-test");
+    let (_, status) = sh(rt, &id, "cat /proc/self/status").await;
+    assert_eq!(
+        status_field(&status, "Seccomp:"),
+        "2",
+        "default filter: {status}"
+    );
+    assert_eq!(status_field(&status, "NoNewPrivs:"), "1");
+    rt.remove(&id).await.unwrap();
+    assert!(
+        !hosts_file.exists(),
+        "hosts file removed with the container"
+    );
+
+    // Host networking: the host's /etc/hosts plus the extra line, the host untouched; a
+    // hostname of its own (its own UTS namespace); no seccomp when unconfined.
+    let id = unique("keys-host-net");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.extra_hosts = vec![shoal_model::ExtraHost {
+        name: "rabbit.internal".into(),
+        address: "fd00::7".into(),
+    }];
+    spec.hostname = Some("keys-host".into());
+    spec.security.seccomp_unconfined = true;
+    rt.create(config(&env, &id, spec)).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let (_, hosts) = sh(rt, &id, "cat /etc/hosts").await;
+    assert!(hosts.starts_with(host_hosts.trim_end()), "{hosts}");
+    assert!(hosts.ends_with("fd00::7\trabbit.internal"), "{hosts}");
+    assert_eq!(std::fs::read_to_string("/etc/hosts").unwrap(), host_hosts);
+    let (_, name) = sh(rt, &id, "hostname").await;
+    assert_eq!(name, "keys-host");
+    assert_eq!(
+        nix::unistd::gethostname().unwrap().to_string_lossy(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+    );
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let (_, net) = sh(rt, &id, "readlink /proc/self/ns/net").await;
+    assert_eq!(net, host_net.display().to_string());
+    let (_, status) = sh(rt, &id, "cat /proc/self/status").await;
+    assert_eq!(
+        status_field(&status, "Seccomp:"),
+        "0",
+        "unconfined: {status}"
+    );
+    assert_eq!(status_field(&status, "NoNewPrivs:"), "0");
+    rt.remove(&id).await.unwrap();
+
+    // A device path that is not a device fails the create and leaves nothing behind.
+    let id = unique("keys-bad-dev");
+    let mut spec = busybox(&["sleep", "300"]);
+    spec.devices = vec![shoal_model::Device {
+        host_path: "/etc/hosts".into(),
+        container_path: "/dev/x".into(),
+        permissions: "rwm".into(),
+    }];
+    let err = rt.create(config(&env, &id, spec)).await.unwrap_err();
+    assert!(err.to_string().contains("/etc/hosts"), "{err}");
+    assert!(rt.list().await.unwrap().iter().all(|c| c.id != id));
+    let snaps = env.cd.ctr_ok(&["-n", "shoal", "snapshots", "ls"]).unwrap();
+    assert!(!snaps.contains(&id), "{snaps}");
 }

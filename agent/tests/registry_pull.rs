@@ -223,3 +223,78 @@ async fn layer_digest_mismatch_leaves_nothing() {
     );
     assert_nothing_left(&env, "after a corrupt layer");
 }
+
+/// Runs `cat /marker` in a container of `image` and returns what it printed.
+async fn marker_of(env: &Env, image: &str, id: &str) -> String {
+    let id = format!("t{}-{id}", std::process::id());
+    let stdout = env.cd.dir().join(format!("logs/{id}.out"));
+    let mut exits = env.rt.subscribe_exits();
+    env.rt
+        .create(ContainerConfig {
+            id: id.clone(),
+            spec: ContainerSpec {
+                image: image.to_owned(),
+                command: vec!["cat".into(), "/marker".into()],
+                ..Default::default()
+            },
+            task_id: format!("task-{id}"),
+            service: "svc".into(),
+            node: "node-1".into(),
+            stdout_path: stdout.clone(),
+            stderr_path: env.cd.dir().join(format!("logs/{id}.err")),
+        })
+        .await
+        .unwrap();
+    env.rt.start(&id).await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = exits.recv().await.unwrap();
+            if ev.id == id {
+                return ev.exit_code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    // The shim may still be copying after the exit event.
+    let start = std::time::Instant::now();
+    let mut out = String::new();
+    while start.elapsed() < Duration::from_secs(5) {
+        out = std::fs::read_to_string(&stdout).unwrap_or_default();
+        if !out.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.rt.remove(&id).await.unwrap();
+    out
+}
+
+/// Audit row 19 (image refresh): a tag pushed again is resolved again by the next pull (what
+/// `pull_policy: always` relies on), and new containers run the new image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repushed_tag_is_resolved_again_by_a_new_pull() {
+    let Some(env) = setup().await else { return };
+    let reg = Registry::start(false);
+    reg.wait_ready().await;
+    let name = reg.image("shoal/app:stable");
+    let mut digests = Vec::new();
+    for (image, marker) in [
+        ("shoal.test/app-one:1", "one"),
+        ("shoal.test/app-two:1", "two"),
+    ] {
+        let mut opts = ImageOptions::new(image);
+        opts.extra_file = Some(("/marker".into(), marker.as_bytes().to_vec()));
+        let img = build_busybox_image(env.cd.dir(), &opts).unwrap();
+        let pushed = reg.push(&img, "shoal/app", "stable").await;
+        let pulled = env.rt.pull_image(&name, &insecure()).await.unwrap();
+        assert_eq!(pulled.digest, pushed, "{marker}: the pull follows the tag");
+        assert!(
+            !digests.contains(&pulled.digest),
+            "a new digest for {marker}"
+        );
+        digests.push(pulled.digest);
+        assert_eq!(marker_of(&env, &name, marker).await, marker);
+    }
+}

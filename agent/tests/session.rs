@@ -55,6 +55,7 @@ fn update(id: &str, state: TaskState, msg: &str) -> StatusUpdate {
         state,
         message: msg.into(),
         exit_code: None,
+        image_digest: None,
     }
 }
 

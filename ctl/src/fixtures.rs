@@ -32,6 +32,7 @@ pub fn task(service: &str, slot: u32, state: TaskState) -> Task {
         state,
         message: String::new(),
         exit_code: None,
+        image_digest: None,
         spec: ContainerSpec {
             image: "demo".into(),
             ..Default::default()

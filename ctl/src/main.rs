@@ -12,6 +12,7 @@ mod output;
 mod pki_cmds;
 mod service;
 mod stack;
+mod stack_env_files;
 mod stack_name;
 mod stack_secrets;
 mod task;

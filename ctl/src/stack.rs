@@ -46,6 +46,8 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     // Secret values are read here, on the operator's machine, and sent beside the YAML.
     let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
+    // So are the services' env_files, next to the stack file.
+    let env_files = crate::stack_env_files::resolve(file, &source)?;
     let stack = crate::stack_name::resolve(stack, file, &source)?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default(),
@@ -53,6 +55,7 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
         source,
         secrets,
         api_version: CONTROL_API_VERSION,
+        env_files,
     })
 }
 

@@ -23,6 +23,8 @@ pub enum TaskCmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Show one task as JSON (with the image digest its container runs).
+    Inspect { id: String },
 }
 
 pub async fn run(
@@ -36,7 +38,20 @@ pub async fn run(
             let tasks = api::tasks(client, service.as_deref(), node.as_deref(), stale).await?;
             Ok(render_tasks(fmt, &tasks))
         }
+        TaskCmd::Inspect { id } => {
+            let tasks = api::tasks(client, None, None, stale).await?;
+            let task = tasks
+                .iter()
+                .find(|t| t.id == *id)
+                .ok_or_else(|| NotFound(format!("task `{id}` not found")))?;
+            render_task(task)
+        }
     }
+}
+
+/// `task inspect`: the task as pretty JSON.
+pub fn render_task(task: &Task) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(task)? + "\n")
 }
 
 /// `task ls` and `service ps`.

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct ContainerSpec {
     pub image: String,
+    /// When the agent resolves the image's tag again (Compose `pull_policy`).
+    pub pull_policy: PullPolicy,
     /// Overrides the image's entrypoint when non-empty.
     pub entrypoint: Vec<String>,
     /// Overrides the image's cmd when non-empty.
@@ -30,6 +32,20 @@ pub struct ContainerSpec {
     /// Share the host's cgroup namespace (Compose `cgroup: host`).
     pub cgroup_host: bool,
     pub ulimits: Vec<Ulimit>,
+    /// Host devices given to the container (Compose `devices`).
+    pub devices: Vec<Device>,
+    /// Namespaced kernel parameters (Compose `sysctls`), set by runc in the container's
+    /// namespaces.
+    pub sysctls: BTreeMap<String, String>,
+    /// Size of the container's `/dev/shm` tmpfs in bytes (Compose `shm_size`); none is 64 MiB.
+    pub shm_size: Option<u64>,
+    /// Lines added to the container's `/etc/hosts` (Compose `extra_hosts`).
+    pub extra_hosts: Vec<ExtraHost>,
+    /// The container's hostname (Compose `hostname`); none is the host's name with host
+    /// networking, else the container id's first 12 characters.
+    pub hostname: Option<String>,
+    /// Compose `security_opt`.
+    pub security: SecurityOpts,
     /// Memory limit in bytes.
     pub memory_limit: Option<u64>,
     /// CPU limit in millicores (1000 = one CPU).
@@ -42,6 +58,19 @@ pub struct ContainerSpec {
     pub host_ports: Vec<u16>,
     /// Secrets mounted as files (references only; values never travel in a spec).
     pub secrets: Vec<crate::SecretRef>,
+}
+
+/// Compose `pull_policy`: when the agent pulls a task's image before creating its container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Only when the node lacks the image (Compose `missing`, `if_not_present`).
+    #[default]
+    Missing,
+    /// Every time a container is created: a re-pushed tag is resolved again.
+    Always,
+    /// Never: a node without the image rejects the task.
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +96,40 @@ pub struct Mount {
     /// `bind.create_host_path`) instead of rejecting the task.
     #[serde(default)]
     pub create_host_path: bool,
+}
+
+/// One host device node, as Compose's `HOST:CONTAINER:PERMISSIONS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Path of the device node on the host (followed if it is a symlink).
+    pub host_path: String,
+    /// Where it appears in the container.
+    pub container_path: String,
+    /// Device cgroup access, a non-empty subset of `rwm`.
+    pub permissions: String,
+}
+
+/// One `/etc/hosts` entry: `address name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub address: String,
+}
+
+/// Compose `security_opt`, as far as Shoal honours it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityOpts {
+    /// `seccomp:unconfined`: no seccomp filter (the default filter otherwise, unless privileged).
+    pub seccomp_unconfined: bool,
+    /// `no-new-privileges`: the process cannot gain privileges through setuid or file
+    /// capabilities.
+    pub no_new_privileges: bool,
+    /// `apparmor:unconfined`: Shoal loads no AppArmor profile, so this is what every container
+    /// gets; kept to show the operator's intent.
+    pub apparmor_unconfined: bool,
+    /// `label:disable`: Shoal sets no SELinux label, so this is what every container gets.
+    pub label_disable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,10 @@ pub mod service;
 pub mod task;
 pub mod time;
 
-pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
+pub use container::{
+    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, PullPolicy,
+    SecurityOpts, Ulimit,
+};
 pub use name::{check_name, NameError};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};

@@ -16,6 +16,10 @@ pub struct Task {
     pub state: TaskState,
     pub message: String,
     pub exit_code: Option<i32>,
+    /// Digest of the image manifest the task's container was created from, as its agent
+    /// reported it (none before the container exists).
+    #[serde(default)]
+    pub image_digest: Option<String>,
     pub spec: ContainerSpec,
     /// How the agent restarts the container in place when it exits or turns unhealthy.
     #[serde(default)]

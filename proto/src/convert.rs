@@ -49,6 +49,8 @@ pub struct StatusUpdate {
     pub state: TaskState,
     pub message: String,
     pub exit_code: Option<i32>,
+    /// Digest of the image the task's container was created from, once known.
+    pub image_digest: Option<String>,
 }
 
 impl TryFrom<&TaskStatus> for StatusUpdate {
@@ -65,6 +67,7 @@ impl TryFrom<&TaskStatus> for StatusUpdate {
             state,
             message: s.message.clone(),
             exit_code: s.has_exit_code.then_some(s.exit_code),
+            image_digest: (!s.image_digest.is_empty()).then(|| s.image_digest.clone()),
         })
     }
 }
@@ -77,6 +80,7 @@ impl From<&StatusUpdate> for TaskStatus {
             message: u.message.clone(),
             has_exit_code: u.exit_code.is_some(),
             exit_code: u.exit_code.unwrap_or_default(),
+            image_digest: u.image_digest.clone().unwrap_or_default(),
         }
     }
 }
@@ -92,6 +96,7 @@ mod tests {
             state: TaskState::Running,
             message: "started".into(),
             exit_code: Some(3),
+            image_digest: Some("sha256:abc".into()),
         };
         let p = TaskStatus::from(&u);
         assert_eq!(StatusUpdate::try_from(&p).unwrap(), u);

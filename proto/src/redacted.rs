@@ -1,4 +1,4 @@
-//! `Debug` for the messages that carry secret values: everything but the values.
+//! `Debug` for the messages that carry secret values (and env files): everything but the values.
 
 use std::fmt;
 
@@ -17,11 +17,14 @@ impl fmt::Debug for SecretValue {
 impl fmt::Debug for StackFileRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&String> = self.secrets.keys().collect();
+        // Env files often carry passwords: their paths only.
+        let env_files: Vec<&String> = self.env_files.keys().collect();
         f.debug_struct("StackFileRequest")
             .field("stack", &self.stack)
             .field("file", &self.file)
             .field("source", &self.source)
             .field("secrets", &format_args!("<redacted: {names:?}>"))
+            .field("env_files", &format_args!("<redacted: {env_files:?}>"))
             .finish()
     }
 }
@@ -52,6 +55,7 @@ mod tests {
             source: "services: {}".into(),
             secrets: [("pw".to_string(), b"hunter2".to_vec())].into(),
             api_version: 1,
+            env_files: [("a.env".to_string(), "PW=hunter2".to_string())].into(),
         };
         for text in [format!("{set:?}"), format!("{req:?}")] {
             assert!(text.contains("pw") && text.contains("<redacted"), "{text}");

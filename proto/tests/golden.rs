@@ -30,6 +30,7 @@ fn task() -> Task {
         state: TaskState::Assigned,
         message: String::new(),
         exit_code: None,
+        image_digest: None,
         spec: ContainerSpec {
             image: "busybox".into(),
             command: vec!["sleep".into(), "600".into()],
@@ -95,6 +96,7 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
             message: "started".into(),
             has_exit_code: false,
             exit_code: 0,
+            image_digest: String::new(),
         }],
     };
     vec![

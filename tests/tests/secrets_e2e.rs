@@ -50,6 +50,9 @@ services:
     image: {IMAGE}
     command: ["sleep", "3600"]
     stop_signal: SIGKILL
+    env_file: ./other.env
+    environment:
+      OVERRIDDEN: by-environment
     deploy:
       placement:
         constraints: ["node.labels.role == other"]
@@ -256,6 +259,12 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
     let stack_dir = dir.path().join("stack");
     std::fs::create_dir_all(&stack_dir).unwrap();
     std::fs::write(stack_dir.join("db_password.txt"), &value).unwrap();
+    // `env_file` is read by shoalctl next to the stack file; `environment` wins over it.
+    std::fs::write(
+        stack_dir.join("other.env"),
+        "# kolla-style settings\nFROM_ENV_FILE=\"env file value\"\nOVERRIDDEN=by-env-file\n",
+    )
+    .unwrap();
     let stack = stack_dir.join("stack.yaml");
     std::fs::write(&stack, stack_yaml()).unwrap();
     let stack_arg = stack.to_str().unwrap();
@@ -303,10 +312,15 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
         running_task(&endpoints, "app")
     });
     assert_eq!(node, "n1");
-    let (_, other_node) = wait_until(Duration::from_secs(60), "other running", || {
+    let (other_task, other_node) = wait_until(Duration::from_secs(60), "other running", || {
         running_task(&endpoints, "other")
     });
     assert_eq!(other_node, "n2");
+    let (ok, environ) = cat(&endpoints, &other_task, "/proc/1/environ");
+    assert!(ok, "{environ}");
+    let vars: Vec<&str> = environ.split('\0').collect();
+    assert!(vars.contains(&"FROM_ENV_FILE=env file value"), "{vars:?}");
+    assert!(vars.contains(&"OVERRIDDEN=by-environment"), "{vars:?}");
 
     // Inside the container: the values, at their paths, read-only, with their modes.
     assert_eq!(

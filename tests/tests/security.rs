@@ -652,6 +652,7 @@ async fn secure_cluster_joins_with_tokens_and_refuses_everyone_else() {
         message: "forged by n1".into(),
         has_exit_code: true,
         exit_code: 1,
+        image_digest: String::new(),
     };
     let s = d
         .report_status(StatusReport {

@@ -110,7 +110,16 @@ async fn plan_of_the_openstack_example_honours_controllers_and_computes() {
             .or_default()
             .push(node);
     }
-    let compute = ["nova-compute", "nova-libvirt", "openvswitch"];
+    // Neutron's agents run on the computes, which double as network nodes in the example.
+    let compute = [
+        "nova-compute",
+        "nova-libvirt",
+        "openvswitch",
+        "neutron-openvswitch-agent",
+        "neutron-dhcp-agent",
+        "neutron-l3-agent",
+        "neutron-metadata-agent",
+    ];
     for (svc, nodes) in &by_service {
         for n in nodes {
             if compute.iter().any(|c| svc.starts_with(c)) {

@@ -46,10 +46,13 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tracing::{debug, info, warn};
 
+use shoal_model::container::{ContainerSpec, NetworkMode};
+
 use crate::metrics;
 
 use super::spec::{
-    build_spec, effective_user, parse_cap_bounding, volume_dirs, ImageConfig, SpecContext,
+    build_spec, effective_user, hosts_file_text, parse_cap_bounding, volume_dirs, ImageConfig,
+    SpecContext, LOOPBACK_HOSTS,
 };
 use super::{
     labels, signal_number, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus,
@@ -84,6 +87,8 @@ pub struct ContainerdConfig {
     pub secrets_dir: PathBuf,
     /// Scratch files for the output of `exec`.
     pub exec_dir: PathBuf,
+    /// Per-container `/etc/hosts` files (containers with `extra_hosts`): `<hosts_dir>/<id>`.
+    pub hosts_dir: PathBuf,
     pub snapshotter: String,
     /// containerd runtime (shim) name.
     pub runtime: String,
@@ -100,6 +105,7 @@ impl ContainerdConfig {
             volumes_dir: PathBuf::from("/var/lib/shoal/volumes"),
             secrets_dir: PathBuf::from("/var/lib/shoal/agent/secrets"),
             exec_dir: PathBuf::from("/run/shoal/exec"),
+            hosts_dir: PathBuf::from("/run/shoal/hosts"),
             snapshotter: "overlayfs".to_owned(),
             runtime: "io.containerd.runc.v2".to_owned(),
             cgroup_parent: "/shoal".to_owned(),
@@ -122,7 +128,8 @@ pub struct ContainerdRuntime {
     list_warned_at: AtomicU64,
 }
 
-type PullSlot = Arc<tokio::sync::Mutex<Option<ImageRef>>>;
+/// The last pull of one name: its result and when it finished.
+type PullSlot = Arc<tokio::sync::Mutex<Option<(ImageRef, std::time::Instant)>>>;
 
 impl Drop for ContainerdRuntime {
     fn drop(&mut self) {
@@ -430,6 +437,25 @@ impl ContainerdRuntime {
             } else {
                 Vec::new()
             };
+            let devices = config
+                .spec
+                .devices
+                .iter()
+                .map(|d| {
+                    rootfs_files::host_device(Path::new(&d.host_path), &d.container_path).map_err(
+                        |source| RuntimeError::Io {
+                            what: "device",
+                            path: PathBuf::from(&d.host_path),
+                            source,
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let hosts_file = if config.spec.extra_hosts.is_empty() {
+                None
+            } else {
+                Some(self.write_hosts_file(id, &config.spec).await?)
+            };
             let ctx = SpecContext {
                 id,
                 cgroup_parent: &self.cfg.cgroup_parent,
@@ -440,6 +466,8 @@ impl ContainerdRuntime {
                 passwd: passwd.as_deref(),
                 group: group.as_deref(),
                 host_devices: &host_devices,
+                devices: &devices,
+                hosts_file: hosts_file.as_deref(),
             };
             let oci = build_spec(&config.spec, &image_config, &ctx).map_err(spec_err)?;
             for dir in volume_dirs(&config.spec, &self.cfg.volumes_dir).map_err(spec_err)? {
@@ -460,6 +488,7 @@ impl ContainerdRuntime {
             Ok(json) => json,
             Err(error) => {
                 self.remove_snapshot(id).await;
+                self.remove_hosts_file(id).await;
                 return Err(error);
             }
         };
@@ -494,6 +523,8 @@ impl ContainerdRuntime {
             return Err(if s.code() == Code::AlreadyExists {
                 RuntimeError::ContainerExists(id.clone())
             } else {
+                // The hosts file is this container's alone only when no other holds the id.
+                self.remove_hosts_file(id).await;
                 grpc(format!("create container `{id}`"))(s)
             });
         }
@@ -530,6 +561,42 @@ impl ContainerdRuntime {
         })?;
         let mut read = read.into_iter();
         Ok((read.next().flatten(), read.next().flatten()))
+    }
+
+    /// Writes the container's own hosts file: the host's `/etc/hosts` with host networking (a
+    /// loopback-only file otherwise), then the spec's `extra_hosts`.
+    async fn write_hosts_file(&self, id: &str, spec: &ContainerSpec) -> Result<PathBuf> {
+        let base = match spec.network {
+            NetworkMode::Host => {
+                tokio::fs::read_to_string("/etc/hosts")
+                    .await
+                    .map_err(|source| RuntimeError::Io {
+                        what: "host file",
+                        path: PathBuf::from("/etc/hosts"),
+                        source,
+                    })?
+            }
+            NetworkMode::None => LOOPBACK_HOSTS.to_owned(),
+        };
+        create_dir(&self.cfg.hosts_dir, "hosts file directory").await?;
+        let path = self.cfg.hosts_dir.join(id);
+        tokio::fs::write(&path, hosts_file_text(&base, spec))
+            .await
+            .map_err(|source| RuntimeError::Io {
+                what: "hosts file",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(path)
+    }
+
+    async fn remove_hosts_file(&self, id: &str) {
+        let path = self.cfg.hosts_dir.join(id);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(path = %path.display(), error = %e, "cannot remove hosts file");
+            }
+        }
     }
 
     async fn remove_snapshot(&self, key: &str) {
@@ -729,15 +796,17 @@ impl ContainerRuntime for ContainerdRuntime {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             pulls.entry(name.to_owned()).or_default().clone()
         };
+        let asked = std::time::Instant::now();
         let mut done = slot.lock().await;
-        if let Some(image) = done.as_ref() {
-            // Someone pulled it while we waited for the lock.
-            if self.ensure_unpacked(name).await? {
+        if let Some((image, finished)) = done.as_ref() {
+            // Someone pulled it while we waited for the lock: that answer is as fresh as ours
+            // would be. An older one is not (the tag may have moved since).
+            if *finished >= asked && self.ensure_unpacked(name).await? {
                 return Ok(image.clone());
             }
         }
         let image = self.pull(name, auth).await?;
-        *done = Some(image.clone());
+        *done = Some((image.clone(), std::time::Instant::now()));
         Ok(image)
     }
 
@@ -751,6 +820,10 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn ensure_image(&self, name: &str) -> Result<bool> {
         self.ensure_unpacked(name).await
+    }
+
+    async fn image_digest(&self, name: &str) -> Result<Option<String>> {
+        self.image_target_digest(name).await
     }
 
     #[tracing::instrument(skip_all, fields(container = %config.id, task_id = %config.task_id, service = %config.service, image = %config.spec.image))]
@@ -884,6 +957,7 @@ impl ContainerRuntime for ContainerdRuntime {
             .await;
         found(r).map_err(grpc(format!("delete container `{id}`")))?;
         self.remove_snapshot(id).await;
+        self.remove_hosts_file(id).await;
         info!("container removed");
         Ok(())
     }

@@ -897,6 +897,25 @@ impl ContainerdRuntime {
     }
 
     /// Manifest, config and chain ids of an image in containerd's store.
+    /// The digest the image record `name` points at (a manifest, or an index), if it exists.
+    pub(super) async fn image_target_digest(&self, name: &str) -> Result<Option<String>> {
+        let got = ImagesClient::new(self.channel.clone())
+            .max_decoding_message_size(DECODE_LIMIT_BYTES)
+            .get(self.req(GetImageRequest {
+                name: name.to_owned(),
+            }))
+            .await;
+        match got {
+            Ok(r) => Ok(r
+                .into_inner()
+                .image
+                .and_then(|i| i.target)
+                .map(|t| t.digest)),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(grpc(format!("get image `{name}`"))(s)),
+        }
+    }
+
     pub(super) async fn read_image(&self, name: &str) -> Result<ImageParts> {
         let got = ImagesClient::new(self.channel.clone())
             .max_decoding_message_size(DECODE_LIMIT_BYTES)

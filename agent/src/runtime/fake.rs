@@ -33,6 +33,8 @@ struct State {
     registry: BTreeMap<String, Option<String>>,
     /// How many pulls were made, per image.
     pulls: BTreeMap<String, u32>,
+    /// How long a pull takes (none: at once).
+    pull_delay: Option<Duration>,
     containers: BTreeMap<String, FakeContainer>,
     next_pid: u32,
     /// Containers that ignore polite signals and need SIGKILL.
@@ -84,6 +86,11 @@ impl FakeRuntime {
         self.lock()
             .registry
             .insert(name.to_owned(), password.map(str::to_owned));
+    }
+
+    /// Makes every later pull take `delay`.
+    pub fn set_pull_delay(&self, delay: Duration) {
+        self.lock().pull_delay = Some(delay);
     }
 
     /// How many times `name` was pulled.
@@ -146,6 +153,10 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn pull_image(&self, name: &str, auth: &RegistryAuth) -> Result<ImageRef> {
+        let delay = self.lock().pull_delay;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         let mut st = self.lock();
         let reference = super::registry::ImageReference::parse(name)?;
         let registry = reference.registry;
@@ -172,6 +183,14 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn ensure_image(&self, name: &str) -> Result<bool> {
         Ok(self.lock().images.contains(name))
+    }
+
+    async fn image_digest(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .images
+            .contains(name)
+            .then(|| format!("sha256:fake-{name}")))
     }
 
     async fn create(&self, config: ContainerConfig) -> Result<()> {

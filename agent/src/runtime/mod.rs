@@ -5,6 +5,7 @@ mod containerd_image;
 pub mod fake;
 pub mod registry;
 pub mod rootfs_files;
+pub mod seccomp;
 pub mod spec;
 pub mod users;
 
@@ -214,6 +215,8 @@ pub trait ContainerRuntime: Send + Sync {
     }
     /// Whether `name` is present and unpacked, ready for `create`.
     async fn ensure_image(&self, name: &str) -> Result<bool>;
+    /// The manifest digest `name` points at on this node, if it is present.
+    async fn image_digest(&self, name: &str) -> Result<Option<String>>;
     /// Creates the container (root filesystem and spec) without starting it.
     async fn create(&self, config: ContainerConfig) -> Result<()>;
     /// Starts the container's main process and returns its host pid.

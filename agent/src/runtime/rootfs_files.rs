@@ -119,29 +119,50 @@ fn walk_dev(dir: &Path, out: &mut Vec<LinuxDevice>, depth: usize) {
             }
             continue;
         }
-        let typ = if ft.is_block_device() {
-            LinuxDeviceType::B
-        } else if ft.is_char_device() && path != Path::new("/dev/console") {
-            LinuxDeviceType::C
-        } else {
+        if path == Path::new("/dev/console") {
             continue;
-        };
-        let rdev = meta.rdev();
-        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-        let device = LinuxDeviceBuilder::default()
-            .path(path)
-            .typ(typ)
-            .major(major as i64)
-            .minor(minor as i64)
-            .file_mode(meta.mode() & 0o777)
-            .uid(meta.uid())
-            .gid(meta.gid())
-            .build();
-        if let Ok(d) = device {
+        }
+        if let Some(d) = device_node(&path, &meta) {
             out.push(d);
         }
     }
+}
+
+/// The device node described by `meta`, to appear at `path`; `None` if it is not a block or
+/// character device.
+fn device_node(path: &Path, meta: &std::fs::Metadata) -> Option<LinuxDevice> {
+    let ft = meta.file_type();
+    let typ = if ft.is_block_device() {
+        LinuxDeviceType::B
+    } else if ft.is_char_device() {
+        LinuxDeviceType::C
+    } else {
+        return None;
+    };
+    let rdev = meta.rdev();
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    LinuxDeviceBuilder::default()
+        .path(path)
+        .typ(typ)
+        .major(major as i64)
+        .minor(minor as i64)
+        .file_mode(meta.mode() & 0o777)
+        .uid(meta.uid())
+        .gid(meta.gid())
+        .build()
+        .ok()
+}
+
+/// A host device node (symlinks followed, as Docker does) to appear at `container_path`.
+pub fn host_device(host_path: &Path, container_path: &str) -> std::io::Result<LinuxDevice> {
+    let meta = std::fs::metadata(host_path)?;
+    device_node(Path::new(container_path), &meta).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a block or character device",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use oci_spec::runtime::{
 use serde::Deserialize;
 use shoal_model::container::{ContainerSpec, MountKind, NetworkMode};
 
+use super::seccomp::default_filter;
 use super::users::{resolve_user, UserError};
 
 /// `PATH` when neither the image nor the spec sets one.
@@ -101,6 +102,8 @@ pub enum SpecError {
     RelativeTarget(String),
     #[error("bad volume name `{0}`")]
     BadVolumeName(String),
+    #[error("{given} devices given but {resolved} resolved on the host")]
+    DevicesUnresolved { given: usize, resolved: usize },
     #[error("limit {0} does not fit")]
     LimitTooLarge(u64),
     #[error("image config: {0}")]
@@ -157,6 +160,12 @@ pub struct SpecContext<'a> {
     pub group: Option<&'a str>,
     /// The host's device nodes, given to privileged containers as Docker does.
     pub host_devices: &'a [LinuxDevice],
+    /// The spec's `devices`, in order, resolved on the host (type, numbers, mode), each with
+    /// its container path.
+    pub devices: &'a [LinuxDevice],
+    /// The container's own hosts file (the base plus `extra_hosts`), written by the runtime
+    /// when the spec has `extra_hosts`; mounted read-only at `/etc/hosts`.
+    pub hosts_file: Option<&'a Path>,
 }
 
 /// The user a container runs as: the spec's, else the image's `USER`, else none (root).
@@ -377,6 +386,36 @@ fn rootfs_propagation(spec: &ContainerSpec) -> Option<String> {
     }
 }
 
+/// Gives the default `/dev/shm` tmpfs `size` bytes (Compose `shm_size`).
+fn set_shm_size(mounts: &mut [Mount], size: u64) {
+    for m in mounts
+        .iter_mut()
+        .filter(|m| m.destination() == Path::new("/dev/shm"))
+    {
+        let mut options = m.options().clone().unwrap_or_default();
+        options.retain(|o| !o.starts_with("size="));
+        options.push(format!("size={size}"));
+        m.set_options(Some(options));
+    }
+}
+
+/// The text of a container's `/etc/hosts`: `base` (the host's file with host networking),
+/// then one line per `extra_hosts` entry, as Docker appends them.
+pub fn hosts_file_text(base: &str, spec: &ContainerSpec) -> String {
+    let mut out = base.to_owned();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for h in &spec.extra_hosts {
+        out.push_str(&format!("{}\t{}\n", h.address, h.name));
+    }
+    out
+}
+
+/// The base of `/etc/hosts` for a container with its own network namespace.
+pub const LOOPBACK_HOSTS: &str =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
 fn to_i64(v: u64) -> Result<i64, SpecError> {
     i64::try_from(v).map_err(|_| SpecError::LimitTooLarge(v))
 }
@@ -414,13 +453,14 @@ pub fn build_spec(
     process.set_user(oci_user.build()?);
     let caps = capabilities(spec, ctx.host_caps)?;
     let mut linux_caps = LinuxCapabilities::default();
+    let effective_caps = caps.clone();
     linux_caps.set_bounding(Some(caps.clone()));
     linux_caps.set_effective(Some(caps.clone()));
     linux_caps.set_permitted(Some(caps));
     linux_caps.set_inheritable(Some(Capabilities::new()));
     linux_caps.set_ambient(Some(Capabilities::new()));
     process.set_capabilities(Some(linux_caps));
-    process.set_no_new_privileges(Some(false));
+    process.set_no_new_privileges(Some(spec.security.no_new_privileges));
     let mut rlimits: Vec<PosixRlimit> = Vec::new();
     for u in &spec.ulimits {
         let typ = parse_rlimit(&u.name)?;
@@ -459,10 +499,26 @@ pub fn build_spec(
         mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
         mounts.push(bind_mount(Path::new("/dev/shm"), "/dev/shm", false, None));
     }
+    if let Some(size) = spec.shm_size.filter(|_| !spec.ipc_host) {
+        set_shm_size(&mut mounts, size);
+    }
     if spec.network == NetworkMode::Host {
-        for f in ["/etc/resolv.conf", "/etc/hosts"] {
-            mounts.push(bind_mount(Path::new(f), f, true, None));
-        }
+        mounts.push(bind_mount(
+            Path::new("/etc/resolv.conf"),
+            "/etc/resolv.conf",
+            true,
+            None,
+        ));
+    }
+    if let Some(hosts) = ctx.hosts_file {
+        mounts.push(bind_mount(hosts, "/etc/hosts", true, None));
+    } else if spec.network == NetworkMode::Host {
+        mounts.push(bind_mount(
+            Path::new("/etc/hosts"),
+            "/etc/hosts",
+            true,
+            None,
+        ));
     }
     if spec.privileged {
         // Docker's privileged: `/sys` and the cgroup filesystem are writable.
@@ -478,9 +534,12 @@ pub fn build_spec(
     mounts.extend(user_mounts(spec, ctx)?);
     oci.set_mounts(Some(mounts));
 
-    oci.set_hostname(Some(match spec.network {
-        NetworkMode::Host => ctx.host_hostname.to_owned(),
-        NetworkMode::None => ctx.id.chars().take(12).collect(),
+    // The container keeps its own UTS namespace (as in Docker, host networking included):
+    // the host's name unless `hostname` gives one.
+    oci.set_hostname(Some(match (&spec.hostname, spec.network) {
+        (Some(name), _) => name.clone(),
+        (None, NetworkMode::Host) => ctx.host_hostname.to_owned(),
+        (None, NetworkMode::None) => ctx.id.chars().take(12).collect(),
     }));
 
     // Linux: namespaces, cgroup, resources, hardening.
@@ -506,7 +565,36 @@ pub fn build_spec(
         .allow(spec.privileged)
         .access("rwm")
         .build()?;
-    resources.set_devices(Some(vec![device_rule]));
+    let mut device_rules = vec![device_rule];
+    if ctx.devices.len() != spec.devices.len() {
+        return Err(SpecError::DevicesUnresolved {
+            given: spec.devices.len(),
+            resolved: ctx.devices.len(),
+        });
+    }
+    if !spec.privileged {
+        // Default runc devices are allowed by runc itself; the spec's devices by these rules.
+        for (d, want) in ctx.devices.iter().zip(&spec.devices) {
+            device_rules.push(
+                LinuxDeviceCgroupBuilder::default()
+                    .allow(true)
+                    .typ(d.typ())
+                    .major(d.major())
+                    .minor(d.minor())
+                    .access(want.permissions.clone())
+                    .build()?,
+            );
+        }
+    }
+    resources.set_devices(Some(device_rules));
+    if !spec.sysctls.is_empty() {
+        linux.set_sysctl(Some(
+            spec.sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ));
+    }
     if let Some(limit) = spec.memory_limit {
         resources.set_memory(Some(
             LinuxMemoryBuilder::default()
@@ -524,14 +612,24 @@ pub fn build_spec(
         ));
     }
     linux.set_resources(Some(resources));
+    let mut devices: Vec<LinuxDevice> = Vec::new();
     if spec.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
-        if !ctx.host_devices.is_empty() {
-            linux.set_devices(Some(ctx.host_devices.to_vec()));
-        }
+        devices.extend(ctx.host_devices.iter().cloned());
     }
-    linux.set_seccomp(None);
+    for d in ctx.devices {
+        devices.retain(|have| have.path() != d.path());
+        devices.push(d.clone());
+    }
+    if !devices.is_empty() {
+        linux.set_devices(Some(devices));
+    }
+    linux.set_seccomp(if spec.privileged || spec.security.seccomp_unconfined {
+        None
+    } else {
+        Some(default_filter(&effective_caps)?)
+    });
     oci.set_linux(Some(linux));
 
     Ok(oci)
@@ -553,6 +651,8 @@ mod tests {
             passwd: None,
             group: None,
             host_devices: &[],
+            devices: &[],
+            hosts_file: None,
         }
     }
 
@@ -1036,6 +1136,145 @@ mod tests {
         assert!(opts.contains(&"ro".to_owned()));
         assert!(plain.linux().as_ref().unwrap().devices().is_none());
         assert!(plain.linux().as_ref().unwrap().masked_paths().is_some());
+    }
+
+    /// Compose `devices`: each resolved device is created at its container path and allowed
+    /// in the device cgroup with its own permissions.
+    #[test]
+    fn devices_are_created_and_allowed_with_their_permissions() {
+        use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType};
+        let kvm = LinuxDeviceBuilder::default()
+            .path("/dev/kvm")
+            .typ(LinuxDeviceType::C)
+            .major(10)
+            .minor(232)
+            .build()
+            .unwrap();
+        let resolved = [kvm];
+        let mut c = ctx();
+        c.devices = &resolved;
+        let spec = ContainerSpec {
+            devices: vec![shoal_model::Device {
+                host_path: "/dev/kvm".into(),
+                container_path: "/dev/kvm".into(),
+                permissions: "rw".into(),
+            }],
+            ..Default::default()
+        };
+        let s = build_spec(&spec, &busybox(), &c).unwrap();
+        let linux = s.linux().as_ref().unwrap();
+        let devices = linux.devices().clone().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].path(), Path::new("/dev/kvm"));
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert!(!rules[0].allow(), "everything else stays denied");
+        let rule = &rules[1];
+        assert!(rule.allow());
+        assert_eq!((rule.major(), rule.minor()), (Some(10), Some(232)));
+        assert_eq!(rule.access().as_deref(), Some("rw"));
+        // A device the runtime did not resolve is an error, never a silently missing device.
+        assert!(matches!(
+            build_spec(&spec, &busybox(), &ctx()),
+            Err(SpecError::DevicesUnresolved { .. })
+        ));
+    }
+
+    #[test]
+    fn sysctls_shm_size_and_hostname() {
+        let mut spec = ContainerSpec {
+            network: NetworkMode::None,
+            shm_size: Some(256 << 20),
+            hostname: Some("db-1".into()),
+            ..Default::default()
+        };
+        spec.sysctls
+            .insert("net.ipv4.ip_forward".into(), "1".into());
+        let s = build(&spec);
+        let sysctl = s.linux().as_ref().unwrap().sysctl().clone().unwrap();
+        assert_eq!(
+            sysctl.get("net.ipv4.ip_forward").map(String::as_str),
+            Some("1")
+        );
+        let shm = mount(&s, "/dev/shm").unwrap().options().clone().unwrap();
+        assert!(shm.contains(&format!("size={}", 256u64 << 20)), "{shm:?}");
+        assert_eq!(shm.iter().filter(|o| o.starts_with("size=")).count(), 1);
+        assert_eq!(s.hostname().as_deref(), Some("db-1"));
+        // Host networking keeps its own UTS namespace, so a hostname can still be given.
+        let host = build(&ContainerSpec {
+            hostname: Some("db-1".into()),
+            ..Default::default()
+        });
+        assert!(namespaces(&host).contains(&LinuxNamespaceType::Uts));
+        assert_eq!(host.hostname().as_deref(), Some("db-1"));
+    }
+
+    #[test]
+    fn extra_hosts_use_the_containers_own_hosts_file() {
+        let spec = ContainerSpec {
+            extra_hosts: vec![shoal_model::ExtraHost {
+                name: "db".into(),
+                address: "10.0.0.5".into(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            hosts_file_text("127.0.0.1 localhost", &spec),
+            "127.0.0.1 localhost\n10.0.0.5\tdb\n"
+        );
+        let file = Path::new("/run/shoal/hosts/c1");
+        let mut c = ctx();
+        c.hosts_file = Some(file);
+        let s = build_spec(&spec, &busybox(), &c).unwrap();
+        let hosts: Vec<&Mount> = s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.destination() == Path::new("/etc/hosts"))
+            .collect();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].source().as_deref(), Some(file));
+    }
+
+    /// The default seccomp filter: on unless privileged or `seccomp:unconfined`;
+    /// `no-new-privileges` reaches the process.
+    #[test]
+    fn seccomp_by_default_and_security_opt() {
+        let plain = build(&ContainerSpec::default());
+        let filter = plain.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        let blocked = filter.syscalls().as_ref().unwrap()[0].names().clone();
+        assert!(blocked.contains(&"mount".to_owned()));
+        assert_eq!(
+            plain.process().as_ref().unwrap().no_new_privileges(),
+            Some(false)
+        );
+        let admin = build(&ContainerSpec {
+            cap_add: vec!["SYS_ADMIN".into()],
+            ..Default::default()
+        });
+        let filter = admin.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert!(!filter.syscalls().as_ref().unwrap()[0]
+            .names()
+            .contains(&"mount".to_owned()));
+        let unconfined = build(&ContainerSpec {
+            security: shoal_model::SecurityOpts {
+                seccomp_unconfined: true,
+                no_new_privileges: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert!(unconfined.linux().as_ref().unwrap().seccomp().is_none());
+        assert_eq!(
+            unconfined.process().as_ref().unwrap().no_new_privileges(),
+            Some(true)
+        );
     }
 
     #[test]

@@ -306,5 +306,6 @@ pub fn task(id: &str, node: &str, image: &str, command: &[&str]) -> Task {
         mode: shoal_model::ServiceMode::Replicated,
         created_at: 0,
         updated_at: 0,
+        image_digest: None,
     }
 }

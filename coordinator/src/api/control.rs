@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::{now_millis, Coordinator, Forwarded, ForwardedReply};
 use crate::orchestrator::preview::preview;
-use crate::stack::parse_stack;
+use crate::stack::{apply_env_files, parse_stack};
 use crate::state::Command;
 
 /// Parses a stack file into the one Raft command that applies it, or a clear error naming the
@@ -27,8 +27,10 @@ fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
     } else {
         req.file.as_str()
     };
-    let stack =
+    let mut stack =
         parse_stack(file, &req.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    apply_env_files(&mut stack, &req.env_files)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let name = if !req.stack.is_empty() {
         req.stack.clone()
     } else if let Some(n) = &stack.name {
@@ -271,6 +273,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
                 .collect(),
             api_version: 1,
+            env_files: Default::default(),
         }
     }
 

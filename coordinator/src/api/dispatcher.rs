@@ -243,6 +243,7 @@ impl Dispatcher for DispatcherService {
                 state: u.state,
                 message: u.message,
                 exit_code: u.exit_code,
+                image_digest: u.image_digest,
             });
         }
         self.check_reported_tasks(&node, &out)?;
@@ -328,6 +329,7 @@ mod tests {
             mode: Default::default(),
             created_at: 0,
             updated_at: 0,
+            image_digest: None,
         }
     }
 

@@ -40,6 +40,7 @@ fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
         mode: svc.spec.mode,
         created_at: 0,
         updated_at: 0,
+        image_digest: None,
     }
 }
 

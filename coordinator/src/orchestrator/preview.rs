@@ -81,6 +81,7 @@ pub(crate) fn preview(
                     "healthy".into()
                 },
                 exit_code,
+                image_digest: None,
             }];
             s.apply(&Request {
                 request_id: None,

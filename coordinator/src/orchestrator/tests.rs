@@ -112,6 +112,7 @@ fn report(
             state,
             message: message.into(),
             exit_code,
+            image_digest: None,
         }];
         apply(s, Command::ReportTaskStatus { node, updates });
     }
@@ -569,6 +570,7 @@ fn data_service_update_stops_the_old_copy_before_the_new_one_is_created() {
         state: TaskState::Shutdown,
         message: "stopped".into(),
         exit_code: None,
+        image_digest: None,
     }];
     apply(
         &mut s,
@@ -619,4 +621,44 @@ fn restarting_task_keeps_its_slot_and_is_not_replaced() {
     converge(&mut s);
     assert_eq!(live(&s, "api").len(), 2);
     assert_eq!(s.tasks.len(), 4);
+}
+
+/// Audit row 19: a task records the image digest its agent reported; later reports without
+/// one keep it.
+#[test]
+fn tasks_record_the_image_digest_their_agent_reports() {
+    let mut s = cluster(&[("a", "controller")]);
+    service(
+        &mut s,
+        "api",
+        ServiceSpec {
+            replicas: 1,
+            ..Default::default()
+        },
+    );
+    converge(&mut s);
+    let (id, node) = s
+        .tasks
+        .values()
+        .map(|t| (t.id.clone(), t.node.clone().unwrap()))
+        .next()
+        .unwrap();
+    let report = |state, digest: Option<&str>| Command::ReportTaskStatus {
+        node: node.clone(),
+        updates: vec![TaskStatusUpdate {
+            task_id: id.clone(),
+            state,
+            message: format!("{state:?}"),
+            exit_code: None,
+            image_digest: digest.map(str::to_owned),
+        }],
+    };
+    assert_eq!(s.tasks[&id].image_digest, None);
+    apply(&mut s, report(TaskState::Starting, Some("sha256:abc")));
+    apply(&mut s, report(TaskState::Running, None));
+    let t = &s.tasks[&id];
+    assert_eq!(
+        (t.state, t.image_digest.as_deref()),
+        (TaskState::Running, Some("sha256:abc"))
+    );
 }

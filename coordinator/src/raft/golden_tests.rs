@@ -94,6 +94,7 @@ fn task(id: &str, service: &str, slot: u32) -> Task {
         state: TaskState::Pending,
         message: String::new(),
         exit_code: None,
+        image_digest: None,
         spec: spec("busybox", 1).container,
         restart_policy: Default::default(),
         mode: Default::default(),
@@ -148,6 +149,7 @@ fn samples() -> Vec<Command> {
                 state: TaskState::Running,
                 message: "started".into(),
                 exit_code: None,
+                image_digest: None,
             }],
         },
         Command::ApplyStack {

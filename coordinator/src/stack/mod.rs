@@ -12,20 +12,28 @@
 //! Host networking is the only network: `ports` lists the host ports a service binds (short form
 //! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 
+mod container_keys;
 mod depends;
 mod deploy;
+mod devices;
 mod duration;
+mod env_files;
 mod error;
+mod extra_hosts;
 mod fields;
 mod healthcheck;
 mod mounts;
 mod ports;
 mod secrets;
+mod security_opt;
 mod service;
 mod shell_words;
 mod size;
+mod sysctls;
 mod yaml;
 
+#[cfg(test)]
+mod container_keys_tests;
 #[cfg(test)]
 mod secrets_tests;
 #[cfg(test)]
@@ -36,6 +44,7 @@ use std::collections::BTreeMap;
 use shoal_model::ServiceSpec;
 
 pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
+pub use env_files::{apply as apply_env_files, EnvFileRef};
 pub use error::StackError;
 pub use secrets::SecretSource;
 
@@ -54,6 +63,9 @@ pub struct Stack {
     pub volumes: BTreeMap<String, VolumeSpec>,
     /// Secrets declared in the top-level `secrets:`, by name, with where their values come from.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// The services' `env_file` entries, in file order; their contents come from shoalctl and
+    /// are merged by [`apply_env_files`].
+    pub env_files: Vec<EnvFileRef>,
 }
 
 /// A named volume declaration. Only the `local` driver exists: a directory on each node.
@@ -94,6 +106,10 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
         check_name(ctx, key.loc, &path, &key.name)?;
         let parsed = service::parse(ctx, node, &path, &stack.volumes, &stack.secrets)?;
         deps.push((key.name.clone(), parsed.depends_on));
+        for mut r in parsed.env_files {
+            r.service = stack.services.len();
+            stack.env_files.push(r);
+        }
         stack.services.push((key.name.clone(), parsed.spec));
     }
     top.finish()?;

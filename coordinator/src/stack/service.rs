@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use shoal_model::{ContainerSpec, NetworkMode, ServiceSpec, Ulimit};
 
+use super::container_keys;
 use super::depends::{self, DependsOn};
 use super::deploy;
 use super::duration::parse_duration_ms;
+use super::env_files::{self, EnvFileRef};
 use super::error::{Ctx, Result};
 use super::fields::{self, Fields};
 use super::healthcheck;
@@ -20,6 +22,8 @@ use super::VolumeSpec;
 pub(crate) struct ParsedService {
     pub spec: ServiceSpec,
     pub depends_on: Vec<DependsOn>,
+    /// `env_file` entries (their service index is set by the caller).
+    pub env_files: Vec<EnvFileRef>,
 }
 
 pub(crate) fn parse(
@@ -48,6 +52,10 @@ pub(crate) fn parse(
     if let Some(n) = f.take("environment") {
         c.env = fields::string_map(ctx, n, &f.child("environment"))?;
     }
+    let env_files = match f.take("env_file") {
+        Some(n) => env_files::references(ctx, n, &f.child("env_file"), 0)?,
+        None => Vec::new(),
+    };
     if let Some(n) = f.take("user") {
         c.user = Some(fields::scalar_text(ctx, n, &f.child("user"))?);
     }
@@ -99,6 +107,7 @@ pub(crate) fn parse(
     if let Some(n) = f.take("cgroup") {
         c.cgroup_host = host_namespace(ctx, n, &f.child("cgroup"))?;
     }
+    container_keys::parse(ctx, &mut f, &mut c)?;
     if let Some(n) = f.take("ulimits") {
         c.ulimits = ulimits(ctx, n, &f.child("ulimits"))?;
     }
@@ -145,7 +154,11 @@ pub(crate) fn parse(
         .iter()
         .map(|d| (d.service.clone(), d.condition))
         .collect();
-    Ok(ParsedService { spec, depends_on })
+    Ok(ParsedService {
+        spec,
+        depends_on,
+        env_files,
+    })
 }
 
 fn host_namespace(ctx: Ctx<'_>, n: &Node, path: &str) -> Result<bool> {

@@ -309,6 +309,27 @@ fn openstack_example_parses() {
             "{name}"
         );
     }
+    // Audit row 8: neutron's agents share /run/netns with the host, so the namespaces they
+    // create are the host's.
+    for name in [
+        "neutron-openvswitch-agent",
+        "neutron-dhcp-agent",
+        "neutron-l3-agent",
+    ] {
+        let c = &service(&stack, name).container;
+        assert!(
+            c.mounts.iter().any(|m| m.source == "/run/netns"
+                && m.target == "/run/netns"
+                && m.propagation.as_deref() == Some("shared")
+                && m.create_host_path),
+            "{name}"
+        );
+        assert!(c.privileged, "{name}");
+    }
+    // Audit row 9: what kolla runs privileged is privileged here too.
+    for name in ["nova-libvirt", "nova-compute", "openvswitch-vswitchd"] {
+        assert!(service(&stack, name).container.privileged, "{name}");
+    }
     // Audit row 2: no service overrides its image's named USER.
     assert!(stack
         .services

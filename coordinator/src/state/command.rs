@@ -176,6 +176,9 @@ pub struct TaskStatusUpdate {
     pub state: TaskState,
     pub message: String,
     pub exit_code: Option<i32>,
+    /// Digest of the image the task's container was created from, once the agent knows it.
+    #[serde(default)]
+    pub image_digest: Option<String>,
 }
 
 /// What applying a [`Request`] produced.

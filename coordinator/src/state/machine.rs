@@ -205,6 +205,9 @@ impl ClusterState {
                         // restarting are one step and alternate; see `TaskState::progress`).
                         continue;
                     }
+                    if u.image_digest.is_some() {
+                        task.image_digest = u.image_digest.clone();
+                    }
                     if u.state == task.state && u.message == task.message {
                         continue;
                     }

@@ -274,6 +274,7 @@ fn task(id: &str) -> Task {
         mode: shoal_model::ServiceMode::Replicated,
         created_at: 0,
         updated_at: 0,
+        image_digest: None,
     }
 }
 
