@@ -4,6 +4,7 @@ mod client;
 mod node_cmds;
 mod output;
 mod pki_cmds;
+mod service_update;
 mod stack_cmds;
 mod stack_name;
 mod stack_secrets;
@@ -183,6 +184,10 @@ enum ServiceCmd {
     Ps { name: String },
     /// Set a service's replica count: `shoalctl service scale api=3`.
     Scale { target: String },
+    /// Roll out a new image or a restart (`--force`), or pause/resume a rollout.
+    Update(service_update::UpdateArgs),
+    /// Roll back to the previous spec, with the service's rollback_config.
+    Rollback { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -430,8 +435,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(ServiceCmd::Ps { name }) => {
             let q = json!({"type": "tasks", "service": name, "node": null});
             let v = query(&mut client, q, cli.stale).await?;
+            service_update::print_progress(&mut client, name, fmt, cli.stale, &v).await?;
             task_cmds::print_tasks(fmt, &v);
             Ok(())
+        }
+        Cmd::Service(ServiceCmd::Update(args)) => service_update::update(&mut client, args).await,
+        Cmd::Service(ServiceCmd::Rollback { name }) => {
+            service_update::rollback(&mut client, name).await
         }
         Cmd::Service(ServiceCmd::Scale { target }) => {
             let (name, n) = target

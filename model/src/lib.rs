@@ -8,12 +8,14 @@ pub mod secret;
 pub mod service;
 pub mod task;
 pub mod time;
+pub mod update;
 
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
 pub use service::{NodeLoss, RestartPolicy, Service, ServiceMode, ServiceSpec};
 pub use task::{Task, TaskState};
+pub use update::{FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus};
 
 /// Milliseconds since the Unix epoch. Time enters the state machine only inside commands.
 pub type Millis = u64;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContainerSpec, Millis};
+use crate::{ContainerSpec, Millis, UpdateConfig, UpdateStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -14,6 +14,12 @@ pub struct Service {
     pub version: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The spec before the last change, for `service rollback`.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// The last rollout (see [`UpdateStatus`]); `None` until the spec first changes.
+    #[serde(default)]
+    pub update: Option<UpdateStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +40,16 @@ pub struct ServiceSpec {
     pub labels: std::collections::BTreeMap<String, String>,
     /// What happens to the service's tasks on a node that stops answering.
     pub on_node_loss: NodeLoss,
+    /// How a spec change rolls out (`deploy.update_config`).
+    pub update_config: UpdateConfig,
+    /// How a rollback rolls out (`deploy.rollback_config`).
+    pub rollback_config: UpdateConfig,
+    /// A quorum cluster (`deploy.x-shoal-quorum: true`): a rollout never leaves fewer than a
+    /// majority of its tasks running and healthy, whatever `parallelism` says.
+    pub quorum: bool,
+    /// Bumped by `shoalctl service update --force`: a new version with the same containers,
+    /// rolled out like any change.
+    pub force_update: u64,
 }
 
 impl ServiceSpec {

@@ -24,12 +24,15 @@ mod secrets;
 mod service;
 mod shell_words;
 mod size;
+mod update_config;
 mod yaml;
 
 #[cfg(test)]
 mod secrets_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_config_tests;
 
 use std::collections::BTreeMap;
 

@@ -121,6 +121,8 @@ impl ClusterState {
                     version: 1,
                     created_at: now,
                     updated_at: now,
+                    previous_spec: None,
+                    update: None,
                 };
                 self.services.insert(name.clone(), svc);
                 self.event(now, "service", name, "create", "service created");
@@ -130,16 +132,18 @@ impl ClusterState {
                 if let Err(e) = no_secrets(name, spec) {
                     return Response::refused(e);
                 }
-                let Some(svc) = self.services.get_mut(name) else {
+                let Some(svc) = self.services.get(name) else {
                     return Response::refused(format!("service `{name}` not found"));
                 };
-                svc.spec = spec.clone();
-                svc.version += 1;
-                svc.updated_at = now;
-                let v = svc.version;
-                self.event(now, "service", name, "update", &format!("version {v}"));
-                Response::version(v)
+                if svc.spec == *spec {
+                    return Response::version(svc.version);
+                }
+                Response::version(self.change_spec(now, name, spec))
             }
+            Command::RollbackService { name } => {
+                self.rollback(now, name, "rollback requested by an operator")
+            }
+            Command::PauseUpdate { name, paused } => self.pause_update(now, name, *paused),
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
                     return Response::refused(format!("service `{name}` not found"));
@@ -502,12 +506,8 @@ impl ClusterState {
         for (name, spec) in services {
             match self.services.get_mut(name) {
                 Some(svc) if &svc.spec == spec => {}
-                Some(svc) => {
-                    svc.spec = spec.clone();
-                    svc.version += 1;
-                    svc.updated_at = now;
-                    let v = svc.version;
-                    self.event(now, "service", name, "update", &format!("version {v}"));
+                Some(_) => {
+                    self.change_spec(now, name, spec);
                 }
                 None => {
                     let svc = Service {
@@ -517,6 +517,8 @@ impl ClusterState {
                         version: 1,
                         created_at: now,
                         updated_at: now,
+                        previous_spec: None,
+                        update: None,
                     };
                     self.services.insert(name.clone(), svc);
                     self.event(now, "service", name, "create", &format!("stack {stack}"));
@@ -610,9 +612,10 @@ impl ClusterState {
                 self.tasks.remove(id);
             }
         }
+        self.record_rollouts(now, r);
     }
 
-    fn event(&mut self, at: u64, kind: &str, object: &str, action: &str, message: &str) {
+    pub(super) fn event(&mut self, at: u64, kind: &str, object: &str, action: &str, message: &str) {
         self.next_event_seq += 1;
         self.events.push_back(Event {
             seq: self.next_event_seq,
