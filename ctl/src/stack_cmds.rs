@@ -127,7 +127,13 @@ fn name_action_rows(list: &Value) -> Vec<Vec<String>> {
     list.as_array()
         .map(|a| {
             a.iter()
-                .map(|s| vec![str_at(s, "/name"), str_at(s, "/action")])
+                .map(|s| {
+                    let mut action = str_at(s, "/action");
+                    if let Some(how) = s["rollout"].as_str() {
+                        action = format!("{action}: {how}");
+                    }
+                    vec![str_at(s, "/name"), action]
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -543,3 +543,32 @@ fn scaling_keeps_the_running_tasks() {
         .values()
         .all(|t| t.message != "replaced by version 2"));
 }
+
+#[test]
+fn plan_preview_says_how_an_update_rolls() {
+    let mut sim = Sim::new(3);
+    let stack = |image: &str| {
+        let mut spec = checked(2, UpdateConfig::default());
+        spec.container.image = image.into();
+        spec.quorum = true;
+        Command::ApplyStack {
+            stack: "cloud".into(),
+            services: vec![("db".into(), spec)],
+            secrets: vec![],
+        }
+    };
+    sim.cmd(stack("img:1"));
+    sim.run_until(20, 500, |s| all_at(s, "db", "img:1"));
+    let p = super::preview::preview(&sim.s, "cloud", stack("img:2"), sim.now).unwrap();
+    assert_eq!(p.services.len(), 1);
+    assert_eq!(p.services[0].action, "update");
+    assert_eq!(
+        p.services[0].rollout.as_deref(),
+        Some(
+            "rolls 2 task(s): 1 at a time, stop-first, monitor 5000 ms, keeping a majority healthy"
+        )
+    );
+    let same = super::preview::preview(&sim.s, "cloud", stack("img:1"), sim.now).unwrap();
+    assert_eq!(same.services[0].action, "unchanged");
+    assert_eq!(same.services[0].rollout, None);
+}
