@@ -47,6 +47,10 @@ pub struct ServiceSpec {
     /// A quorum cluster (`deploy.x-shoal-quorum: true`): a rollout never leaves fewer than a
     /// majority of its tasks running and healthy, whatever `parallelism` says.
     pub quorum: bool,
+    /// For jobs: run once for the life of the service (`deploy.x-shoal-run: once`, a bootstrap
+    /// that must never run again on live data): a completed job is not run again when its spec
+    /// changes. By default (`on-change`) a job runs again when its own spec changes.
+    pub run_once: bool,
     /// Bumped by `shoalctl service update --force`: a new version with the same containers,
     /// rolled out like any change.
     pub force_update: u64,

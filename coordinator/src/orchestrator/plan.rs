@@ -150,7 +150,8 @@ pub fn plan(
             .flatten()
             .copied()
             .collect();
-        let step = rollout::step(svc, &all, &gone, &state.nodes, now);
+        let blocked = deps::unmet(state, svc, &by_service);
+        let step = rollout::step(svc, &all, &gone, &state.nodes, blocked.as_deref(), now);
         for (id, _) in &step.shutdown {
             gone.insert(id.clone());
         }
@@ -197,7 +198,6 @@ pub fn plan(
         } else {
             Vec::new()
         };
-        let blocked = deps::unmet(state, svc, &by_service);
         let is_job = matches!(
             svc.spec.mode,
             ServiceMode::ReplicatedJob | ServiceMode::GlobalJob

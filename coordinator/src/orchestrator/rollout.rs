@@ -11,6 +11,8 @@
 //!   reported stopped. `start-first` (replicated services only): the new task starts beside the
 //!   old one, which stops once the new one runs, or at once if both landed on the same node
 //!   (the agent never runs two copies of a slot on one node);
+//! - no batch starts while the service's `depends_on` do not hold (a job it depends on that
+//!   runs again for its own new version gates the rollout);
 //! - a quorum service never stops a running, healthy member when that would leave fewer than a
 //!   majority of its slots running and healthy (members already down count as down); members
 //!   that are not healthy are replaced first, since that costs nothing. A quorum service of one
@@ -71,12 +73,14 @@ pub(super) fn stop_first(svc: &Service, status: &UpdateStatus) -> bool {
 }
 
 /// One pass of `svc`'s rollout over its tasks (`tasks`: all of them, any version; `gone`: those
-/// this pass already ends).
+/// this pass already ends; `blocked`: why its `depends_on` do not hold, if so: no batch starts
+/// then, e.g. while a job it depends on runs again for its own new version).
 pub(super) fn step(
     svc: &Service,
     tasks: &[&Task],
     gone: &BTreeSet<String>,
     nodes: &BTreeMap<String, Node>,
+    blocked: Option<&str>,
     now: u64,
 ) -> Step {
     let mut out = Step::default();
@@ -224,6 +228,8 @@ pub(super) fn step(
             .is_some_and(|at| now < at.saturating_add(cfg.delay_ms))
         {
             // Waiting out `delay`: nothing to record.
+        } else if let Some(why) = blocked {
+            st.reason = why.to_string();
         } else {
             // Slots whose old task is not healthy first: replacing them costs nothing.
             remaining.sort_by_key(|(k, up)| (*up, (*k).clone()));

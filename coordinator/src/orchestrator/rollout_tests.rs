@@ -572,3 +572,134 @@ fn plan_preview_says_how_an_update_rolls() {
     assert_eq!(same.services[0].action, "unchanged");
     assert_eq!(same.services[0].rollout, None);
 }
+
+/// Completed tasks of `svc`, any version.
+fn completed(s: &ClusterState, svc: &str) -> usize {
+    s.tasks
+        .values()
+        .filter(|t| t.service == svc && t.state == TaskState::Complete)
+        .count()
+}
+
+#[test]
+fn a_run_once_job_never_runs_again_and_an_on_change_job_does() {
+    let mut sim = Sim::new(1);
+    for (name, once) in [("bootstrap", true), ("db-sync", false)] {
+        let mut spec = ServiceSpec {
+            mode: ServiceMode::ReplicatedJob,
+            replicas: 1,
+            run_once: once,
+            ..Default::default()
+        };
+        spec.container.image = "img:1".into();
+        sim.cmd(Command::CreateService {
+            name: name.into(),
+            spec,
+        });
+    }
+    let finish = |sim: &mut Sim| {
+        for _ in 0..5 {
+            sim.now += 500;
+            sim.pass();
+            let running: Vec<(String, String)> = sim
+                .s
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Assigned)
+                .map(|t| (t.id.clone(), t.node.clone().unwrap()))
+                .collect();
+            for (id, node) in running {
+                sim.cmd(Command::ReportTaskStatus {
+                    node,
+                    updates: vec![TaskStatusUpdate {
+                        task_id: id,
+                        state: TaskState::Complete,
+                        message: "exited 0".into(),
+                        exit_code: Some(0),
+                    }],
+                });
+            }
+        }
+    };
+    finish(&mut sim);
+    assert_eq!(completed(&sim.s, "bootstrap"), 1);
+    assert_eq!(completed(&sim.s, "db-sync"), 1);
+    // Both get a new image: the bootstrap keeps its one run, the db sync runs again.
+    sim.update("bootstrap", |s| s.container.image = "img:2".into());
+    sim.update("db-sync", |s| s.container.image = "img:2".into());
+    finish(&mut sim);
+    assert_eq!(completed(&sim.s, "bootstrap"), 1);
+    assert_eq!(completed(&sim.s, "db-sync"), 2);
+}
+
+#[test]
+fn a_job_running_again_gates_the_rollout_of_a_service_that_depends_on_it() {
+    let mut sim = Sim::new(2);
+    let mut job = ServiceSpec {
+        mode: ServiceMode::ReplicatedJob,
+        replicas: 1,
+        ..Default::default()
+    };
+    job.container.image = "img:1".into();
+    sim.cmd(Command::CreateService {
+        name: "db-sync".into(),
+        spec: job,
+    });
+    let mut api = checked(
+        2,
+        UpdateConfig {
+            monitor_ms: 1_000,
+            ..Default::default()
+        },
+    );
+    api.depends_on = vec![("db-sync".into(), "service_completed_successfully".into())];
+    sim.cmd(Command::CreateService {
+        name: "api".into(),
+        spec: api,
+    });
+    let complete_jobs = |sim: &mut Sim| {
+        let done: Vec<(String, String)> = sim
+            .s
+            .tasks
+            .values()
+            .filter(|t| t.service == "db-sync")
+            .filter(|t| matches!(t.state, TaskState::Assigned | TaskState::Running))
+            .map(|t| (t.id.clone(), t.node.clone().unwrap()))
+            .collect();
+        for (id, node) in done {
+            sim.cmd(Command::ReportTaskStatus {
+                node,
+                updates: vec![TaskStatusUpdate {
+                    task_id: id,
+                    state: TaskState::Complete,
+                    message: "exited 0".into(),
+                    exit_code: Some(0),
+                }],
+            });
+        }
+    };
+    for _ in 0..10 {
+        sim.now += 500;
+        sim.pass();
+        complete_jobs(&mut sim);
+        sim.agents();
+    }
+    assert!(all_at(&sim.s, "api", "img:1"));
+    // The job and the service get a new image together: the job runs again first, and not
+    // one api task stops before it completed.
+    sim.update("db-sync", |s| s.container.image = "img:2".into());
+    sim.update("api", |s| s.container.image = "img:2".into());
+    for _ in 0..6 {
+        sim.now += 500;
+        sim.pass();
+        sim.agents();
+    }
+    assert_eq!(healthy_slots(&sim.s, "api").len(), 2);
+    assert!(
+        sim.status("api").reason.contains("db-sync"),
+        "{:?}",
+        sim.status("api")
+    );
+    complete_jobs(&mut sim);
+    sim.run_until(40, 500, |s| all_at(s, "api", "img:2"));
+}

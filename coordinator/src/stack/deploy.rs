@@ -70,6 +70,10 @@ pub(crate) fn parse(
     if let Some(n) = f.take("rollback_config") {
         spec.rollback_config = update_config::parse(ctx, n, &f.child("rollback_config"), true)?;
     }
+    if let Some(n) = f.take(update_config::RUN_KEY) {
+        let p = f.child(update_config::RUN_KEY);
+        spec.run_once = update_config::run_once(ctx, n, &p, spec.mode.is_job())?;
+    }
     if let Some(n) = f.take(update_config::QUORUM_KEY) {
         let p = f.child(update_config::QUORUM_KEY);
         spec.quorum = update_config::quorum(ctx, n, &p)?;

@@ -1,5 +1,5 @@
-//! `deploy.update_config` and `deploy.rollback_config` (Swarm's keys, Swarm's defaults) and
-//! Shoal's `deploy.x-shoal-quorum`.
+//! `deploy.update_config` and `deploy.rollback_config` (Swarm's keys, Swarm's defaults), and
+//! Shoal's `deploy.x-shoal-quorum` and `deploy.x-shoal-run` (a job that runs once).
 
 use shoal_model::{FailureAction, UpdateConfig, UpdateOrder};
 
@@ -105,4 +105,31 @@ pub(crate) fn parse(ctx: Ctx<'_>, node: &Node, path: &str, rollback: bool) -> Re
 /// `x-shoal-quorum`: `true` or `false`.
 pub(crate) fn quorum(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<bool> {
     fields::boolean(ctx, node, path)
+}
+
+/// `deploy.x-shoal-run`: `once` or `on-change` (jobs only).
+pub(crate) const RUN_KEY: &str = "x-shoal-run";
+
+/// Whether a job runs once (`once`) or again on each change of its own spec (`on-change`).
+pub(crate) fn run_once(ctx: Ctx<'_>, node: &Node, path: &str, is_job: bool) -> Result<bool> {
+    let text = fields::string(ctx, node, path)?;
+    let once = match text.as_str() {
+        "once" => true,
+        "on-change" => false,
+        other => {
+            return Err(ctx.error(
+                node.loc,
+                path,
+                format!("expected `once` or `on-change`, got {other:?}"),
+            ))
+        }
+    };
+    if !is_job {
+        return Err(ctx.error(
+            node.loc,
+            path,
+            "only jobs (mode replicated-job or global-job) take x-shoal-run",
+        ));
+    }
+    Ok(once)
 }

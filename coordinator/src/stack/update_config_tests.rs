@@ -167,6 +167,14 @@ fn bad_values_name_file_line_and_key() {
             "bad.yaml:5:23: services.a.deploy.x-shoal-quorum: expected true or false",
         ),
         (
+            "      x-shoal-run: once\n",
+            "bad.yaml:5:20: services.a.deploy.x-shoal-run: only jobs (mode replicated-job or global-job) take x-shoal-run",
+        ),
+        (
+            "      mode: replicated-job\n      x-shoal-run: twice\n",
+            "bad.yaml:6:20: services.a.deploy.x-shoal-run: expected `once` or `on-change`, got \"twice\"",
+        ),
+        (
             "      mode: replicated-job\n      x-shoal-quorum: true\n",
             "bad.yaml:6:23: services.a.deploy.x-shoal-quorum: a job cannot be a quorum cluster",
         ),
@@ -179,4 +187,16 @@ fn bad_values_name_file_line_and_key() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_job_runs_once_or_on_change() {
+    let spec = only_service(
+        "services:\n  boot:\n    image: x\n    deploy:\n      mode: replicated-job\n      x-shoal-run: once\n",
+    );
+    assert!(spec.run_once);
+    let spec = only_service(
+        "services:\n  sync:\n    image: x\n    deploy:\n      mode: replicated-job\n      x-shoal-run: on-change\n",
+    );
+    assert!(!spec.run_once);
 }

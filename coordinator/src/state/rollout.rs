@@ -47,6 +47,22 @@ impl ClusterState {
             );
             return v;
         }
+        if svc.spec.mode.is_job() && svc.spec.run_once {
+            // A job that runs once keeps what it did (completed) or does (running): its tasks
+            // are taken over by the new version, and it does not run again.
+            let mut kept = 0;
+            for t in self.tasks.values_mut() {
+                let done_or_live = t.state == TaskState::Complete || !t.state.is_terminal();
+                if t.service == name && t.service_version + 1 == v && done_or_live {
+                    t.service_version = v;
+                    kept += 1;
+                }
+            }
+            svc.update = None;
+            let msg = format!("version {v} (runs once: {kept} task(s) kept, not run again)");
+            self.event(now, "service", name, "update", &msg);
+            return v;
+        }
         let rolling = rolls(&svc.spec);
         svc.update = rolling.then(|| UpdateStatus::new(v, false, now));
         self.event(now, "service", name, "update", &format!("version {v}"));
