@@ -10,10 +10,10 @@ pub mod task;
 pub mod time;
 pub mod update;
 
-pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
+pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, PreStop, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
-pub use service::{NodeLoss, RestartPolicy, Service, ServiceMode, ServiceSpec};
+pub use service::{FirstStart, NodeLoss, RestartPolicy, Service, ServiceMode, ServiceSpec};
 pub use task::{Task, TaskState};
 pub use update::{FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus};
 

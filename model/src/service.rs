@@ -20,6 +20,10 @@ pub struct Service {
     /// The last rollout (see [`UpdateStatus`]); `None` until the spec first changes.
     #[serde(default)]
     pub update: Option<UpdateStatus>,
+    /// A task of the service ran (healthy, with a health check): the cluster it forms exists,
+    /// and [`ServiceSpec::first_start`] is never used again.
+    #[serde(default)]
+    pub formed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +55,10 @@ pub struct ServiceSpec {
     /// that must never run again on live data): a completed job is not run again when its spec
     /// changes. By default (`on-change`) a job runs again when its own spec changes.
     pub run_once: bool,
+    /// For a quorum service: what the first member runs on an empty cluster
+    /// (`x-shoal-first-start`, e.g. galera's `--wsrep-new-cluster`). Slot 1 starts alone with
+    /// it; the other slots start once it ran.
+    pub first_start: Option<FirstStart>,
     /// Bumped by `shoalctl service update --force`: a new version with the same containers,
     /// rolled out like any change.
     pub force_update: u64,
@@ -128,4 +136,15 @@ impl Default for RestartPolicy {
             window_ms: 0,
         }
     }
+}
+
+/// Command or environment that replace the spec's for the first member of a quorum service
+/// on an empty cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FirstStart {
+    /// Replaces the command when not empty.
+    pub command: Vec<String>,
+    /// Added to (and overriding) the environment.
+    pub env: std::collections::BTreeMap<String, String>,
 }

@@ -2,7 +2,8 @@
 //! - an update to an image whose health check never passes pauses after its first batch, says
 //!   why in `service ps` and in the events, and `service rollback` brings the old spec back;
 //! - `service update --force` on a global service restarts it node by node, and on each node the
-//!   old container is gone before the new one starts (read from `ctr events`);
+//!   old container is gone before the new one starts (read from `ctr events`), after its
+//!   pre-stop hook ran inside it;
 //! - a three-member quorum stand-in (healthy only while a majority of members answer) rolls to
 //!   a new image on three coordinators and three agents while a probe reads the members every
 //!   100 ms; the leader is killed mid-update and the new leader finishes it.
@@ -303,18 +304,25 @@ async fn force_restarts_a_global_service_node_by_node_without_overlap() {
         return;
     }
     let env = env(1, 3).await;
-    env.apply(
+    let hooks = env.stack.with_file_name("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    env.apply(&format!(
         r#"services:
   per-node:
     image: shoal-demo:latest
     command: ["sleep", "3600"]
     stop_signal: SIGKILL
+    volumes: ["{}:/hooks"]
+    x-shoal-pre-stop:
+      command: ["sh", "-c", "echo drained >> /hooks/drain.log"]
+      timeout: 5s
     deploy:
       mode: global
       update_config:
         monitor: 1s
 "#,
-    );
+        hooks.display()
+    ));
     env.wait(Duration::from_secs(90), "3 running", |e| {
         let live = e.live("per-node");
         live.len() == 3 && live.iter().all(|t| t["state"] == "running")
@@ -400,6 +408,13 @@ async fn force_restarts_a_global_service_node_by_node_without_overlap() {
         );
     }
     println!("restart windows (ctr events line numbers): {windows:?}");
+    // The pre-stop hook ran inside each old container (exec needs it running), once each.
+    let drained = std::fs::read_to_string(hooks.join("drain.log")).unwrap();
+    assert_eq!(
+        drained.lines().filter(|l| *l == "drained").count(),
+        3,
+        "{drained}"
+    );
 }
 
 /// A member of the stand-in: every 100 ms it writes the host's uptime (centiseconds; one clock

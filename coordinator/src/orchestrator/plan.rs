@@ -44,6 +44,19 @@ fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
     }
 }
 
+/// Gives `t` its service's first-start command and environment.
+fn first_start(t: &mut Task, svc: &Service) {
+    let Some(first) = &svc.spec.first_start else {
+        return;
+    };
+    if !first.command.is_empty() {
+        t.spec.command = first.command.clone();
+    }
+    t.spec
+        .env
+        .extend(first.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+}
+
 /// Why a task on node `n` is orphaned now (its copy is given up and replaced elsewhere), or
 /// `None` while it stays: a removed node gives up everything; a node that is down gives up the
 /// tasks of services that do not wait for it (see [`NodeLoss`]), and those of services that
@@ -198,6 +211,13 @@ pub fn plan(
         } else {
             Vec::new()
         };
+        // A quorum cluster that never formed, with no member alive: slot 1 starts alone, with
+        // its first-start command or environment.
+        let forming = svc.spec.first_start.is_some()
+            && !svc.formed
+            && !all
+                .iter()
+                .any(|t| !t.state.is_terminal() && !gone.contains(&t.id) && t.slot != 1);
         let is_job = matches!(
             svc.spec.mode,
             ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
@@ -215,12 +235,18 @@ pub fn plan(
                         .collect();
                     in_slot.sort_by_key(|t| (t.created_at, t.id.clone()));
                     if in_slot.is_empty() {
-                        if held.contains(&slot.to_string()) {
+                        if forming && slot != 1 {
+                            tracing::trace!(service = %svc.name, slot, "waiting for the first member");
+                        } else if held.contains(&slot.to_string()) {
                             tracing::trace!(service = %svc.name, slot, "old task held by the rollout");
                         } else if leaving.iter().any(|t| t.slot == slot) {
                             tracing::trace!(service = %svc.name, slot, "waiting for the old copy to stop");
                         } else if blocked.is_none() {
-                            pending.push(new_task(svc, slot, None, next_id(&svc.name, slot)));
+                            let mut t = new_task(svc, slot, None, next_id(&svc.name, slot));
+                            if forming {
+                                first_start(&mut t, svc);
+                            }
+                            pending.push(t);
                         }
                     } else {
                         // Keep the newest; extra copies of a slot stop.

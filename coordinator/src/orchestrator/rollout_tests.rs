@@ -703,3 +703,46 @@ fn a_job_running_again_gates_the_rollout_of_a_service_that_depends_on_it() {
     complete_jobs(&mut sim);
     sim.run_until(40, 500, |s| all_at(s, "api", "img:2"));
 }
+
+#[test]
+fn the_first_member_of_a_new_quorum_cluster_starts_alone_with_its_first_start() {
+    let mut spec = checked(3, UpdateConfig::default());
+    spec.quorum = true;
+    spec.container.command = vec!["mysqld".into()];
+    spec.first_start = Some(shoal_model::FirstStart {
+        command: vec!["mysqld".into(), "--wsrep-new-cluster".into()],
+        env: [("BOOTSTRAP".to_string(), "1".to_string())].into(),
+    });
+    let mut sim = Sim::new(3);
+    sim.cmd(Command::CreateService {
+        name: "galera".into(),
+        spec,
+    });
+    sim.now += 500;
+    sim.pass();
+    let first: Vec<_> = sim.s.tasks.values().collect();
+    assert_eq!(first.len(), 1, "slot 1 alone first");
+    assert_eq!(first[0].slot, 1);
+    assert_eq!(first[0].spec.command, vec!["mysqld", "--wsrep-new-cluster"]);
+    assert_eq!(
+        first[0].spec.env.get("BOOTSTRAP").map(String::as_str),
+        Some("1")
+    );
+    sim.run_until(20, 500, |s| {
+        all_at(s, "galera", "img:1") && s.tasks.len() == 3
+    });
+    assert!(sim.s.services["galera"].formed);
+    let others: Vec<_> = sim.s.tasks.values().filter(|t| t.slot != 1).collect();
+    assert!(others
+        .iter()
+        .all(|t| t.spec.command == vec!["mysqld"] && t.spec.env.is_empty()));
+    // Formed: a rollout replaces the first member with the plain command.
+    sim.update("galera", |s| s.container.image = "img:2".into());
+    sim.run_until(80, 500, |s| all_at(s, "galera", "img:2"));
+    assert!(sim
+        .s
+        .tasks
+        .values()
+        .filter(|t| !t.state.is_terminal())
+        .all(|t| t.spec.command == vec!["mysqld"]));
+}

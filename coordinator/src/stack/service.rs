@@ -13,6 +13,7 @@ use super::healthcheck;
 use super::mounts;
 use super::ports;
 use super::secrets::{self, SecretSource};
+use super::update_config;
 use super::yaml::{join, Node, Value};
 use super::VolumeSpec;
 
@@ -105,6 +106,10 @@ pub(crate) fn parse(
     if let Some(n) = f.take("healthcheck") {
         c.healthcheck = healthcheck::parse(ctx, n, &f.child("healthcheck"))?;
     }
+    if let Some(n) = f.take(update_config::PRE_STOP_KEY) {
+        let p = f.child(update_config::PRE_STOP_KEY);
+        c.pre_stop = Some(update_config::pre_stop(ctx, n, &p)?);
+    }
     if let Some(n) = f.take("stop_signal") {
         c.stop_signal = Some(fields::string(ctx, n, &f.child("stop_signal"))?);
     }
@@ -137,6 +142,10 @@ pub(crate) fn parse(
     }
     if let Some(n) = f.take("deploy") {
         deploy::parse(ctx, n, &f.child("deploy"), &mut spec, &mut c)?;
+    }
+    if let Some(n) = f.take(update_config::FIRST_START_KEY) {
+        let p = f.child(update_config::FIRST_START_KEY);
+        spec.first_start = Some(update_config::first_start(ctx, n, &p, &spec)?);
     }
     f.finish()?;
 

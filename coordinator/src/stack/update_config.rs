@@ -1,7 +1,10 @@
 //! `deploy.update_config` and `deploy.rollback_config` (Swarm's keys, Swarm's defaults), and
-//! Shoal's `deploy.x-shoal-quorum` and `deploy.x-shoal-run` (a job that runs once).
+//! Shoal's `deploy.x-shoal-quorum`, `deploy.x-shoal-run` (a job that runs once), and a
+//! service's `x-shoal-pre-stop` hook and `x-shoal-first-start` (a quorum cluster's bootstrap).
 
-use shoal_model::{FailureAction, UpdateConfig, UpdateOrder};
+use shoal_model::{
+    FailureAction, FirstStart, PreStop, ServiceMode, ServiceSpec, UpdateConfig, UpdateOrder,
+};
 
 use super::duration::parse_duration_ms;
 use super::error::{Ctx, Result};
@@ -132,4 +135,67 @@ pub(crate) fn run_once(ctx: Ctx<'_>, node: &Node, path: &str, is_job: bool) -> R
         ));
     }
     Ok(once)
+}
+
+/// A service's `x-shoal-pre-stop`.
+pub(crate) const PRE_STOP_KEY: &str = "x-shoal-pre-stop";
+
+/// How long a pre-stop hook may run when `timeout` is left out.
+pub(crate) const DEFAULT_PRE_STOP_TIMEOUT_MS: u64 = 30_000;
+
+/// `x-shoal-pre-stop: { command: CMD, timeout: 60s }` (`command` a list, or a string split
+/// like a shell would; `timeout` 30 s by default).
+pub(crate) fn pre_stop(ctx: Ctx<'_>, node: &Node, path: &str) -> Result<PreStop> {
+    let mut f = Fields::new(ctx, node, path)?;
+    let Some(n) = f.take("command") else {
+        return Err(ctx.error(node.loc, path, "expected `command: CMD`"));
+    };
+    let p = f.child("command");
+    let command = fields::command(ctx, n, &p)?;
+    if command.is_empty() {
+        return Err(ctx.error(n.loc, &p, "the command is empty"));
+    }
+    let mut timeout_ms = DEFAULT_PRE_STOP_TIMEOUT_MS;
+    if let Some(n) = f.take("timeout") {
+        let p = f.child("timeout");
+        let text = fields::scalar_text(ctx, n, &p)?;
+        timeout_ms = parse_duration_ms(&text).map_err(|e| ctx.error(n.loc, &p, e))?;
+    }
+    f.finish()?;
+    Ok(PreStop {
+        command,
+        timeout_ms,
+    })
+}
+
+/// A service's `x-shoal-first-start`.
+pub(crate) const FIRST_START_KEY: &str = "x-shoal-first-start";
+
+/// `x-shoal-first-start: { command: CMD, environment: MAP }` for a replicated quorum service.
+pub(crate) fn first_start(
+    ctx: Ctx<'_>,
+    node: &Node,
+    path: &str,
+    spec: &ServiceSpec,
+) -> Result<FirstStart> {
+    if spec.mode != ServiceMode::Replicated || !spec.quorum {
+        return Err(ctx.error(
+            node.loc,
+            path,
+            "only a replicated quorum service (deploy.x-shoal-quorum: true) has a first start",
+        ));
+    }
+    let mut f = Fields::new(ctx, node, path)?;
+    let mut first = FirstStart::default();
+    if let Some(n) = f.take("command") {
+        first.command = fields::command(ctx, n, &f.child("command"))?;
+    }
+    if let Some(n) = f.take("environment") {
+        first.env = fields::string_map(ctx, n, &f.child("environment"))?;
+    }
+    if first.command.is_empty() && first.env.is_empty() {
+        return Err(ctx.error(node.loc, path, "expected `command` or `environment`"));
+    }
+    f.finish()?;
+    Ok(first)
 }

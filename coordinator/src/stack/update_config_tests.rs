@@ -167,6 +167,22 @@ fn bad_values_name_file_line_and_key() {
             "bad.yaml:5:23: services.a.deploy.x-shoal-quorum: expected true or false",
         ),
         (
+            "      replicas: 1\n    x-shoal-pre-stop: { timeout: 5s }\n",
+            "bad.yaml:6:23: services.a.x-shoal-pre-stop: expected `command: CMD`",
+        ),
+        (
+            "      replicas: 1\n    x-shoal-pre-stop: { command: drain, timeout: later }\n",
+            "bad.yaml:6:50: services.a.x-shoal-pre-stop.timeout: expected a duration",
+        ),
+        (
+            "      replicas: 3\n    x-shoal-first-start: { command: bootstrap }\n",
+            "bad.yaml:6:26: services.a.x-shoal-first-start: only a replicated quorum service",
+        ),
+        (
+            "      x-shoal-quorum: true\n    x-shoal-first-start: {}\n",
+            "bad.yaml:6:26: services.a.x-shoal-first-start: expected `command` or `environment`",
+        ),
+        (
             "      x-shoal-run: once\n",
             "bad.yaml:5:20: services.a.deploy.x-shoal-run: only jobs (mode replicated-job or global-job) take x-shoal-run",
         ),
@@ -199,4 +215,28 @@ fn a_job_runs_once_or_on_change() {
         "services:\n  sync:\n    image: x\n    deploy:\n      mode: replicated-job\n      x-shoal-run: on-change\n",
     );
     assert!(!spec.run_once);
+}
+
+#[test]
+fn a_pre_stop_hook_has_a_command_and_a_timeout() {
+    let spec = only_service(
+        "services:\n  mq:\n    image: rabbitmq\n    x-shoal-pre-stop:\n      command: rabbitmq-upgrade drain\n      timeout: 2m\n",
+    );
+    let hook = spec.container.pre_stop.expect("a hook");
+    assert_eq!(hook.command, vec!["rabbitmq-upgrade", "drain"]);
+    assert_eq!(hook.timeout_ms, 120_000);
+    let spec = only_service(
+        "services:\n  mq:\n    image: rabbitmq\n    x-shoal-pre-stop: { command: [\"sh\", \"-c\", \"drain\"] }\n",
+    );
+    assert_eq!(spec.container.pre_stop.unwrap().timeout_ms, 30_000);
+}
+
+#[test]
+fn a_quorum_service_has_a_first_start() {
+    let spec = only_service(
+        "services:\n  galera:\n    image: mariadb\n    command: mysqld\n    x-shoal-first-start:\n      command: mysqld --wsrep-new-cluster\n      environment: { BOOTSTRAP: \"1\" }\n    deploy:\n      replicas: 3\n      x-shoal-quorum: true\n",
+    );
+    let first = spec.first_start.expect("a first start");
+    assert_eq!(first.command, vec!["mysqld", "--wsrep-new-cluster"]);
+    assert_eq!(first.env.get("BOOTSTRAP").map(String::as_str), Some("1"));
 }

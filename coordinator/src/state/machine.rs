@@ -123,6 +123,7 @@ impl ClusterState {
                     updated_at: now,
                     previous_spec: None,
                     update: None,
+                    formed: false,
                 };
                 self.services.insert(name.clone(), svc);
                 self.event(now, "service", name, "create", "service created");
@@ -203,6 +204,13 @@ impl ClusterState {
                     task.message = u.message.clone();
                     task.exit_code = u.exit_code;
                     task.updated_at = now;
+                    let ran = u.state == TaskState::Running
+                        && (task.spec.healthcheck.is_none() || u.message == "healthy");
+                    if ran {
+                        if let Some(svc) = self.services.get_mut(&task.service) {
+                            svc.formed = true;
+                        }
+                    }
                     let msg = format!("{}: {}", u.state, u.message);
                     let id = u.task_id.clone();
                     self.event(now, "task", &id, u.state.as_str(), &msg);
@@ -519,6 +527,7 @@ impl ClusterState {
                         updated_at: now,
                         previous_spec: None,
                         update: None,
+                        formed: false,
                     };
                     self.services.insert(name.clone(), svc);
                     self.event(now, "service", name, "create", &format!("stack {stack}"));
