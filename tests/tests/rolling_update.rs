@@ -439,8 +439,8 @@ done
 [ $n -ge 2 ]
 ";
 
-/// Members that wrote within the last second, read on the host (the same window as the check:
-/// a member that stops counts as gone a second later at most).
+/// Members that wrote within the last 0.5 s, read on the host: a member that stops counts as
+/// gone 0.5 s later at most (the health check allows them a second).
 fn fresh_members(shared: &Path) -> usize {
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap();
     let first = uptime.split_whitespace().next().unwrap();
@@ -454,7 +454,7 @@ fn fresh_members(shared: &Path) -> usize {
         })
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| t.trim().parse::<i64>().ok())
-        .filter(|t| now - t <= 100)
+        .filter(|t| now - t <= 50)
         .count()
 }
 
