@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shoal_model::{Millis, ServiceMode, Task, TaskState};
+use shoal_model::{Millis, PreStop, ServiceMode, Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 
 use crate::copies::Guard;
@@ -84,11 +84,13 @@ pub enum Action {
         task: Task,
         pid: Option<u32>,
     },
-    /// Stop the task's container because its desired state is past running.
+    /// Stop the task's container because its desired state is past running (after its
+    /// pre-stop hook, if it has one).
     Stop {
         task_id: String,
         signal: String,
         grace_ms: u64,
+        pre_stop: Option<PreStop>,
     },
     /// Stop (if running) and remove a container no assignment claims.
     Remove {
@@ -258,6 +260,7 @@ pub fn reconcile(input: &Input<'_>) -> Vec<Action> {
                         .clone()
                         .unwrap_or_else(|| DEFAULT_STOP_SIGNAL.to_owned()),
                     grace_ms: task.spec.stop_grace_ms.unwrap_or(DEFAULT_STOP_GRACE_MS),
+                    pre_stop: task.spec.pre_stop.clone(),
                 }),
                 c if !state.is_terminal() => out.push(report(
                     id,
@@ -602,7 +605,8 @@ mod tests {
             vec![Action::Stop {
                 task_id: "a".into(),
                 signal: "SIGQUIT".into(),
-                grace_ms: 500
+                grace_ms: 500,
+                pre_stop: None,
             }]
         );
         let c = Case {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_model::{MountKind, PullPolicy, Task, TaskState};
+use shoal_model::{MountKind, PreStop, PullPolicy, Task, TaskState};
 use shoal_proto::convert::StatusUpdate;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -411,12 +411,39 @@ async fn restart(ctx: Ctx, task: Task, reason: String, stop_first: bool) -> Outc
     }
 }
 
+/// Runs a task's pre-stop hook inside its container, within the hook's time limit. Whatever
+/// it answers (or if it does not answer in time), the stop goes on.
+async fn run_pre_stop(ctx: &Ctx, task_id: &str, hook: &PreStop) {
+    let limit = Duration::from_millis(hook.timeout_ms);
+    match tokio::time::timeout(limit, ctx.rt.exec(task_id, &hook.command)).await {
+        Ok(Ok(out)) if out.exit_code == 0 => {
+            info!(task_id, command = ?hook.command, "pre-stop hook done");
+        }
+        Ok(Ok(out)) => warn!(
+            task_id,
+            command = ?hook.command,
+            exit_code = out.exit_code,
+            "pre-stop hook failed; stopping anyway"
+        ),
+        Ok(Err(error)) => {
+            warn!(task_id, command = ?hook.command, %error, "pre-stop hook did not run; stopping anyway");
+        }
+        Err(_) => warn!(
+            task_id,
+            command = ?hook.command,
+            timeout_ms = hook.timeout_ms,
+            "pre-stop hook timed out; stopping anyway"
+        ),
+    }
+}
+
 async fn stop(
     ctx: Ctx,
     task_id: String,
     signal: String,
     grace_ms: u64,
     replacement: Option<Task>,
+    pre_stop: Option<PreStop>,
 ) -> Outcome {
     // The task replacing this one on this node gets its image first: the old container serves
     // while the new image downloads (an image that cannot be had does not keep it running).
@@ -425,6 +452,9 @@ async fn stop(
         if !ready_image(&ctx, &next).await {
             warn!(task_id = %task_id, replacement = %next.id, "replacement's image not ready; stopping anyway");
         }
+    }
+    if let Some(hook) = &pre_stop {
+        run_pre_stop(&ctx, &task_id, hook).await;
     }
     match ctx
         .rt
@@ -826,10 +856,14 @@ impl Supervisor {
                 task_id,
                 signal,
                 grace_ms,
+                pre_stop,
             } => {
                 self.stop_monitor(&task_id);
                 let next = crate::reconcile::replacement(&self.desired, &task_id).cloned();
-                self.spawn(task_id.clone(), stop(ctx, task_id, signal, grace_ms, next));
+                self.spawn(
+                    task_id.clone(),
+                    stop(ctx, task_id, signal, grace_ms, next, pre_stop),
+                );
             }
             Action::Remove {
                 container_id,
@@ -1389,5 +1423,30 @@ mod tests {
         assert_eq!(u.exit_code, Some(143));
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(pid(&env, "a").await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pre_stop_hook_runs_in_the_running_container_before_the_stop() {
+        let env = env();
+        let mut t = task("mq");
+        t.spec.pre_stop = Some(PreStop {
+            command: vec!["rabbitmq-upgrade".into(), "drain".into()],
+            timeout_ms: 5_000,
+        });
+        env.tx.send(vec![t.clone()]).await.unwrap();
+        until(&env, "mq", |u| u.state == TaskState::Running).await;
+        assert!(env.rt.exec_log().is_empty());
+        t.desired_state = TaskState::Shutdown;
+        env.tx.send(vec![t]).await.unwrap();
+        let u = until(&env, "mq", |u| u.state.is_terminal()).await;
+        assert_eq!(u.state, TaskState::Shutdown);
+        // The fake runs `exec` only in a running container: the hook ran before the stop.
+        assert_eq!(
+            env.rt.exec_log(),
+            vec![(
+                "mq".to_string(),
+                vec!["rabbitmq-upgrade".to_string(), "drain".to_string()]
+            )]
+        );
     }
 }

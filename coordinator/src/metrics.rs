@@ -20,12 +20,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use shoal_model::{NodeStatus, TaskState};
+use shoal_model::{NodeStatus, TaskState, UpdateState};
 use shoal_ops::grpc_metrics::GrpcMetrics;
 
 use crate::coordinator::Coordinator;
 
 /// Every task state, for `shoal_tasks{state}` (a state with no task reads 0, not absent).
+const ROLLOUT_STATES: [UpdateState; 5] = [
+    UpdateState::Rolling,
+    UpdateState::Paused,
+    UpdateState::RollingBack,
+    UpdateState::Completed,
+    UpdateState::RolledBack,
+];
+
 const TASK_STATES: [TaskState; 12] = [
     TaskState::New,
     TaskState::Pending,
@@ -93,6 +101,9 @@ struct Inner {
     services: Gauge,
     tasks: Family<StateLabel, Gauge>,
     pending_tasks: Gauge,
+    rollouts: Family<StateLabel, Gauge>,
+    rollout_slots_in_flight: Gauge,
+    rollout_failed_tasks: Gauge,
     // Orchestrator and scheduler.
     placements: Counter,
     placement_failures: Counter,
@@ -151,6 +162,9 @@ impl Metrics {
             services: Gauge::default(),
             tasks: Family::default(),
             pending_tasks: Gauge::default(),
+            rollouts: Family::default(),
+            rollout_slots_in_flight: Gauge::default(),
+            rollout_failed_tasks: Gauge::default(),
             placements: Counter::default(),
             placement_failures: Counter::default(),
             nodes_marked_down: Counter::default(),
@@ -252,6 +266,21 @@ impl Metrics {
             "pending_tasks",
             "Tasks waiting for a placement",
             i.pending_tasks.clone(),
+        );
+        r.register(
+            "service_rollouts",
+            "Services by the state of their last rollout (rolling, paused, rolling_back, completed, rolled_back)",
+            i.rollouts.clone(),
+        );
+        r.register(
+            "service_rollout_slots_in_flight",
+            "Slots of rollouts in progress whose new task has not settled yet",
+            i.rollout_slots_in_flight.clone(),
+        );
+        r.register(
+            "service_rollout_failed_tasks",
+            "New tasks that failed during the rollouts in progress or paused",
+            i.rollout_failed_tasks.clone(),
         );
         r.register(
             "scheduler_placements",
@@ -503,6 +532,32 @@ impl Metrics {
                 .count();
             (nodes, s.services.len(), tasks, pending)
         });
+        let (rollouts, in_flight, failed) = coord.sm.read(|s| {
+            let states = ROLLOUT_STATES.map(|st| {
+                s.services
+                    .values()
+                    .filter(|v| v.update.as_ref().is_some_and(|u| u.state == st))
+                    .count()
+            });
+            let open = s
+                .services
+                .values()
+                .filter_map(|v| v.update.as_ref())
+                .filter(|u| u.state.is_active() || u.state == UpdateState::Paused);
+            let (flight, failed) = open.fold((0, 0), |(a, b), u| {
+                (a + u.in_flight.len(), b + u.failed.len())
+            });
+            (states, flight, failed)
+        });
+        for (st, n) in ROLLOUT_STATES.iter().zip(rollouts) {
+            i.rollouts
+                .get_or_create(&StateLabel {
+                    state: st.as_str().to_string(),
+                })
+                .set(n as i64);
+        }
+        i.rollout_slots_in_flight.set(in_flight as i64);
+        i.rollout_failed_tasks.set(failed as i64);
         for ((_, name), n) in NODE_STATES.iter().zip(nodes) {
             i.nodes
                 .get_or_create(&StateLabel {

@@ -17,6 +17,9 @@ pub fn service(name: &str, replicas: u32) -> Service {
         version: 1,
         created_at: 0,
         updated_at: 0,
+        previous_spec: None,
+        update: None,
+        formed: false,
     }
 }
 

@@ -11,6 +11,7 @@ mod node;
 mod output;
 mod pki_cmds;
 mod service;
+mod service_update;
 mod stack;
 mod stack_env_files;
 mod stack_name;

@@ -38,6 +38,10 @@ pub enum ServiceCmd {
     Ps { name: String },
     /// Set a service's replica count: `shoalctl service scale api=3`.
     Scale { target: String },
+    /// Roll out a new image or a restart (`--force`), or pause/resume a rollout.
+    Update(crate::service_update::UpdateArgs),
+    /// Roll back to the previous spec, with the service's rollback_config.
+    Rollback { name: String },
 }
 
 pub async fn run(
@@ -95,8 +99,14 @@ pub async fn run(
         }
         ServiceCmd::Ps { name } => {
             let tasks = api::tasks(client, Some(name), None, stale).await?;
-            Ok(task::render_tasks(fmt, &tasks))
+            let progress = match api::service(client, name, stale).await? {
+                Some(svc) => crate::service_update::render_progress(fmt, &svc, &tasks),
+                None => String::new(),
+            };
+            Ok(progress + &task::render_tasks(fmt, &tasks))
         }
+        ServiceCmd::Update(args) => crate::service_update::update(client, args).await,
+        ServiceCmd::Rollback { name } => crate::service_update::rollback(client, name).await,
         ServiceCmd::Scale { target } => {
             let (name, n) = parse_scale(target)?;
             let Some(service) = api::service(client, &name, false).await? else {

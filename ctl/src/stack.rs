@@ -117,7 +117,11 @@ pub fn render_plan(fmt: Format, p: &Preview, applied: bool) -> String {
 /// (name, action) rows of a plan's list of services or secrets.
 fn name_action_rows(list: &[ServiceChange]) -> Vec<Vec<String>> {
     list.iter()
-        .map(|s| vec![s.name.clone(), s.action.clone()])
+        .map(|s| match &s.rollout {
+            // How an update rolls: `update: 1 at a time, stop-first, monitor 5000 ms`.
+            Some(how) => vec![s.name.clone(), format!("{}: {how}", s.action)],
+            None => vec![s.name.clone(), s.action.clone()],
+        })
         .collect()
 }
 
@@ -158,10 +162,12 @@ mod tests {
                 ServiceChange {
                     name: "db".into(),
                     action: "create".into(),
+                    rollout: None,
                 },
                 ServiceChange {
                     name: "web".into(),
                     action: "unchanged".into(),
+                    rollout: None,
                 },
             ],
             secrets: vec![],
@@ -201,6 +207,7 @@ mod tests {
         p.secrets = vec![ServiceChange {
             name: "pw".into(),
             action: "create".into(),
+            rollout: None,
         }];
         p.tasks.clear();
         assert_eq!(

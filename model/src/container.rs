@@ -58,6 +58,17 @@ pub struct ContainerSpec {
     pub host_ports: Vec<u16>,
     /// Secrets mounted as files (references only; values never travel in a spec).
     pub secrets: Vec<crate::SecretRef>,
+    /// Run inside the container before the stop signal when the task is told to stop
+    /// (`x-shoal-pre-stop`, e.g. rabbitmq's `rabbitmq-upgrade drain`).
+    pub pre_stop: Option<PreStop>,
+}
+
+/// A command run inside a container before it is stopped, with its own time limit; the stop
+/// signal follows whatever it answers, or once the limit passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreStop {
+    pub command: Vec<String>,
+    pub timeout_ms: u64,
 }
 
 /// Compose `pull_policy`: when the agent pulls a task's image before creating its container.

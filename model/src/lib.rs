@@ -10,18 +10,21 @@ pub mod secret;
 pub mod service;
 pub mod task;
 pub mod time;
+pub mod update;
 
 pub use container::{
-    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, PullPolicy,
-    SecurityOpts, Ulimit,
+    ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, PreStop,
+    PullPolicy, SecurityOpts, Ulimit,
 };
 pub use name::{check_name, NameError};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};
 pub use service::{
-    DependsCondition, NodeLoss, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec,
+    DependsCondition, FirstStart, NodeLoss, RestartCondition, RestartPolicy, Service, ServiceMode,
+    ServiceSpec,
 };
 pub use task::{Task, TaskState};
+pub use update::{FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus};
 
 /// Milliseconds since the Unix epoch. Time enters the state machine only inside commands.
 pub type Millis = u64;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContainerSpec, Millis};
+use crate::{ContainerSpec, Millis, UpdateConfig, UpdateStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -14,6 +14,16 @@ pub struct Service {
     pub version: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The spec before the last change, for `service rollback`.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// The last rollout (see [`UpdateStatus`]); `None` until the spec first changes.
+    #[serde(default)]
+    pub update: Option<UpdateStatus>,
+    /// A task of the service ran (healthy, with a health check): the cluster it forms exists,
+    /// and [`ServiceSpec::first_start`] is never used again.
+    #[serde(default)]
+    pub formed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +44,24 @@ pub struct ServiceSpec {
     pub labels: std::collections::BTreeMap<String, String>,
     /// What happens to the service's tasks on a node that stops answering.
     pub on_node_loss: NodeLoss,
+    /// How a spec change rolls out (`deploy.update_config`).
+    pub update_config: UpdateConfig,
+    /// How a rollback rolls out (`deploy.rollback_config`).
+    pub rollback_config: UpdateConfig,
+    /// A quorum cluster (`deploy.x-shoal-quorum: true`): a rollout never leaves fewer than a
+    /// majority of its tasks running and healthy, whatever `parallelism` says.
+    pub quorum: bool,
+    /// For jobs: run once for the life of the service (`deploy.x-shoal-run: once`, a bootstrap
+    /// that must never run again on live data): a completed job is not run again when its spec
+    /// changes. By default (`on-change`) a job runs again when its own spec changes.
+    pub run_once: bool,
+    /// For a quorum service: what the first member runs on an empty cluster
+    /// (`x-shoal-first-start`, e.g. galera's `--wsrep-new-cluster`). Slot 1 starts alone with
+    /// it; the other slots start once it ran.
+    pub first_start: Option<FirstStart>,
+    /// Bumped by `shoalctl service update --force`: a new version with the same containers,
+    /// rolled out like any change.
+    pub force_update: u64,
 }
 
 impl ServiceSpec {
@@ -196,6 +224,17 @@ impl Default for RestartPolicy {
             window_ms: 0,
         }
     }
+}
+
+/// Command or environment that replace the spec's for the first member of a quorum service
+/// on an empty cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FirstStart {
+    /// Replaces the command when not empty.
+    pub command: Vec<String>,
+    /// Added to (and overriding) the environment.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]

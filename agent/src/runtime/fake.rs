@@ -41,6 +41,8 @@ struct State {
     stubborn: BTreeSet<String>,
     /// Results `exec` returns, per container; default exit 0 with empty output.
     exec_results: BTreeMap<String, ExecOutput>,
+    /// Commands `exec` ran (in a running container), in order.
+    execs: Vec<(String, Vec<String>)>,
 }
 
 /// An in-memory runtime: containers are records, processes never run.
@@ -127,6 +129,11 @@ impl FakeRuntime {
     /// Sets what `exec` in `id` returns.
     pub fn set_exec_result(&self, id: &str, output: ExecOutput) {
         self.lock().exec_results.insert(id.to_owned(), output);
+    }
+
+    /// `(container, command)` of every `exec` that ran in a running container, in order.
+    pub fn exec_log(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().execs.clone()
     }
 
     /// The config `id` was created with.
@@ -282,7 +289,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn exec(&self, id: &str, command: &[String]) -> Result<ExecOutput> {
-        let st = self.lock();
+        let mut st = self.lock();
         let c = st
             .containers
             .get(id)
@@ -294,6 +301,7 @@ impl ContainerRuntime for FakeRuntime {
                 message: "container is not running".to_owned(),
             });
         }
+        st.execs.push((id.to_owned(), command.to_vec()));
         Ok(st.exec_results.get(id).cloned().unwrap_or(ExecOutput {
             exit_code: 0,
             stdout: Vec::new(),

@@ -8,9 +8,12 @@ mod deps;
 pub mod liveness;
 mod plan;
 pub mod preview;
+mod rollout;
 pub mod runner;
 
 pub use plan::{plan, KEEP_TERMINAL_PER_SLOT};
 
+#[cfg(test)]
+mod rollout_tests;
 #[cfg(test)]
 mod tests;

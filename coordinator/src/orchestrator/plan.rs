@@ -8,6 +8,7 @@ use shoal_model::{
 };
 
 use super::deps;
+use super::rollout;
 use crate::scheduler::{
     self, ClusterView, Constraint, NodeTask, NodeView, PendingTask, Requirements,
 };
@@ -42,6 +43,19 @@ fn new_task(svc: &Service, slot: u32, node: Option<&str>, id: String) -> Task {
         updated_at: 0,
         image_digest: None,
     }
+}
+
+/// Gives `t` its service's first-start command and environment.
+fn first_start(t: &mut Task, svc: &Service) {
+    let Some(first) = &svc.spec.first_start else {
+        return;
+    };
+    if !first.command.is_empty() {
+        t.spec.command = first.command.clone();
+    }
+    t.spec
+        .env
+        .extend(first.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
 /// Why a task on node `n` is orphaned now (its copy is given up and replaced elsewhere), or
@@ -97,8 +111,17 @@ pub fn plan(
         }
         let reason = match state.services.get(&t.service) {
             None => Some("service removed".to_string()),
-            Some(svc) if svc.version != t.service_version => {
+            Some(svc) if svc.version != t.service_version && !rollout::holds_old_tasks(svc) => {
                 Some(format!("replaced by version {}", svc.version))
+            }
+            // During a rollout an old task stops when its batch comes (see `rollout`), or now
+            // when its slot is scaled away.
+            Some(svc)
+                if svc.version != t.service_version
+                    && svc.spec.mode == ServiceMode::Replicated
+                    && t.slot > svc.spec.replicas =>
+            {
+                Some("scaled down".to_string())
             }
             Some(_) => t
                 .node
@@ -134,10 +157,45 @@ pub fn plan(
             .filter(|t| t.service_version == svc.version && !gone.contains(&t.id))
             .collect();
         let live = |t: &&Task| t.desired_state == TaskState::Running && !t.state.is_terminal();
+        // A rollout's pass: old tasks of the next batch stop, their slots open for new tasks.
+        let all: Vec<&Task> = by_service
+            .get(svc.name.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        let blocked = deps::unmet(state, svc, &by_service);
+        let step = rollout::step(svc, &all, &gone, &state.nodes, blocked.as_deref(), now);
+        for (id, _) in &step.shutdown {
+            gone.insert(id.clone());
+        }
+        r.shutdown.extend(step.shutdown.iter().cloned());
+        if let Some(status) = step.status {
+            r.updates.push((svc.name.clone(), status));
+        }
+        if let Some(why) = step.rollback {
+            r.rollbacks.push((svc.name.clone(), svc.version, why));
+        }
+        // Slots a rollout still holds: their old task runs on, no new task yet.
+        let held: BTreeSet<String> = if rollout::holds_old_tasks(svc) {
+            all.iter()
+                .filter(|t| t.service_version != svc.version && !gone.contains(&t.id))
+                .filter(|t| t.desired_state == TaskState::Running && !t.state.is_terminal())
+                .map(|t| rollout::slot_key(t))
+                .filter(|k| !step.open.contains(k))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         // A service that waits for lost nodes (it keeps data) is also replaced stop-first: a
         // slot (or a global service's node) gets no new task while an older copy of it may
-        // still run (shut down but not yet reported stopped, or on a node that is down).
-        let stop_first = svc.spec.node_loss() != NodeLoss::Replace;
+        // still run (shut down but not yet reported stopped, or on a node that is down). So
+        // is a stop-first rollout.
+        let stop_first = svc.spec.node_loss() != NodeLoss::Replace
+            || svc
+                .update
+                .as_ref()
+                .is_some_and(|u| rollout::holds_old_tasks(svc) && rollout::stop_first(svc, u));
         let leaving: Vec<&Task> = if stop_first {
             by_service
                 .get(svc.name.as_str())
@@ -154,7 +212,13 @@ pub fn plan(
         } else {
             Vec::new()
         };
-        let blocked = deps::unmet(state, svc, &by_service);
+        // A quorum cluster that never formed, with no member alive: slot 1 starts alone, with
+        // its first-start command or environment.
+        let forming = svc.spec.first_start.is_some()
+            && !svc.formed
+            && !all
+                .iter()
+                .any(|t| !t.state.is_terminal() && !gone.contains(&t.id) && t.slot != 1);
         let is_job = matches!(
             svc.spec.mode,
             ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
@@ -172,10 +236,18 @@ pub fn plan(
                         .collect();
                     in_slot.sort_by_key(|t| (t.created_at, t.id.clone()));
                     if in_slot.is_empty() {
-                        if leaving.iter().any(|t| t.slot == slot) {
+                        if forming && slot != 1 {
+                            tracing::trace!(service = %svc.name, slot, "waiting for the first member");
+                        } else if held.contains(&slot.to_string()) {
+                            tracing::trace!(service = %svc.name, slot, "old task held by the rollout");
+                        } else if leaving.iter().any(|t| t.slot == slot) {
                             tracing::trace!(service = %svc.name, slot, "waiting for the old copy to stop");
                         } else if blocked.is_none() {
-                            pending.push(new_task(svc, slot, None, next_id(&svc.name, slot)));
+                            let mut t = new_task(svc, slot, None, next_id(&svc.name, slot));
+                            if forming {
+                                first_start(&mut t, svc);
+                            }
+                            pending.push(t);
                         }
                     } else {
                         // Keep the newest; extra copies of a slot stop.
@@ -204,7 +276,8 @@ pub fn plan(
                     let old_copy = leaving
                         .iter()
                         .any(|t| t.node.as_deref() == Some(&node.name));
-                    if here.is_empty() && ok && blocked.is_none() && !old_copy {
+                    let held_here = held.contains(&node.name);
+                    if here.is_empty() && ok && blocked.is_none() && !old_copy && !held_here {
                         pending.push(new_task(svc, 0, Some(&node.name), next_id(&svc.name, 0)));
                     }
                     if !ok && node.status == NodeStatus::Ready {

@@ -7,8 +7,9 @@ use super::plan;
 use crate::state::{ClusterState, Command, Refusal, Request, TaskStatusUpdate};
 
 /// Applies `cmd` (an `ApplyStack`) to a copy of `state` and runs the orchestrator to a fixed
-/// point at `now`, pretending every started task runs healthy, every job succeeds and every
-/// task told to stop on a node that answers stops.
+/// point from `now`, pretending every started task runs healthy, every job succeeds, every
+/// task told to stop on a node that answers stops, and a day passes between two passes (so
+/// that every rollout's `monitor` and `delay` run out).
 pub(crate) fn preview(
     state: &ClusterState,
     stack: &str,
@@ -26,7 +27,8 @@ pub(crate) fn preview(
         return Err(e);
     }
     let mut seq = 0u64;
-    for _ in 0..50 {
+    for pass in 0..200u64 {
+        let now = now.saturating_add(pass * 86_400_000);
         let r = plan(&s, now, &mut |svc: &str, slot: u32| {
             seq += 1;
             format!("{svc}.{slot}.preview{seq}")
@@ -100,9 +102,15 @@ pub(crate) fn preview(
             Some(old) if old.version != svc.version => "update",
             Some(_) => "unchanged",
         };
+        let rollout = svc
+            .update
+            .as_ref()
+            .filter(|u| action == "update" && u.started_at == 0 && !u.done.is_empty())
+            .map(|u| rollout_text(svc, u));
         services.push(ServiceChange {
             name: name.clone(),
             action: action.into(),
+            rollout,
         });
     }
     for (name, svc) in &before.services {
@@ -110,6 +118,7 @@ pub(crate) fn preview(
             services.push(ServiceChange {
                 name: name.clone(),
                 action: "remove".into(),
+                rollout: None,
             });
         }
     }
@@ -123,6 +132,7 @@ pub(crate) fn preview(
         secrets.push(ServiceChange {
             name: name.clone(),
             action: action.into(),
+            rollout: None,
         });
     }
     for (name, _) in before.secrets.iter().filter(|(_, x)| x.stack == stack) {
@@ -130,6 +140,7 @@ pub(crate) fn preview(
             secrets.push(ServiceChange {
                 name: name.clone(),
                 action: "remove".into(),
+                rollout: None,
             });
         }
     }
@@ -161,4 +172,29 @@ pub(crate) fn preview(
         secrets,
         tasks,
     })
+}
+
+/// `rolls 3 task(s): 1 at a time, stop-first, monitor 5000 ms` (quorum services say so).
+fn rollout_text(svc: &shoal_model::Service, u: &shoal_model::UpdateStatus) -> String {
+    let cfg = &svc.spec.update_config;
+    let per = if cfg.parallelism == 0 {
+        "all at once".to_string()
+    } else {
+        format!("{} at a time", cfg.parallelism)
+    };
+    let order = if super::rollout::stop_first(svc, u) {
+        "stop-first"
+    } else {
+        "start-first"
+    };
+    let quorum = if svc.spec.quorum {
+        ", keeping a majority healthy"
+    } else {
+        ""
+    };
+    format!(
+        "rolls {} task(s): {per}, {order}, monitor {} ms{quorum}",
+        u.done.len(),
+        cfg.monitor_ms
+    )
 }

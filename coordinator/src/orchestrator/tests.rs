@@ -2,7 +2,7 @@
 
 use shoal_model::{
     Millis, Mount, MountKind, Node, NodeAvailability, NodeLoss, NodeResources, NodeRole,
-    NodeStatus, ServiceMode, ServiceSpec, TaskState,
+    NodeStatus, ServiceMode, ServiceSpec, TaskState, UpdateConfig, UpdateOrder,
 };
 
 use super::plan;
@@ -274,6 +274,8 @@ fn scale_down_and_host_ports_never_share_a_node() {
         ..Default::default()
     };
     web.container.host_ports = vec![80];
+    // Replaced start-first: the new replica is created while the old one still runs.
+    web.update_config.order = UpdateOrder::StartFirst;
     service(&mut s, "web", web.clone());
     let mut other = ServiceSpec {
         replicas: 1,
@@ -554,12 +556,17 @@ fn data_service_update_stops_the_old_copy_before_the_new_one_is_created() {
             spec: ServiceSpec {
                 replicas: 1,
                 cpu_reservation_millis: 1,
+                update_config: UpdateConfig {
+                    order: UpdateOrder::StartFirst,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         },
     );
     converge(&mut s);
-    // Stateless: the new copy is created at once (the agent starts it once the old one is gone).
+    // Stateless and start-first: the new copy is created at once (the agent starts it once the
+    // old one is gone). With data: stop-first whatever the order says.
     assert_eq!(live(&s, "web").len(), 1);
     // With data: nothing new while the old copy may still run.
     assert_eq!(copies(&s, "db").len(), 1);

@@ -34,6 +34,8 @@ fn kind(c: &Command) -> &'static str {
         Command::CreateService { .. } => "create_service",
         Command::UpdateService { .. } => "update_service",
         Command::RemoveService { .. } => "remove_service",
+        Command::RollbackService { .. } => "rollback_service",
+        Command::PauseUpdate { .. } => "pause_update",
         Command::RegisterNode { .. } => "register_node",
         Command::NodeHeartbeat { .. } => "node_heartbeat",
         Command::ReportTaskStatus { .. } => "report_task_status",
@@ -141,6 +143,8 @@ fn samples() -> Vec<Command> {
             shutdown: vec![],
             orphan: vec![],
             forget: vec![],
+            updates: Default::default(),
+            rollbacks: Default::default(),
         })),
         Command::ReportTaskStatus {
             node: "n1".into(),
@@ -189,6 +193,20 @@ fn samples() -> Vec<Command> {
         },
         Command::RemoveService { name: "web".into() },
         Command::RevokeMember { member_id: 3 },
+        // A rollout to pause and roll back (the first two kinds were sampled above).
+        Command::CreateService {
+            name: "api".into(),
+            spec: spec("busybox", 2),
+        },
+        Command::UpdateService {
+            name: "api".into(),
+            spec: spec("busybox:2", 2),
+        },
+        Command::PauseUpdate {
+            name: "api".into(),
+            paused: true,
+        },
+        Command::RollbackService { name: "api".into() },
     ]
 }
 

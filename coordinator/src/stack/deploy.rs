@@ -1,5 +1,6 @@
 //! `deploy:` of a service (Swarm's keys): mode, replicas, placement, resources, restart policy;
 //! and Shoal's `x-shoal-node-loss` (what happens to the tasks of a node that stops answering).
+//! `update_config`, `rollback_config` and `x-shoal-quorum` are read in `update_config.rs`.
 
 use shoal_model::{
     ContainerSpec, NodeLoss, RestartCondition, RestartPolicy, ServiceMode, ServiceSpec,
@@ -9,6 +10,7 @@ use super::duration::parse_duration_ms;
 use super::error::{Ctx, Result};
 use super::fields::{self, Fields};
 use super::size::{parse_cpus_millis, parse_size_bytes};
+use super::update_config;
 use super::yaml::{Node, Value};
 use crate::scheduler::constraint::{check_satisfiable, Constraint};
 use crate::scheduler::MAX_SPREAD_PREFERENCES;
@@ -63,6 +65,23 @@ pub(crate) fn parse(
     }
     if let Some(n) = f.take(NODE_LOSS_KEY) {
         spec.on_node_loss = node_loss(ctx, n, &f.child(NODE_LOSS_KEY))?;
+    }
+    if let Some(n) = f.take("update_config") {
+        spec.update_config = update_config::parse(ctx, n, &f.child("update_config"), false)?;
+    }
+    if let Some(n) = f.take("rollback_config") {
+        spec.rollback_config = update_config::parse(ctx, n, &f.child("rollback_config"), true)?;
+    }
+    if let Some(n) = f.take(update_config::RUN_KEY) {
+        let p = f.child(update_config::RUN_KEY);
+        spec.run_once = update_config::run_once(ctx, n, &p, spec.mode.is_job())?;
+    }
+    if let Some(n) = f.take(update_config::QUORUM_KEY) {
+        let p = f.child(update_config::QUORUM_KEY);
+        spec.quorum = update_config::quorum(ctx, n, &p)?;
+        if spec.quorum && spec.mode.is_job() {
+            return Err(ctx.error(n.loc, &p, "a job cannot be a quorum cluster"));
+        }
     }
     f.finish()
 }

@@ -30,6 +30,7 @@ mod service;
 mod shell_words;
 mod size;
 mod sysctls;
+mod update_config;
 mod yaml;
 
 #[cfg(test)]
@@ -38,6 +39,8 @@ mod container_keys_tests;
 mod secrets_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_config_tests;
 
 use std::collections::BTreeMap;
 

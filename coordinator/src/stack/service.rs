@@ -15,6 +15,7 @@ use super::healthcheck;
 use super::mounts;
 use super::ports;
 use super::secrets::{self, SecretSource};
+use super::update_config;
 use super::yaml::{join, Node, Value};
 use super::VolumeSpec;
 
@@ -114,6 +115,10 @@ pub(crate) fn parse(
     if let Some(n) = f.take("healthcheck") {
         c.healthcheck = healthcheck::parse(ctx, n, &f.child("healthcheck"))?;
     }
+    if let Some(n) = f.take(update_config::PRE_STOP_KEY) {
+        let p = f.child(update_config::PRE_STOP_KEY);
+        c.pre_stop = Some(update_config::pre_stop(ctx, n, &p)?);
+    }
     if let Some(n) = f.take("stop_signal") {
         c.stop_signal = Some(fields::string(ctx, n, &f.child("stop_signal"))?);
     }
@@ -146,6 +151,10 @@ pub(crate) fn parse(
     }
     if let Some(n) = f.take("deploy") {
         deploy::parse(ctx, n, &f.child("deploy"), &mut spec, &mut c)?;
+    }
+    if let Some(n) = f.take(update_config::FIRST_START_KEY) {
+        let p = f.child(update_config::FIRST_START_KEY);
+        spec.first_start = Some(update_config::first_start(ctx, n, &p, &spec)?);
     }
     f.finish()?;
 

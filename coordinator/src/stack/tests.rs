@@ -366,7 +366,7 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     // 3. unknown service key
     ("services:\n  a:\n    image: x\n    container_name: y\n", 4, 5, "services.a.container_name", "unknown"),
     // 4. unknown deploy key
-    ("services:\n  a:\n    image: x\n    deploy:\n      update_config: {}\n", 5, 7, "services.a.deploy.update_config", "unknown"),
+    ("services:\n  a:\n    image: x\n    deploy:\n      endpoint_mode: vip\n", 5, 7, "services.a.deploy.endpoint_mode", "unknown"),
     // 5. wrong type: image is a list
     ("services:\n  a:\n    image: [x]\n", 3, 12, "services.a.image", "expected a string"),
     // 6. wrong type: privileged

@@ -6,7 +6,9 @@ use shoal_pki::{CertAuthority, Role};
 use super::pki::{CertRecord, Redacted};
 use super::refusal::{Refusal, RefusalKind};
 use shoal_model::api::UserCommand;
-use shoal_model::{Millis, Node, NodeAvailability, SecretValue, ServiceSpec, Task, TaskState};
+use shoal_model::{
+    Millis, Node, NodeAvailability, SecretValue, ServiceSpec, Task, TaskState, UpdateStatus,
+};
 
 /// One Raft log entry: requests proposed together by the leader, applied in order, each on its
 /// own (one [`Response`] per request). A lone write is a batch of one.
@@ -47,6 +49,15 @@ pub(crate) enum Command {
     },
     RemoveService {
         name: String,
+    },
+    /// Rolls a service back to its previous spec, with `rollback_config`'s pace.
+    RollbackService {
+        name: String,
+    },
+    /// Pauses (`paused: true`) or resumes a service's rollout.
+    PauseUpdate {
+        name: String,
+        paused: bool,
     },
     RegisterNode {
         node: Node,
@@ -133,6 +144,13 @@ pub struct Reconcile {
     pub orphan: Vec<(String, String)>,
     /// Terminal tasks to forget.
     pub forget: Vec<String>,
+    /// Rollout progress: the new status of a service's rollout (applied only while the service
+    /// is still at the status's version).
+    #[serde(default)]
+    pub updates: Vec<(String, UpdateStatus)>,
+    /// Rollouts that failed with `failure_action: rollback`: (service, version, why).
+    #[serde(default)]
+    pub rollbacks: Vec<(String, u64, String)>,
 }
 
 impl Reconcile {
@@ -143,6 +161,8 @@ impl Reconcile {
             && self.shutdown.is_empty()
             && self.orphan.is_empty()
             && self.forget.is_empty()
+            && self.updates.is_empty()
+            && self.rollbacks.is_empty()
     }
 }
 
@@ -153,6 +173,8 @@ impl From<UserCommand> for Command {
             UserCommand::CreateService { name, spec } => Command::CreateService { name, spec },
             UserCommand::UpdateService { name, spec } => Command::UpdateService { name, spec },
             UserCommand::RemoveService { name } => Command::RemoveService { name },
+            UserCommand::RollbackService { name } => Command::RollbackService { name },
+            UserCommand::PauseUpdate { name, paused } => Command::PauseUpdate { name, paused },
             UserCommand::RemoveStack { stack } => Command::RemoveStack { stack },
             UserCommand::UpdateNode {
                 name,

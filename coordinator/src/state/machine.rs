@@ -128,6 +128,9 @@ impl ClusterState {
                     version: 1,
                     created_at: now,
                     updated_at: now,
+                    previous_spec: None,
+                    update: None,
+                    formed: false,
                 };
                 self.services.insert(name.clone(), svc);
                 self.event(now, EventKind::Service, name, "create", "service created");
@@ -137,22 +140,18 @@ impl ClusterState {
                 if let Err(e) = no_secrets(name, spec) {
                     return Response::invalid(e);
                 }
-                let Some(svc) = self.services.get_mut(name) else {
+                let Some(svc) = self.services.get(name) else {
                     return Response::not_found(format!("service `{name}` not found"));
                 };
-                svc.spec = spec.clone();
-                svc.version += 1;
-                svc.updated_at = now;
-                let v = svc.version;
-                self.event(
-                    now,
-                    EventKind::Service,
-                    name,
-                    "update",
-                    &format!("version {v}"),
-                );
-                Response::version(v)
+                if svc.spec == *spec {
+                    return Response::version(svc.version);
+                }
+                Response::version(self.change_spec(now, name, spec))
             }
+            Command::RollbackService { name } => {
+                self.rollback(now, name, "rollback requested by an operator")
+            }
+            Command::PauseUpdate { name, paused } => self.pause_update(now, name, *paused),
             Command::RemoveService { name } => {
                 if self.services.remove(name).is_none() {
                     return Response::not_found(format!("service `{name}` not found"));
@@ -215,6 +214,13 @@ impl ClusterState {
                     task.message = u.message.clone();
                     task.exit_code = u.exit_code;
                     task.updated_at = now;
+                    let ran = u.state == TaskState::Running
+                        && (task.spec.healthcheck.is_none() || u.message == "healthy");
+                    if ran {
+                        if let Some(svc) = self.services.get_mut(&task.service) {
+                            svc.formed = true;
+                        }
+                    }
                     let msg = format!("{}: {}", u.state, u.message);
                     let id = u.task_id.clone();
                     self.event(now, EventKind::Task, &id, u.state.as_str(), &msg);
@@ -524,18 +530,8 @@ impl ClusterState {
         for (name, spec) in services {
             match self.services.get_mut(name) {
                 Some(svc) if &svc.spec == spec => {}
-                Some(svc) => {
-                    svc.spec = spec.clone();
-                    svc.version += 1;
-                    svc.updated_at = now;
-                    let v = svc.version;
-                    self.event(
-                        now,
-                        EventKind::Service,
-                        name,
-                        "update",
-                        &format!("version {v}"),
-                    );
+                Some(_) => {
+                    self.change_spec(now, name, spec);
                 }
                 None => {
                     let svc = Service {
@@ -545,6 +541,9 @@ impl ClusterState {
                         version: 1,
                         created_at: now,
                         updated_at: now,
+                        previous_spec: None,
+                        update: None,
+                        formed: false,
                     };
                     self.services.insert(name.clone(), svc);
                     self.event(
@@ -650,9 +649,17 @@ impl ClusterState {
                 self.tasks.remove(id);
             }
         }
+        self.record_rollouts(now, r);
     }
 
-    fn event(&mut self, at: u64, kind: EventKind, object: &str, action: &str, message: &str) {
+    pub(super) fn event(
+        &mut self,
+        at: u64,
+        kind: EventKind,
+        object: &str,
+        action: &str,
+        message: &str,
+    ) {
         self.next_event_seq += 1;
         self.events.push_back(Event {
             seq: self.next_event_seq,

@@ -7,6 +7,7 @@ mod command;
 mod machine;
 pub mod pki;
 mod refusal;
+mod rollout;
 mod secrets;
 #[cfg(test)]
 mod secrets_tests;

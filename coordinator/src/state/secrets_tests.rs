@@ -1,7 +1,7 @@
 //! Stack secrets through the real state machine and orchestrator: stamped versions, task
 //! replacement on a new value, removal with the stack, refusals, and no value in any answer.
 
-use shoal_model::{Node, NodeStatus, SecretRef, SecretValue, ServiceSpec};
+use shoal_model::{Node, NodeStatus, SecretRef, SecretValue, ServiceSpec, UpdateOrder};
 
 use super::{ClusterState, Command, Query, Request, Response};
 use crate::orchestrator::plan;
@@ -27,6 +27,9 @@ fn spec_using(source: &str) -> ServiceSpec {
     };
     spec.container.image = "busybox".into();
     spec.container.secrets = vec![SecretRef::new(source)];
+    // The new task starts beside the old one (on one node: the old one stops at once), so
+    // that a pass without agent reports replaces it.
+    spec.update_config.order = UpdateOrder::StartFirst;
     spec
 }
 

@@ -17,6 +17,9 @@ pub struct ServiceChange {
     pub name: String,
     /// `create`, `update`, `remove` or `unchanged`.
     pub action: String,
+    /// For an update that replaces tasks: how it rolls (batches, order, monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

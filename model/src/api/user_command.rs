@@ -20,6 +20,15 @@ pub enum UserCommand {
     RemoveService {
         name: String,
     },
+    /// Rolls a service back to its previous spec, with `rollback_config`'s pace.
+    RollbackService {
+        name: String,
+    },
+    /// Pauses (`paused: true`) or resumes a service's rollout.
+    PauseUpdate {
+        name: String,
+        paused: bool,
+    },
     /// Removes the services and secrets of one stack (stacks are applied with
     /// `Control.StackApply`, which parses the file on the coordinator).
     RemoveStack {
