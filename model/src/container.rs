@@ -42,6 +42,8 @@ pub struct ContainerSpec {
     pub host_ports: Vec<u16>,
     /// Secrets mounted as files (references only; values never travel in a spec).
     pub secrets: Vec<crate::SecretRef>,
+    /// Configs mounted as files, read-only (references only; see [`crate::config`]).
+    pub configs: Vec<crate::ConfigRef>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //!
 //! Nothing here does I/O or knows protobuf; `shoal-proto` converts at the edge.
 
+pub mod config;
 pub mod container;
 pub mod node;
 pub mod secret;
@@ -9,6 +10,7 @@ pub mod service;
 pub mod task;
 pub mod time;
 
+pub use config::ConfigRef;
 pub use container::{ContainerSpec, HealthCheck, Mount, MountKind, NetworkMode, Ulimit};
 pub use node::{Node, NodeAvailability, NodeResources, NodeRole, NodeStatus};
 pub use secret::{SecretRef, SecretValue};

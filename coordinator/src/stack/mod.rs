@@ -7,11 +7,14 @@
 //!
 //! Secrets are Compose's: the top-level `secrets:` says where each value comes from (`file` or
 //! `environment`, read by `shoalctl`, which sends the values beside the text), and a service's
-//! `secrets:` mounts them as files (see `secrets.rs`).
+//! `secrets:` mounts them as files (see `secrets.rs`). Configs are Compose's too, read by the same
+//! code: the top-level `configs:` (`file`, `environment` or inline `content`), a service's
+//! `configs:` mounting them read-only (see `configs.rs`).
 //!
 //! Host networking is the only network: `ports` lists the host ports a service binds (short form
 //! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 
+mod configs;
 mod depends;
 mod deploy;
 mod duration;
@@ -27,6 +30,8 @@ mod size;
 mod yaml;
 
 #[cfg(test)]
+mod configs_tests;
+#[cfg(test)]
 mod secrets_tests;
 #[cfg(test)]
 mod tests;
@@ -37,7 +42,8 @@ use shoal_model::ServiceSpec;
 
 pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
 pub use error::StackError;
-pub use secrets::SecretSource;
+pub use configs::ConfigDecl;
+pub use secrets::{SecretSource, ValueSource};
 
 use error::{Ctx, Result};
 use fields::Fields;
@@ -54,6 +60,8 @@ pub struct Stack {
     pub volumes: BTreeMap<String, VolumeSpec>,
     /// Secrets declared in the top-level `secrets:`, by name, with where their values come from.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Configs declared in the top-level `configs:`, by name.
+    pub configs: BTreeMap<String, ConfigDecl>,
 }
 
 /// A named volume declaration. Only the `local` driver exists: a directory on each node.
@@ -85,6 +93,9 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     if let Some(n) = top.take("secrets") {
         stack.secrets = secrets::declarations(ctx, n, "secrets")?;
     }
+    if let Some(n) = top.take("configs") {
+        stack.configs = configs::declarations(ctx, n, "configs")?;
+    }
     let Some(services_node) = top.take("services") else {
         return Err(ctx.error(root.loc, "", "missing required key `services`"));
     };
@@ -92,7 +103,11 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     for (key, node) in fields::entries(ctx, services_node, "services")? {
         let path = join("services", &key.name);
         check_name(ctx, key.loc, &path, &key.name)?;
-        let parsed = service::parse(ctx, node, &path, &stack.volumes, &stack.secrets)?;
+        let declared = service::Declared {
+            secrets: &stack.secrets,
+            configs: &stack.configs,
+        };
+        let parsed = service::parse(ctx, node, &path, &stack.volumes, &declared)?;
         deps.push((key.name.clone(), parsed.depends_on));
         stack.services.push((key.name.clone(), parsed.spec));
     }
@@ -133,7 +148,7 @@ fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-/// Names of stacks, services, volumes and secrets: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+/// Names of stacks, services, volumes, secrets and configs: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
 fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

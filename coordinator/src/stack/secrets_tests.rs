@@ -81,7 +81,7 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     // 5. declaration with neither file nor environment
     ("secrets:\n  pw: {}\nservices: {}\n", 2, 7, "secrets.pw", "expected `file` or `environment`"),
     // 6. both file and environment
-    ("secrets:\n  pw: { file: f, environment: E }\nservices: {}\n", 2, 31, "secrets.pw", "not both"),
+    ("secrets:\n  pw: { file: f, environment: E }\nservices: {}\n", 2, 31, "secrets.pw", "not two"),
     // 7. wrong type: file is a number
     ("secrets:\n  pw: { file: 3 }\nservices: {}\n", 2, 15, "secrets.pw.file", "expected a string"),
     // 8. wrong type: the service's secrets is a mapping
