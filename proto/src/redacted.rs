@@ -1,4 +1,5 @@
-//! `Debug` for the messages that carry secret values: everything but the values.
+//! `Debug` for the messages that carry secret or config values: everything but the values (a
+//! stack file's text may hold a sensitive config's `content`, so only its length is printed).
 
 use std::fmt;
 
@@ -17,11 +18,13 @@ impl fmt::Debug for SecretValue {
 impl fmt::Debug for StackFileRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&String> = self.secrets.keys().collect();
+        let configs: Vec<&String> = self.configs.keys().collect();
         f.debug_struct("StackFileRequest")
             .field("stack", &self.stack)
             .field("file", &self.file)
-            .field("source", &self.source)
+            .field("source", &format_args!("<{} bytes>", self.source.len()))
             .field("secrets", &format_args!("<redacted: {names:?}>"))
+            .field("configs", &format_args!("<redacted: {configs:?}>"))
             .finish()
     }
 }
@@ -49,11 +52,13 @@ mod tests {
         let req = StackFileRequest {
             stack: "s".into(),
             file: "f".into(),
-            source: "services: {}".into(),
+            source: "configs: { c: { content: hunter2 } }".into(),
             secrets: [("pw".to_string(), b"hunter2".to_vec())].into(),
+            configs: [("conf".to_string(), b"hunter2".to_vec())].into(),
         };
         for text in [format!("{set:?}"), format!("{req:?}")] {
             assert!(text.contains("pw") && text.contains("<redacted"), "{text}");
+            assert!(!format!("{req:?}").contains("content"), "{req:?}");
             assert!(!text.contains("hunter2"), "{text}");
             // Nor the bytes as numbers: 'h' 'u' 'n' = 104, 117, 110.
             assert!(!text.contains("104, 117, 110"), "{text}");

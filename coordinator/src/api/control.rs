@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::{now_millis, CoordError, Coordinator, Forwarded, ForwardedReply};
 use crate::orchestrator::preview::preview;
-use crate::stack::parse_stack;
-use crate::state::{Command, Query};
+use crate::stack::{parse_stack, ValueSource};
+use crate::state::{Command, ConfigInput, Query};
 
 /// Parses a stack file into the one Raft command that applies it, or a clear error naming the
 /// file, line, column and key.
@@ -37,10 +37,12 @@ fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
         )));
     };
     let secrets = secret_values(file, &stack, &req.secrets)?;
+    let configs = config_values(file, &stack, &req.configs)?;
     let cmd = Command::ApplyStack {
         stack: name.clone(),
         services: stack.services,
         secrets,
+        configs,
     };
     Ok((name, cmd))
 }
@@ -66,6 +68,48 @@ fn secret_values(
                 "{file}: secret `{name}` has no value: shoalctl sends it, read from the \
                  secret's `file` or `environment`"
             ))),
+        })
+        .collect()
+}
+
+/// The values of the stack's declared configs, in name order: `content` from the file itself,
+/// `file` and `environment` as sent by shoalctl (each one needed, no other accepted).
+fn config_values(
+    file: &str,
+    stack: &crate::stack::Stack,
+    given: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<Vec<ConfigInput>, Status> {
+    let sent_for = |name: &String| {
+        stack
+            .configs
+            .get(name)
+            .is_some_and(|d| !matches!(d.source, ValueSource::Content(_)))
+    };
+    if let Some(extra) = given.keys().find(|k| !sent_for(k)) {
+        return Err(bad_request(format!(
+            "{file}: a value was sent for config `{extra}`, which the file does not declare \
+             with a `file` or `environment` source"
+        )));
+    }
+    stack
+        .configs
+        .iter()
+        .map(|(name, decl)| {
+            let value = match (&decl.source, given.get(name)) {
+                (ValueSource::Content(text), _) => text.as_bytes().to_vec(),
+                (_, Some(v)) => v.clone(),
+                (_, None) => {
+                    return Err(bad_request(format!(
+                        "{file}: config `{name}` has no value: shoalctl sends it, read from the \
+                         config's `file` or `environment`"
+                    )))
+                }
+            };
+            Ok(ConfigInput {
+                name: name.clone(),
+                value: SecretValue::new(value),
+                sensitive: decl.sensitive,
+            })
         })
         .collect()
 }
@@ -260,6 +304,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
                 .collect(),
+            configs: Default::default(),
         }
     }
 
@@ -279,5 +324,43 @@ mod tests {
         let e = stack_command(&req(&[("pw", "hunter2"), ("extra", "x")])).unwrap_err();
         assert!(e.message().contains("secret `extra`"), "{e}");
         assert!(!e.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn configs_take_content_from_the_file_and_other_sources_from_shoalctl() {
+        let source = "name: s\nconfigs:\n  inline: { content: \"a=1\" }\n  \
+                      fromfile: { file: ./f, x-shoal-sensitive: true }\nservices: {}\n";
+        let req = |configs: &[(&str, &str)]| StackFileRequest {
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: source.into(),
+            secrets: Default::default(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        };
+        let (_, cmd) = stack_command(&req(&[("fromfile", "b=2")])).unwrap();
+        let Command::ApplyStack { configs, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        let got: Vec<(&str, &[u8], bool)> = configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.expose(), c.sensitive))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("fromfile", &b"b=2"[..], true),
+                ("inline", &b"a=1"[..], false)
+            ]
+        );
+        let e = stack_command(&req(&[])).unwrap_err();
+        assert!(
+            e.message().contains("config `fromfile` has no value"),
+            "{e}"
+        );
+        let e = stack_command(&req(&[("fromfile", "b=2"), ("inline", "x")])).unwrap_err();
+        assert!(e.message().contains("config `inline`"), "{e}");
     }
 }

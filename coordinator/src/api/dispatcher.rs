@@ -428,6 +428,7 @@ mod tests {
                     shoal_model::SecretValue::new(b"two".to_vec()),
                 ),
             ],
+            configs: vec![],
         };
         let r = s.apply(&Request {
             request_id: None,

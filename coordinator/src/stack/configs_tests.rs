@@ -73,7 +73,10 @@ services:
         ("/etc/mysql/conf.d/galera.cnf", 999, 999, 0o440)
     );
     // A bare file name as target lands at the root, as in Swarm.
-    assert_eq!((db[1].container_path().as_str(), db[1].mode), ("/haproxy.cfg", 0o444));
+    assert_eq!(
+        (db[1].container_path().as_str(), db[1].mode),
+        ("/haproxy.cfg", 0o444)
+    );
     assert_eq!(db[2].mode, 0o400);
     assert!(db.iter().all(|r| r.version == 0));
     // Configs and secrets are separate name spaces.

@@ -40,9 +40,9 @@ use std::collections::BTreeMap;
 
 use shoal_model::ServiceSpec;
 
+pub use configs::ConfigDecl;
 pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
 pub use error::StackError;
-pub use configs::ConfigDecl;
 pub use secrets::{SecretSource, ValueSource};
 
 use error::{Ctx, Result};

@@ -9,7 +9,7 @@ use shoal_model::{Node, NodeStatus, SecretValue, Service, ServiceSpec, Task, Tas
 use shoal_pki::Role;
 
 use super::pki::PkiState;
-use super::secrets::{plan_stack_secrets, Secret};
+use super::secrets::{self, Config, ConfigInput, Secret, StackValue, ValueKind, ValuesPlan};
 use super::{Command, Event, Query, Reconcile, Request, Response};
 
 /// How many events the state keeps.
@@ -58,6 +58,12 @@ pub struct ClusterState {
     /// Last secret version handed out.
     #[serde(default)]
     secret_seq: u64,
+    /// Stack configs by name, with their values. Only `Query::Config` shows one, if not sensitive.
+    #[serde(default)]
+    pub configs: BTreeMap<String, Config>,
+    /// Last config version handed out.
+    #[serde(default)]
+    config_seq: u64,
     /// Request id -> (order of arrival, first response).
     dedup: BTreeMap<DedupId, (u64, Response)>,
     /// Arrival order -> request id, to forget the oldest first.
@@ -209,7 +215,8 @@ impl ClusterState {
                 stack,
                 services,
                 secrets,
-            } => self.apply_stack(now, stack, services, secrets),
+                configs,
+            } => self.apply_stack(now, stack, services, secrets, configs),
             Command::RemoveStack { stack } => {
                 let names: Vec<String> = self
                     .services
@@ -217,24 +224,19 @@ impl ClusterState {
                     .filter(|s| s.stack.as_deref() == Some(stack.as_str()))
                     .map(|s| s.name.clone())
                     .collect();
-                let secrets: Vec<String> = self
-                    .secrets
-                    .values()
-                    .filter(|s| s.stack == *stack)
-                    .map(|s| s.name.clone())
-                    .collect();
-                if names.is_empty() && secrets.is_empty() {
+                let secrets = secrets::of_stack(&self.secrets, stack);
+                let configs = secrets::of_stack(&self.configs, stack);
+                if names.is_empty() && secrets.is_empty() && configs.is_empty() {
                     return Response::refused(format!("stack `{stack}` not found"));
                 }
+                let removed = format!("stack {stack} removed");
                 for name in secrets {
                     self.secrets.remove(&name);
-                    self.event(
-                        now,
-                        "secret",
-                        &name,
-                        "remove",
-                        &format!("stack {stack} removed"),
-                    );
+                    self.event(now, "secret", &name, "remove", &removed);
+                }
+                for name in configs {
+                    self.configs.remove(&name);
+                    self.event(now, "config", &name, "remove", &removed);
                 }
                 for name in names {
                     self.services.remove(&name);
@@ -421,17 +423,45 @@ impl ClusterState {
         now: u64,
         stack: &str,
         services: &[(String, ServiceSpec)],
-        secrets: &[(String, SecretValue)],
+        secret_values: &[(String, SecretValue)],
+        config_values: &[ConfigInput],
     ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
             return Response::refused(e);
         }
-        let plan =
-            match plan_stack_secrets(&self.secrets, self.secret_seq, stack, secrets, services) {
-                Ok(p) => p,
-                Err(e) => return Response::refused(e),
-            };
-        let services = plan.services.as_slice();
+        let secret_inputs: Vec<ConfigInput> = secret_values
+            .iter()
+            .map(|(name, value)| ConfigInput {
+                name: name.clone(),
+                value: value.clone(),
+                sensitive: true,
+            })
+            .collect();
+        let mut services = services.to_vec();
+        let planned = secrets::plan_values(
+            &secrets::SECRETS,
+            &self.secrets,
+            self.secret_seq,
+            stack,
+            &secret_inputs,
+        )
+        .and_then(|s| {
+            let c = secrets::plan_values(
+                &secrets::CONFIGS,
+                &self.configs,
+                self.config_seq,
+                stack,
+                config_values,
+            )?;
+            secrets::stamp(&secrets::SECRETS, stack, &s.versions, &mut services)?;
+            secrets::stamp(&secrets::CONFIGS, stack, &c.versions, &mut services)?;
+            Ok((s, c))
+        });
+        let (secret_plan, config_plan) = match planned {
+            Ok(p) => p,
+            Err(e) => return Response::refused(e),
+        };
+        let services = services.as_slice();
         for (name, _) in services {
             if let Err(e) = validate_name("service", name) {
                 return Response::refused(e);
@@ -452,43 +482,10 @@ impl ClusterState {
             .filter(|s| s.stack.as_deref() == Some(stack) && !keep.contains(s.name.as_str()))
             .map(|s| s.name.clone())
             .collect();
-        self.secret_seq = plan.last_seq;
-        for name in &plan.remove {
-            self.secrets.remove(name);
-            self.event(
-                now,
-                "secret",
-                name,
-                "remove",
-                &format!("not in stack {stack}"),
-            );
-        }
-        for (name, value, version, is_new) in &plan.upsert {
-            match self.secrets.get_mut(name) {
-                Some(_) if !is_new => {}
-                Some(s) => {
-                    s.value = value.clone();
-                    s.version = *version;
-                    s.updated_at = now;
-                    let msg = format!("new value, version {version}");
-                    self.event(now, "secret", name, "update", &msg);
-                }
-                None => {
-                    self.secrets.insert(
-                        name.clone(),
-                        Secret {
-                            name: name.clone(),
-                            stack: stack.to_string(),
-                            value: value.clone(),
-                            version: *version,
-                            created_at: now,
-                            updated_at: now,
-                        },
-                    );
-                    self.event(now, "secret", name, "create", &format!("stack {stack}"));
-                }
-            }
-        }
+        self.secret_seq = secret_plan.last_seq;
+        self.config_seq = config_plan.last_seq;
+        self.store_values(now, stack, &secrets::SECRETS, &secret_plan);
+        self.store_values(now, stack, &secrets::CONFIGS, &config_plan);
         for name in stale {
             self.services.remove(&name);
             self.event(
@@ -627,6 +624,18 @@ impl ClusterState {
         }
     }
 
+    /// Stores one kind of a stack's values and records what changed as events.
+    fn store_values(&mut self, now: u64, stack: &str, kind: &ValueKind, plan: &ValuesPlan) {
+        let values: &mut BTreeMap<String, StackValue> = if kind.noun == secrets::SECRETS.noun {
+            &mut self.secrets
+        } else {
+            &mut self.configs
+        };
+        for (name, action, message) in secrets::store(values, plan, stack, now) {
+            self.event(now, kind.noun, &name, action, &message);
+        }
+    }
+
     /// Answers a read as JSON.
     pub fn query(&self, q: &Query) -> serde_json::Value {
         use serde_json::{json, to_value};
@@ -648,18 +657,32 @@ impl ClusterState {
                     .collect::<Vec<_>>(),
             ),
             Query::ClusterId => Ok(json!(self.cluster_id)),
+            Query::Configs => to_value(
+                self.configs
+                    .values()
+                    .map(|c| super::configs::info(c, &self.services, false))
+                    .collect::<Vec<_>>(),
+            ),
+            Query::Config { name } => to_value(
+                self.configs
+                    .get(name)
+                    .map(|c| super::configs::info(c, &self.services, true)),
+            ),
         };
         // Our own plain data serializes without error.
         v.unwrap_or(serde_json::Value::Null)
     }
 }
 
-/// Secrets belong to stacks: a service created outside a stack cannot use one.
+/// Secrets and configs belong to stacks: a service created outside a stack cannot use one.
 fn no_secrets(name: &str, spec: &ServiceSpec) -> Result<(), String> {
-    match spec.container.secrets.first() {
+    let c = &spec.container;
+    let used = (c.secrets.first().map(|r| ("secret", r)))
+        .or_else(|| c.configs.first().map(|r| ("config", r)));
+    match used {
         None => Ok(()),
-        Some(r) => Err(format!(
-            "service `{name}` uses secret `{}`: secrets are only available to stack services \
+        Some((noun, r)) => Err(format!(
+            "service `{name}` uses {noun} `{}`: {noun}s are only available to stack services \
              (shoalctl apply -f STACK)",
             r.source
         )),

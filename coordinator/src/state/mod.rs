@@ -4,6 +4,9 @@
 //! iteration over hash maps. Time arrives inside the [`Request`].
 
 mod command;
+mod configs;
+#[cfg(test)]
+mod configs_tests;
 mod machine;
 pub mod pki;
 mod query;
@@ -12,9 +15,10 @@ mod secrets;
 mod secrets_tests;
 
 pub use command::{Batch, Command, Event, Reconcile, Request, Response, TaskStatusUpdate};
+pub use configs::ConfigInfo;
 pub use machine::ClusterState;
 pub use query::Query;
-pub use secrets::Secret;
+pub use secrets::{Config, ConfigInput, Secret, StackValue};
 
 /// Applies `command` at time 1 and fails the test if the state machine refused it.
 #[cfg(test)]

@@ -19,4 +19,10 @@ pub enum Query {
         after: u64,
     },
     ClusterId,
+    /// Every config: name, stack, version, size and users; never a value.
+    Configs,
+    /// One config, with its value unless it is sensitive.
+    Config {
+        name: String,
+    },
 }
