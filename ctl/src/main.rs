@@ -1,6 +1,7 @@
 //! `shoalctl`: the operator's command line.
 
 mod client;
+mod config_cmd;
 mod node_cmds;
 mod output;
 mod pki_cmds;
@@ -106,6 +107,9 @@ enum Cmd {
     /// Stacks.
     #[command(subcommand)]
     Stack(StackCmd),
+    /// Configs of the stacks (declared in their top-level `configs:`).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
     /// Join tokens for agents and coordinators.
     #[command(subcommand)]
     Token(pki_cmds::TokenCmd),
@@ -421,6 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stack_cmds::plan(&mut client, file, stack.as_deref(), fmt).await
         }
         Cmd::Stack(StackCmd::Ls) => stack_cmds::ls(&mut client, fmt, cli.stale).await,
+        Cmd::Config(c) => config_cmd::run(&mut client, c, fmt, cli.stale).await,
         Cmd::Stack(StackCmd::Rm { name }) => {
             let cmd = json!({"type": "remove_stack", "stack": name});
             apply(&mut client, &uuid::Uuid::new_v4().to_string(), &cmd).await?;

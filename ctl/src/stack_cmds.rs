@@ -15,12 +15,14 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     // Secret values are read here, on the operator's machine, and sent beside the YAML.
     let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
+    let configs = crate::stack_secrets::resolve_configs(file, &source, |v| std::env::var(v).ok())?;
     let stack = crate::stack_name::resolve(stack, file, &source)?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default(),
         file: file.display().to_string(),
         source,
         secrets,
+        configs,
     })
 }
 
@@ -34,11 +36,14 @@ fn print_plan(fmt: Format, v: &Value, applied: bool) {
     let services = name_action_rows(&v["services"]);
     print!("{}", table(&["SERVICE", "ACTION"], &services));
     println!();
-    let secrets = name_action_rows(&v["secrets"]);
-    if !secrets.is_empty() {
-        print!("{}", table(&["SECRET", "ACTION"], &secrets));
-        println!();
+    for (key, header) in [("secrets", "SECRET"), ("configs", "CONFIG")] {
+        let rows = name_action_rows(&v[key]);
+        if !rows.is_empty() {
+            print!("{}", table(&[header, "ACTION"], &rows));
+            println!();
+        }
     }
+    crate::config_cmd::print_restarts(&v["restarts"]);
     let tasks: Vec<Vec<String>> = v["tasks"]
         .as_array()
         .map(|a| {
