@@ -144,6 +144,7 @@ async fn main() -> Result<()> {
     });
     let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(16);
     let secrets = SecretStore::default();
+    let configs = SecretStore::default();
     let supervisor = Supervisor::new(
         rt.clone(),
         reporter.clone(),
@@ -155,6 +156,7 @@ async fn main() -> Result<()> {
             registries: cfg.registries.clone(),
             secrets_dir: cfg.secrets_dir.clone(),
             secrets: secrets.clone(),
+            configs: configs.clone(),
         },
     );
     tokio::spawn(supervisor.run(assign_rx));
@@ -165,6 +167,7 @@ async fn main() -> Result<()> {
         assignments: assign_tx,
         tls: tls.clone(),
         secrets,
+        configs,
         revocations: revocations.clone(),
     };
     tokio::spawn(session.run());

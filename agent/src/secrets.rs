@@ -1,9 +1,11 @@
-//! Secret files on the node: values arrive with the assignment set and live in memory
-//! ([`SecretStore`]) and as files on a tmpfs the agent mounts itself, one directory per task
-//! (`<secrets_dir>/<task id>/secret-<n>`, bound read-only into the container by the spec builder).
+//! Secret and config files on the node: values arrive with the assignment set and live in memory
+//! ([`SecretStore`], one per kind) and as files on a tmpfs the agent mounts itself, one directory
+//! per task (`<secrets_dir>/<task id>/secret-<n>` and `config-<n>`, bound read-only into the
+//! container by the spec builder). The tmpfs outlives the agent, so a restarted agent finds the
+//! files of the containers that kept running and rewrites them once the values arrive again.
 //!
-//! Invariant: secret values never touch a disk (the state db keeps only references) and never
-//! reach a log line: errors and traces name secrets and tasks, not values.
+//! Invariant: secret and config values never touch a disk (the state db keeps only references)
+//! and never reach a log line: errors and traces name secrets, configs and tasks, not values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,8 +22,13 @@ const TMPFS_OPTIONS: &str = "mode=0700,size=64m";
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// The value has not arrived (yet): retry after the next assignment set.
-    #[error("secret `{name}` (version {version}) has not been received from a coordinator")]
-    Missing { name: String, version: u64 },
+    #[error("{noun} `{name}` (version {version}) has not been received from a coordinator")]
+    Missing {
+        /// `secret` or `config`.
+        noun: &'static str,
+        name: String,
+        version: u64,
+    },
     #[error("secrets dir `{path}`: {message}")]
     Tmpfs { path: PathBuf, message: String },
     #[error("secret file `{path}`: {source}")]
@@ -77,6 +84,18 @@ pub fn host_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
     secrets_dir.join(task_id).join(format!("secret-{index}"))
 }
 
+/// Host path of the `index`-th config file of task `task_id`.
+pub fn config_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
+    secrets_dir.join(task_id).join(format!("config-{index}"))
+}
+
+/// The values a task's files are written from, one store per kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Stores<'a> {
+    pub secrets: &'a SecretStore,
+    pub configs: &'a SecretStore,
+}
+
 /// Whether `path` is itself a tmpfs mount point, from `/proc/self/mountinfo`.
 fn is_tmpfs_mount(mountinfo: &str, path: &Path) -> bool {
     mountinfo.lines().any(|l| {
@@ -121,30 +140,31 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<(), SecretsError> {
     Ok(())
 }
 
-/// Writes `task`'s secret files under `secrets_dir` (which must already be a tmpfs): values from
-/// `store`, or the files written earlier for the same task (a task's references never change).
-pub fn write_task(
-    secrets_dir: &Path,
-    task: &Task,
-    store: &SecretStore,
-) -> Result<(), SecretsError> {
+/// Writes `task`'s secret and config files under `secrets_dir` (which must already be a tmpfs):
+/// values from `stores`, or the files written earlier for the same task (a task's references
+/// never change).
+pub fn write_task(secrets_dir: &Path, task: &Task, stores: Stores<'_>) -> Result<(), SecretsError> {
     let dir = secrets_dir.join(&task.id);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SecretsError::Io { path, source }
-    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(io(&dir))?;
-    for (i, r) in task.spec.secrets.iter().enumerate() {
+    let secrets = task.spec.secrets.iter().enumerate().map(|(i, r)| {
         let path = host_file(secrets_dir, &task.id, i);
+        ("secret", r, path, stores.secrets)
+    });
+    let configs = task.spec.configs.iter().enumerate().map(|(i, r)| {
+        let path = config_file(secrets_dir, &task.id, i);
+        ("config", r, path, stores.configs)
+    });
+    for (noun, r, path, store) in secrets.chain(configs) {
         let Some(value) = store.get(&r.source, r.version) else {
             if path.exists() {
                 continue;
             }
             return Err(SecretsError::Missing {
+                noun,
                 name: r.source.clone(),
                 version: r.version,
             });
@@ -165,6 +185,12 @@ pub fn write_task(
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }
     Ok(())
+}
+
+/// Turns an I/O error on `path` into a [`SecretsError`].
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError {
+    let path = path.to_path_buf();
+    move |source| SecretsError::Io { path, source }
 }
 
 /// Removes task `task_id`'s secret files.
@@ -242,7 +268,12 @@ mod tests {
             "t1",
             vec![reference("pw", 3, 0o400), reference("tk", 5, 0o440)],
         );
-        write_task(dir.path(), &t, &store).unwrap();
+        let none = SecretStore::default();
+        let stores = |s| Stores {
+            secrets: s,
+            configs: &none,
+        };
+        write_task(dir.path(), &t, stores(&store)).unwrap();
         let f0 = host_file(dir.path(), "t1", 0);
         assert_eq!(std::fs::read(&f0).unwrap(), b"one");
         assert_eq!(std::fs::metadata(&f0).unwrap().mode() & 0o777, 0o400);
@@ -251,12 +282,12 @@ mod tests {
 
         // Values gone from memory (agent restart): the files already written still serve.
         store.replace(BTreeMap::new());
-        write_task(dir.path(), &t, &store).unwrap();
+        write_task(dir.path(), &t, stores(&store)).unwrap();
         // A task whose value never arrived waits; a wrong version is not used.
         store.replace([("pw".to_string(), (4, SecretValue::new(b"x".to_vec())))].into());
         let t2 = task("t2", vec![reference("pw", 3, 0o400)]);
         assert!(matches!(
-            write_task(dir.path(), &t2, &store),
+            write_task(dir.path(), &t2, stores(&store)),
             Err(SecretsError::Missing { .. })
         ));
 
@@ -264,6 +295,43 @@ mod tests {
         assert!(!dir.path().join("t1").exists());
         remove_task(dir.path(), "t2");
         assert!(!dir.path().join("t2").exists());
+    }
+
+    #[test]
+    fn configs_are_written_beside_secrets_with_their_owner_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secrets, configs) = (SecretStore::default(), SecretStore::default());
+        secrets.replace([("pw".to_string(), (1, SecretValue::new(b"s".to_vec())))].into());
+        configs.replace([("pw".to_string(), (7, SecretValue::new(b"c=1\n".to_vec())))].into());
+        let mut t = task("t1", vec![reference("pw", 1, 0o400)]);
+        let mut conf = shoal_model::config::config_ref("pw");
+        conf.version = 7;
+        conf.uid = 1234;
+        conf.gid = 4321;
+        t.spec.configs = vec![conf.clone()];
+        let stores = Stores {
+            secrets: &secrets,
+            configs: &configs,
+        };
+        write_task(dir.path(), &t, stores).unwrap();
+        // Same name, two kinds, two files.
+        assert_eq!(std::fs::read(host_file(dir.path(), "t1", 0)).unwrap(), b"s");
+        let c = config_file(dir.path(), "t1", 0);
+        assert_eq!(std::fs::read(&c).unwrap(), b"c=1\n");
+        let meta = std::fs::metadata(&c).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o777, meta.uid(), meta.gid()),
+            (0o444, 1234, 4321)
+        );
+        // A config version that has not arrived waits, naming the config.
+        conf.version = 8;
+        t.id = "t2".into();
+        t.spec.configs = vec![conf];
+        let e = write_task(dir.path(), &t, stores).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config `pw` (version 8) has not been received from a coordinator"
+        );
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct Session {
     pub tls: Option<Arc<crate::tls::AgentTls>>,
     /// Where the values of the secrets the tasks use go (before the tasks themselves).
     pub secrets: SecretStore,
+    /// Where the values of the configs the tasks use go, likewise.
+    pub configs: SecretStore,
     /// Where the revoked certificate serials go (for the agent API), before anything else.
     pub revocations: Revocations,
 }
@@ -340,17 +342,19 @@ impl Session {
                 coordinator = addr,
                 tasks = tasks.len(),
                 secrets = set.secrets.len(),
+                configs = set.configs.len(),
                 revoked_serials = set.revoked_serials.len(),
                 applied_index = set.applied_index,
                 "assignment set"
             );
             self.revocations.replace(set.revoked_serials);
-            self.secrets.replace(
-                set.secrets
-                    .into_iter()
+            let values = |m: std::collections::HashMap<_, shoal_proto::dispatcher::SecretValue>| {
+                m.into_iter()
                     .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
-                    .collect(),
-            );
+                    .collect()
+            };
+            self.secrets.replace(values(set.secrets));
+            self.configs.replace(values(set.configs));
             self.assignments
                 .send(tasks)
                 .await

@@ -46,6 +46,8 @@ pub struct SupervisorConfig {
     pub secrets_dir: PathBuf,
     /// Secret values from the latest assignment set.
     pub secrets: SecretStore,
+    /// Config values from the latest assignment set (their files share the secrets tmpfs).
+    pub configs: SecretStore,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -163,13 +165,17 @@ fn missing_bind_source(task: &Task) -> Option<&str> {
         .map(|m| m.source.as_str())
 }
 
-/// Writes `task`'s secret files on the agent's tmpfs (mounting it on first use).
+/// Writes `task`'s secret and config files on the agent's tmpfs (mounting it on first use).
 fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
-    if task.spec.secrets.is_empty() {
+    if task.spec.secrets.is_empty() && task.spec.configs.is_empty() {
         return Ok(());
     }
     secrets::ensure_tmpfs(&ctx.cfg.secrets_dir)?;
-    secrets::write_task(&ctx.cfg.secrets_dir, task, &ctx.cfg.secrets)
+    let stores = secrets::Stores {
+        secrets: &ctx.cfg.secrets,
+        configs: &ctx.cfg.configs,
+    };
+    secrets::write_task(&ctx.cfg.secrets_dir, task, stores)
 }
 
 /// Creates and starts `task`'s container, reporting preparing → starting → running (or why not).
@@ -265,7 +271,7 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     match prepare_secrets(&ctx, &task) {
         Ok(()) => {}
         Err(error @ SecretsError::Missing { .. }) => {
-            warn!(task_id = id, %error, "waiting for a secret");
+            warn!(task_id = id, %error, "waiting for a secret or config value");
             ctx.report(id, TaskState::Preparing, error.to_string(), None);
             return Outcome::Other;
         }
@@ -840,6 +846,7 @@ mod tests {
                 log_dir: "/tmp/shoal-test-logs".into(),
                 secrets_dir: "/nonexistent/shoal-test-secrets".into(),
                 secrets: Default::default(),
+                configs: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );
@@ -1109,6 +1116,7 @@ mod tests {
                 log_dir: dir.path().join("logs"),
                 secrets_dir: dir.path().join("secrets"),
                 secrets: Default::default(),
+                configs: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );

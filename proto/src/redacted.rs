@@ -48,6 +48,14 @@ mod tests {
             )]
             .into(),
             revoked_serials: vec!["0a".into()],
+            configs: [(
+                "conf".to_string(),
+                SecretValue {
+                    version: 1,
+                    value: b"hunter2".to_vec(),
+                },
+            )]
+            .into(),
         };
         let req = StackFileRequest {
             stack: "s".into(),

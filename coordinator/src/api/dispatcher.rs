@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::Coordinator;
 use crate::orchestrator::liveness::Liveness;
-use crate::state::{ClusterState, Command, TaskStatusUpdate};
+use crate::state::{ClusterState, Command, StackValue, TaskStatusUpdate};
 
 /// gRPC metadata key naming the leader's address on a redirect.
 pub const LEADER_HEADER: &str = "shoal-leader";
@@ -117,27 +117,28 @@ fn revoked_serials(state: &ClusterState) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What `node` is sent, from one read of the state: its tasks, the secret values they use and
-/// the revoked serials. `applied_index` is left for the sender to fill.
+/// What `node` is sent, from one read of the state: its tasks, the secret and config values they
+/// use and the revoked serials. `applied_index` is left for the sender to fill.
 fn assignment_set(state: &ClusterState, node: &str) -> AssignmentSet {
     let tasks = tasks_for(state, node);
     AssignmentSet {
         tasks_json: encode_json(&tasks),
         applied_index: 0,
-        secrets: secrets_for(state, &tasks),
+        secrets: values_for(&state.secrets, tasks.iter().flat_map(|t| &t.spec.secrets)),
+        configs: values_for(&state.configs, tasks.iter().flat_map(|t| &t.spec.configs)),
         revoked_serials: revoked_serials(state),
     }
 }
 
-/// The values of the secrets `tasks` reference, at the versions they reference, by name.
-/// Only these travel to the node: never a secret its tasks do not use.
-fn secrets_for(
-    state: &ClusterState,
-    tasks: &[shoal_model::Task],
+/// The values (secrets or configs) that `refs` name, at the versions they name, by name.
+/// Only these travel to the node: never a value its tasks do not use.
+fn values_for<'a>(
+    values: &std::collections::BTreeMap<String, StackValue>,
+    refs: impl Iterator<Item = &'a shoal_model::SecretRef>,
 ) -> std::collections::HashMap<String, SecretValue> {
     let mut out = std::collections::HashMap::new();
-    for r in tasks.iter().flat_map(|t| &t.spec.secrets) {
-        if let Some(s) = state.secrets.get(&r.source) {
+    for r in refs {
+        if let Some(s) = values.get(&r.source) {
             if s.version == r.version {
                 out.insert(
                     r.source.clone(),
@@ -447,5 +448,41 @@ mod tests {
         let mut stale = current;
         stale.version += 100;
         assert!(secrets_for(&s, &[task("c", "n1", vec![stale])]).is_empty());
+    }
+
+    fn secrets_for(
+        s: &ClusterState,
+        tasks: &[Task],
+    ) -> std::collections::HashMap<String, SecretValue> {
+        values_for(&s.secrets, tasks.iter().flat_map(|t| &t.spec.secrets))
+    }
+
+    #[test]
+    fn a_node_gets_only_the_configs_its_tasks_use() {
+        let mut s = ClusterState::default();
+        let input = |name: &str, v: &str| crate::state::ConfigInput {
+            name: name.into(),
+            value: shoal_model::SecretValue::new(v.as_bytes().to_vec()),
+            sensitive: false,
+        };
+        apply(
+            &mut s,
+            Command::ApplyStack {
+                stack: "st".into(),
+                services: vec![],
+                secrets: vec![],
+                configs: vec![input("used", "a=1"), input("unused", "b=2")],
+            },
+        );
+        let mut r = shoal_model::config::config_ref("used");
+        r.version = s.configs["used"].version;
+        let mut t = task("a", "n1", vec![]);
+        t.spec.configs = vec![r];
+        s.tasks.insert("a".into(), t);
+        let set = assignment_set(&s, "n1");
+        assert_eq!(set.configs.len(), 1);
+        assert_eq!(set.configs["used"].value, b"a=1");
+        assert!(set.secrets.is_empty());
+        assert!(assignment_set(&s, "n2").configs.is_empty());
     }
 }
