@@ -43,6 +43,7 @@ fn session_with(
             assignments: tx,
             tls: None,
             secrets: Default::default(),
+            configs: Default::default(),
             revocations,
         },
         rx,

@@ -277,7 +277,7 @@ fn async_stream(
             }
             let set = me.coord.sm.read(|s| assignment_set(s, &node));
             // Compared before the applied index is stamped: a set goes out only when what the
-            // agent gets (tasks, secret values, revoked serials) changed.
+            // agent gets (tasks, secret and config values, revoked serials) changed.
             if last.as_ref() != Some(&set) {
                 let sent = AssignmentSet {
                     applied_index: me.coord.sm.applied_index(),

@@ -9,7 +9,7 @@ use shoal_model::{Node, NodeStatus, SecretValue, Service, ServiceSpec, Task, Tas
 use shoal_pki::Role;
 
 use super::pki::PkiState;
-use super::secrets::{self, Config, ConfigInput, Secret, StackValue, ValueKind, ValuesPlan};
+use super::secrets::{self, Config, ConfigInput, Secret, ValueKind, ValuesPlan};
 use super::{Command, Event, Query, Reconcile, Request, Response};
 
 /// How many events the state keeps.
@@ -626,12 +626,7 @@ impl ClusterState {
 
     /// Stores one kind of a stack's values and records what changed as events.
     fn store_values(&mut self, now: u64, stack: &str, kind: &ValueKind, plan: &ValuesPlan) {
-        let values: &mut BTreeMap<String, StackValue> = if kind.noun == secrets::SECRETS.noun {
-            &mut self.secrets
-        } else {
-            &mut self.configs
-        };
-        for (name, action, message) in secrets::store(values, plan, stack, now) {
+        for (name, action, message) in secrets::store((kind.values)(self), plan, stack, now) {
             self.event(now, kind.noun, &name, action, &message);
         }
     }

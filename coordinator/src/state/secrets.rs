@@ -12,6 +12,8 @@ use shoal_model::config::MAX_CONFIG_BYTES;
 use shoal_model::secret::MAX_SECRET_BYTES;
 use shoal_model::{ContainerSpec, Millis, SecretRef, SecretValue, ServiceSpec};
 
+use super::ClusterState;
+
 /// One secret or config of a stack. `Debug` shows the value as `<redacted>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackValue {
@@ -50,18 +52,22 @@ pub(super) struct ValueKind {
     pub noun: &'static str,
     pub limit: usize,
     pub refs: fn(&mut ContainerSpec) -> &mut Vec<SecretRef>,
+    /// Where the state keeps them.
+    pub values: fn(&mut ClusterState) -> &mut BTreeMap<String, StackValue>,
 }
 
 pub(super) const SECRETS: ValueKind = ValueKind {
     noun: "secret",
     limit: MAX_SECRET_BYTES,
     refs: |c| &mut c.secrets,
+    values: |s| &mut s.secrets,
 };
 
 pub(super) const CONFIGS: ValueKind = ValueKind {
     noun: "config",
     limit: MAX_CONFIG_BYTES,
     refs: |c| &mut c.configs,
+    values: |s| &mut s.configs,
 };
 
 /// What applying a stack's values of one kind will do, computed before anything changes.

@@ -145,6 +145,7 @@ impl Dispatcher for Service {
                     tasks_json: encode_json(&tasks),
                     applied_index: index,
                     secrets: Default::default(),
+                    configs: Default::default(),
                     revoked_serials: Vec::new(),
                 };
                 if tx.send(Ok(set)).await.is_err() || rx.changed().await.is_err() {
