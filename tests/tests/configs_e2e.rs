@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -193,7 +192,8 @@ async fn configs_reach_their_containers_and_a_change_moves_only_their_service() 
         .collect();
     assert_eq!(
         modes,
-        vec![("-r--r-----", "999", "998"), ("-r--r--r--", "0", "0")],
+        // `ls` sorts: /db_url first.
+        vec![("-r--r--r--", "0", "0"), ("-r--r-----", "999", "998")],
         "{ls}"
     );
     let write = ctl.run(&["exec", &db[0].0, "--", "sh", "-c", "echo x >> /db_url"]);
