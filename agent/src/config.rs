@@ -359,13 +359,27 @@ mod tests {
         let c = AgentConfig::resolve(FileConfig::default(), &flags(&["--listen", "0.0.0.0:7600"]))
             .unwrap();
         assert_eq!(c.advertise, "0.0.0.0:7600");
-        let file = FileConfig::parse("advertise = \"10.0.0.5:7500\"\n", Path::new("a.toml")).unwrap();
+        let file =
+            FileConfig::parse("advertise = \"10.0.0.5:7500\"\n", Path::new("a.toml")).unwrap();
         let c = AgentConfig::resolve(file, &flags(&[])).unwrap();
-        assert_eq!((c.listen.as_str(), c.advertise.as_str()), ("127.0.0.1:7500", "10.0.0.5:7500"));
-        let c = AgentConfig::resolve(FileConfig::default(), &flags(&["--advertise", "node1:7500"]))
-            .unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.advertise.as_str()),
+            ("127.0.0.1:7500", "10.0.0.5:7500")
+        );
+        let c = AgentConfig::resolve(
+            FileConfig::default(),
+            &flags(&["--advertise", "node1:7500"]),
+        )
+        .unwrap();
         assert_eq!(c.advertise, "node1:7500");
-        for bad in ["0.0.0.0:7500", "[::]:7500", "node1", "node1:http", ":7500", "n:0"] {
+        for bad in [
+            "0.0.0.0:7500",
+            "[::]:7500",
+            "node1",
+            "node1:http",
+            ":7500",
+            "n:0",
+        ] {
             let e = AgentConfig::resolve(FileConfig::default(), &flags(&["--advertise", bad]))
                 .unwrap_err();
             assert_eq!(

@@ -58,14 +58,7 @@ pub async fn watched_cluster(
     let mut agents = Vec::new();
     let mut agent_metrics = Vec::new();
     for (name, labels) in nodes {
-        let mut a = Agent::new(
-            root,
-            name,
-            labels,
-            &endpoints,
-            containerd_socket,
-            image_tar,
-        );
+        let mut a = Agent::new(root, name, labels, &endpoints, containerd_socket, image_tar);
         agent_metrics.push(a.serve_metrics());
         a.env = vec![("RUST_LOG".into(), DEBUG_LOG.into())];
         a.secure(&agent_token);
@@ -75,7 +68,10 @@ pub async fn watched_cluster(
     let secrets_dirs: Vec<PathBuf> = agents.iter().map(|a| a.root.join("data/secrets")).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = match coords[0].query(serde_json::json!({"type": "nodes"}), false).await {
+        let ready = match coords[0]
+            .query(serde_json::json!({"type": "nodes"}), false)
+            .await
+        {
             Ok((v, _)) => v
                 .as_array()
                 .map(|a| a.iter().filter(|n| n["status"] == "ready").count())
@@ -85,7 +81,12 @@ pub async fn watched_cluster(
         if ready == nodes.len() {
             break;
         }
-        assert!(Instant::now() < deadline, "{} of {} nodes ready", ready, nodes.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} nodes ready",
+            ready,
+            nodes.len()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Watched {

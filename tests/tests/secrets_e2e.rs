@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -113,7 +113,8 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
     // Three coordinators of a secure cluster (every connection mutual TLS) and two agents, each
     // with its own /metrics, logging at debug. n1 runs the task that uses the secrets; n2 runs
     // another one.
-    let nodes: [(&str, &[(&str, &str)]); 2] = [("n1", &[("role", "secret")]), ("n2", &[("role", "other")])];
+    let nodes: [(&str, &[(&str, &str)]); 2] =
+        [("n1", &[("role", "secret")]), ("n2", &[("role", "other")])];
     let w = watched_cluster(dir.path(), 3, &nodes, cd.socket(), &image).await;
     let Watched {
         coords,

@@ -122,6 +122,12 @@ const MALFORMED: &[super::tests::Malformed] = &[
     ("configs:\n  c: { file: \"\" }\nservices: {}\n", 2, 14, "configs.c.file", "must not be empty"),
     // 19. a list entry that is a number
     ("configs:\n  c: { content: x }\nservices:\n  a:\n    image: x\n    configs: [3]\n", 6, 15, "services.a.configs[0]", "expected a config name or a mapping"),
+    // 20. templates are refused, not silently mounted unrendered
+    ("configs:\n  c:\n    content: \"{{ node.name }}\"\n    x-shoal-template: true\nservices: {}\n", 4, 23, "configs.c.x-shoal-template", "not supported yet"),
+    // 21. so are change modes
+    ("configs:\n  c:\n    content: x\n    x-shoal-change-mode: noop\nservices: {}\n", 4, 26, "configs.c.x-shoal-change-mode", "not supported yet"),
+    // 22. Compose's template_driver
+    ("configs:\n  c:\n    content: x\n    template_driver: golang\nservices: {}\n", 4, 5, "configs.c.template_driver", "unknown or unsupported key"),
 ];
 
 #[test]
