@@ -8,6 +8,7 @@ pub mod node;
 pub mod secret;
 pub mod service;
 pub mod task;
+pub mod template;
 pub mod time;
 
 pub use config::ConfigRef;
