@@ -105,13 +105,44 @@ fn config_values(
                     )))
                 }
             };
+            if decl.template {
+                check_template(file, name, &decl.source, &value)?;
+            }
             Ok(ConfigInput {
                 name: name.clone(),
                 value: SecretValue::new(value),
                 sensitive: decl.sensitive,
+                template: decl.template,
             })
         })
         .collect()
+}
+
+/// Checks a template whose value shoalctl sent (an inline `content` one was checked by the
+/// parser): the error names the template's file (or variable) and line.
+fn check_template(
+    file: &str,
+    name: &str,
+    source: &ValueSource,
+    value: &[u8],
+) -> Result<(), Status> {
+    let origin = match source {
+        ValueSource::File(path) => path.clone(),
+        ValueSource::Environment(var) => format!("${var}"),
+        ValueSource::Content(_) => file.to_string(),
+    };
+    let text = std::str::from_utf8(value).map_err(|_| {
+        bad_request(format!(
+            "{file}: config `{name}` is a template but {origin} is not UTF-8 text"
+        ))
+    })?;
+    shoal_model::template::check(text).map_err(|e| {
+        let at = e.line.map(|l| format!(":{l}")).unwrap_or_default();
+        bad_request(format!(
+            "{file}: config `{name}`: template {origin}{at}: {}",
+            e.message
+        ))
+    })
 }
 
 pub struct ControlService {
@@ -362,5 +393,36 @@ mod tests {
         );
         let e = stack_command(&req(&[("fromfile", "b=2"), ("inline", "x")])).unwrap_err();
         assert!(e.message().contains("config `inline`"), "{e}");
+    }
+
+    #[test]
+    fn a_template_read_from_a_file_is_checked_when_its_value_arrives() {
+        let source =
+            "name: s\nconfigs:\n  galera: { file: ./galera.cnf, x-shoal-template: true }\n\
+                      services: {}\n";
+        let req = |text: &str| StackFileRequest {
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: source.into(),
+            secrets: Default::default(),
+            configs: [("galera".to_string(), text.as_bytes().to_vec())].into(),
+        };
+        let (_, cmd) = stack_command(&req("[mysqld]\nnode = {{ node.name }}\n")).unwrap();
+        let Command::ApplyStack { configs, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        assert!(configs[0].template);
+        let e = stack_command(&req("[mysqld]\nnode = {{ node.name }\n")).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("s.yaml: config `galera`: template ./galera.cnf:2: syntax error"),
+            "{e}"
+        );
+        let e = stack_command(&req("[mysqld]\n\nnode = {{ nodename }}\n")).unwrap_err();
+        assert!(
+            e.message()
+                .contains("./galera.cnf:3: unknown variable `nodename`"),
+            "{e}"
+        );
     }
 }

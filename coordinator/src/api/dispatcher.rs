@@ -464,6 +464,7 @@ mod tests {
             name: name.into(),
             value: shoal_model::SecretValue::new(v.as_bytes().to_vec()),
             sensitive: false,
+            template: false,
         };
         apply(
             &mut s,

@@ -14,6 +14,7 @@ configs:
   keystone.conf: { file: ./keystone.conf }
   galera.cnf:
     environment: GALERA_CNF
+    x-shoal-template: true
   haproxy.cfg:
     content: |
       global
@@ -56,6 +57,8 @@ services:
     );
     assert!(!decl("haproxy.cfg").sensitive);
     assert!(decl("db_url").sensitive);
+    assert!(decl("galera.cnf").template);
+    assert!(!decl("haproxy.cfg").template);
     let refs = |name: &str| {
         stack
             .services
@@ -122,11 +125,15 @@ const MALFORMED: &[super::tests::Malformed] = &[
     ("configs:\n  c: { file: \"\" }\nservices: {}\n", 2, 14, "configs.c.file", "must not be empty"),
     // 19. a list entry that is a number
     ("configs:\n  c: { content: x }\nservices:\n  a:\n    image: x\n    configs: [3]\n", 6, 15, "services.a.configs[0]", "expected a config name or a mapping"),
-    // 20. templates are refused, not silently mounted unrendered
-    ("configs:\n  c:\n    content: \"{{ node.name }}\"\n    x-shoal-template: true\nservices: {}\n", 4, 23, "configs.c.x-shoal-template", "not supported yet"),
+    // 20. a template with a syntax error: the content's position and the template's line
+    ("configs:\n  c:\n    content: \"a\\n{{ node.name \"\n    x-shoal-template: true\nservices: {}\n", 3, 14, "configs.c.content", "template line 2: syntax error"),
     // 21. so are change modes
     ("configs:\n  c:\n    content: x\n    x-shoal-change-mode: noop\nservices: {}\n", 4, 26, "configs.c.x-shoal-change-mode", "not supported yet"),
-    // 22. Compose's template_driver
+    // 22. a template reading an unknown variable
+    ("configs:\n  c:\n    content: \"{{ hostname }}\"\n    x-shoal-template: true\nservices: {}\n", 3, 14, "configs.c.content", "template line 1: unknown variable `hostname`"),
+    // 23. x-shoal-template that is not a boolean
+    ("configs:\n  c:\n    content: x\n    x-shoal-template: yes please\nservices: {}\n", 4, 23, "configs.c.x-shoal-template", "expected true or false"),
+    // 24. Compose's template_driver
     ("configs:\n  c:\n    content: x\n    template_driver: golang\nservices: {}\n", 4, 5, "configs.c.template_driver", "unknown or unsupported key"),
 ];
 

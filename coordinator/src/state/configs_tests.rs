@@ -15,6 +15,7 @@ fn input(name: &str, value: &str, sensitive: bool) -> ConfigInput {
         name: name.into(),
         value: SecretValue::new(value.as_bytes().to_vec()),
         sensitive,
+        template: false,
     }
 }
 

@@ -435,6 +435,7 @@ impl ClusterState {
                 name: name.clone(),
                 value: value.clone(),
                 sensitive: true,
+                template: false,
             })
             .collect();
         let mut services = services.to_vec();

@@ -27,6 +27,9 @@ pub struct StackValue {
     /// Never shown by a query: always for secrets, `x-shoal-sensitive: true` for configs.
     #[serde(default = "sensitive_by_default")]
     pub sensitive: bool,
+    /// Configs only: `x-shoal-template: true`, rendered per task by the agent.
+    #[serde(default)]
+    pub template: bool,
 }
 
 /// A stack secret.
@@ -45,6 +48,8 @@ pub struct ConfigInput {
     pub value: SecretValue,
     #[serde(default)]
     pub sensitive: bool,
+    #[serde(default)]
+    pub template: bool,
 }
 
 /// Secrets or configs: their noun, size limit and where a spec references them.
@@ -114,7 +119,8 @@ pub(super) fn plan_values(
                     s.stack
                 ))
             }
-            Some(s) if s.value == input.value => (s.version, false),
+            // Turning a value into a template (or back) changes the files: a new version.
+            Some(s) if s.value == input.value && s.template == input.template => (s.version, false),
             _ => {
                 seq += 1;
                 (seq, true)
@@ -170,12 +176,16 @@ pub(super) fn store(
     for (input, version, is_new) in &plan.upsert {
         let name = &input.name;
         match values.get_mut(name) {
-            Some(s) if !is_new => s.sensitive = input.sensitive,
+            Some(s) if !is_new => {
+                s.sensitive = input.sensitive;
+                s.template = input.template;
+            }
             Some(s) => {
                 s.value = input.value.clone();
                 s.version = *version;
                 s.updated_at = now;
                 s.sensitive = input.sensitive;
+                s.template = input.template;
                 events.push((
                     name.clone(),
                     "update",
@@ -193,6 +203,7 @@ pub(super) fn store(
                         created_at: now,
                         updated_at: now,
                         sensitive: input.sensitive,
+                        template: input.template,
                     },
                 );
                 events.push((name.clone(), "create", format!("stack {stack}")));
