@@ -49,6 +49,32 @@ pub struct Member {
     pub healthy: bool,
 }
 
+/// The live tasks of one service, and its stack (`members()` sees its own stack's services only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMembers {
+    /// The service's stack (empty for a service created outside a stack).
+    pub stack: String,
+    pub members: Vec<Member>,
+}
+
+/// What the coordinator sends an agent to render its tasks' templates: by service name.
+pub type MembersByService = BTreeMap<String, ServiceMembers>;
+
+/// The members `members()` sees from a task of `service`: those of its stack's services.
+/// `None` when the service is not in `all`.
+pub fn stack_members(
+    all: &MembersByService,
+    service: &str,
+) -> Option<(String, BTreeMap<String, Vec<Member>>)> {
+    let stack = &all.get(service)?.stack;
+    let members = all
+        .iter()
+        .filter(|(_, s)| &s.stack == stack)
+        .map(|(name, s)| (name.clone(), s.members.clone()))
+        .collect();
+    Some((stack.clone(), members))
+}
+
 /// Everything a template of one task may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateVars {

@@ -10,6 +10,7 @@ impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretValue")
             .field("version", &self.version)
+            .field("template", &self.template)
             .field("value", &format_args!("<redacted>"))
             .finish()
     }
@@ -44,6 +45,7 @@ mod tests {
                 SecretValue {
                     version: 2,
                     value: b"hunter2".to_vec(),
+                    template: false,
                 },
             )]
             .into(),
@@ -53,9 +55,11 @@ mod tests {
                 SecretValue {
                     version: 1,
                     value: b"hunter2".to_vec(),
+                    template: false,
                 },
             )]
             .into(),
+            members_json: Vec::new(),
         };
         let req = StackFileRequest {
             stack: "s".into(),

@@ -127,6 +127,7 @@ fn assignment_set(state: &ClusterState, node: &str) -> AssignmentSet {
         secrets: values_for(&state.secrets, tasks.iter().flat_map(|t| &t.spec.secrets)),
         configs: values_for(&state.configs, tasks.iter().flat_map(|t| &t.spec.configs)),
         revoked_serials: revoked_serials(state),
+        members_json: template_members(state, &tasks),
     }
 }
 
@@ -145,12 +146,33 @@ fn values_for<'a>(
                     SecretValue {
                         version: s.version,
                         value: s.value.expose().to_vec(),
+                        template: s.template,
                     },
                 );
             }
         }
     }
     out
+}
+
+/// The members the node's templates may name, JSON-encoded (empty when none of its tasks uses a
+/// template config): every service of the stacks of the tasks that do.
+fn template_members(state: &ClusterState, tasks: &[shoal_model::Task]) -> Vec<u8> {
+    let templated = |t: &&shoal_model::Task| {
+        t.spec
+            .configs
+            .iter()
+            .any(|r| state.configs.get(&r.source).is_some_and(|c| c.template))
+    };
+    let services: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .filter(templated)
+        .map(|t| t.service.as_str())
+        .collect();
+    if services.is_empty() {
+        return Vec::new();
+    }
+    encode_json(&super::members::for_services(state, &services))
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<AssignmentSet, Status>> + Send>>;
