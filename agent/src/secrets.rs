@@ -13,7 +13,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use shoal_model::template::NodeVars;
 use shoal_model::{SecretValue, Task};
+
+use crate::templates::TemplateStore;
 
 /// Size of the agent's secrets tmpfs.
 const TMPFS_OPTIONS: &str = "mode=0700,size=64m";
@@ -28,6 +31,12 @@ pub enum SecretsError {
         noun: &'static str,
         name: String,
         version: u64,
+    },
+    /// A templated config could not be rendered for the task: no file was written.
+    #[error("config `{name}`: template {error}")]
+    Template {
+        name: String,
+        error: shoal_model::template::TemplateError,
     },
     #[error("secrets dir `{path}`: {message}")]
     Tmpfs { path: PathBuf, message: String },
@@ -94,6 +103,10 @@ pub fn config_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
 pub struct Stores<'a> {
     pub secrets: &'a SecretStore,
     pub configs: &'a SecretStore,
+    /// Which configs are templates, and what they read besides the task and the node.
+    pub templates: &'a TemplateStore,
+    /// This node, as templates see it.
+    pub node: &'a NodeVars,
 }
 
 /// Whether `path` is itself a tmpfs mount point, from `/proc/self/mountinfo`.
@@ -169,6 +182,26 @@ pub fn write_task(secrets_dir: &Path, task: &Task, stores: Stores<'_>) -> Result
                 version: r.version,
             });
         };
+        let rendered;
+        let bytes = if noun == "config" && stores.templates.is_template(&r.source) {
+            let text = std::str::from_utf8(value.expose()).map_err(|_| SecretsError::Template {
+                name: r.source.clone(),
+                error: shoal_model::template::TemplateError {
+                    line: None,
+                    message: "not UTF-8 text".into(),
+                },
+            })?;
+            let vars = stores.templates.vars(stores.node, task);
+            rendered = shoal_model::template::render(text, &vars).map_err(|error| {
+                SecretsError::Template {
+                    name: r.source.clone(),
+                    error,
+                }
+            })?;
+            rendered.as_bytes()
+        } else {
+            value.expose()
+        };
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -177,7 +210,7 @@ pub fn write_task(secrets_dir: &Path, task: &Task, stores: Stores<'_>) -> Result
             .mode(0o600)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        f.write_all(value.expose()).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         drop(f);
         std::os::unix::fs::chown(&tmp, Some(r.uid), Some(r.gid)).map_err(io(&tmp))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(r.mode))
@@ -269,9 +302,12 @@ mod tests {
             vec![reference("pw", 3, 0o400), reference("tk", 5, 0o440)],
         );
         let none = SecretStore::default();
+        let (templates, node) = (TemplateStore::default(), NodeVars::default());
         let stores = |s| Stores {
             secrets: s,
             configs: &none,
+            templates: &templates,
+            node: &node,
         };
         write_task(dir.path(), &t, stores(&store)).unwrap();
         let f0 = host_file(dir.path(), "t1", 0);
@@ -309,9 +345,12 @@ mod tests {
         conf.uid = 1234;
         conf.gid = 4321;
         t.spec.configs = vec![conf.clone()];
+        let (templates, node) = (TemplateStore::default(), NodeVars::default());
         let stores = Stores {
             secrets: &secrets,
             configs: &configs,
+            templates: &templates,
+            node: &node,
         };
         write_task(dir.path(), &t, stores).unwrap();
         // Same name, two kinds, two files.
@@ -332,6 +371,84 @@ mod tests {
             e.to_string(),
             "config `pw` (version 8) has not been received from a coordinator"
         );
+    }
+
+    #[test]
+    fn templated_configs_are_rendered_per_task_and_never_half_written() {
+        use shoal_model::template::{Member, ServiceMembers};
+        let dir = tempfile::tempdir().unwrap();
+        let (secrets, configs) = (SecretStore::default(), SecretStore::default());
+        let text = "name={{ node.name }} slot={{ task.slot }} \
+                    peers={{ members(\"api\") | map(attribute=\"address\") | join(\",\") }}\n";
+        configs.replace(
+            [(
+                "c".to_string(),
+                (2, SecretValue::new(text.as_bytes().to_vec())),
+            )]
+            .into(),
+        );
+        let templates = TemplateStore::default();
+        let member = |node: &str, slot| Member {
+            node: node.into(),
+            address: format!("{node}:7001"),
+            host: node.into(),
+            slot,
+            healthy: true,
+        };
+        let members = |m: Vec<Member>| {
+            [(
+                "api".to_string(),
+                ServiceMembers {
+                    stack: "s".into(),
+                    members: m,
+                },
+            )]
+            .into()
+        };
+        templates.replace(["c".to_string()].into(), members(vec![member("n1", 1)]));
+        let node = NodeVars {
+            name: "n1".into(),
+            ..Default::default()
+        };
+        let mut t = task("t1", vec![]);
+        let mut conf = shoal_model::config::config_ref("c");
+        conf.version = 2;
+        t.spec.configs = vec![conf];
+        let stores = Stores {
+            secrets: &secrets,
+            configs: &configs,
+            templates: &templates,
+            node: &node,
+        };
+        let path = config_file(dir.path(), "t1", 0);
+        write_task(dir.path(), &t, stores).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001\n"
+        );
+        // A second member: written again with the new list.
+        templates.replace(
+            ["c".to_string()].into(),
+            members(vec![member("n1", 1), member("n2", 2)]),
+        );
+        write_task(dir.path(), &t, stores).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001,n2:7001\n"
+        );
+        // A template that cannot render for this task: an error naming the config, and the
+        // file written before stays whole.
+        templates.replace(["c".to_string()].into(), Default::default());
+        let e = write_task(dir.path(), &t, stores).unwrap_err();
+        assert!(
+            e.to_string().starts_with("config `c`: template line 1:"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001,n2:7001\n"
+        );
+        assert!(!path.with_extension("tmp").exists());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::reporter::Reporter;
 use crate::revocations::Revocations;
 use crate::secrets::SecretStore;
+use crate::templates::TemplateStore;
 
 /// Metadata key naming the leader in a coordinator's `Unavailable` answer.
 pub const LEADER_METADATA: &str = "shoal-leader";
@@ -109,6 +110,8 @@ pub struct Session {
     pub secrets: SecretStore,
     /// Where the values of the configs the tasks use go, likewise.
     pub configs: SecretStore,
+    /// Where the template flags of those configs and the members templates read go, likewise.
+    pub templates: TemplateStore,
     /// Where the revoked certificate serials go (for the agent API), before anything else.
     pub revocations: Revocations,
 }
@@ -353,6 +356,23 @@ impl Session {
                     .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
                     .collect()
             };
+            let members = if set.members_json.is_empty() {
+                Default::default()
+            } else {
+                shoal_proto::convert::decode_json("members_json", &set.members_json).map_err(
+                    |source| SessionError::Decode {
+                        addr: addr.to_owned(),
+                        source,
+                    },
+                )?
+            };
+            let templated = set
+                .configs
+                .iter()
+                .filter(|(_, v)| v.template)
+                .map(|(name, _)| name.clone())
+                .collect();
+            self.templates.replace(templated, members);
             self.secrets.replace(values(set.secrets));
             self.configs.replace(values(set.configs));
             self.assignments

@@ -30,6 +30,8 @@ use crate::runtime::{
 };
 use crate::secrets::{self, SecretStore, SecretsError};
 use crate::state_db::StateDb;
+use crate::templates::TemplateStore;
+use shoal_model::template::NodeVars;
 
 /// How the supervisor runs.
 #[derive(Debug, Clone)]
@@ -48,6 +50,10 @@ pub struct SupervisorConfig {
     pub secrets: SecretStore,
     /// Config values from the latest assignment set (their files share the secrets tmpfs).
     pub configs: SecretStore,
+    /// Which configs are templates and the members they may name, from the same set.
+    pub templates: TemplateStore,
+    /// This node as templates see it (name, advertised address, labels, role).
+    pub template_node: NodeVars,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -174,6 +180,8 @@ fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
     let stores = secrets::Stores {
         secrets: &ctx.cfg.secrets,
         configs: &ctx.cfg.configs,
+        templates: &ctx.cfg.templates,
+        node: &ctx.cfg.template_node,
     };
     secrets::write_task(&ctx.cfg.secrets_dir, task, stores)
 }
@@ -847,6 +855,8 @@ mod tests {
                 secrets_dir: "/nonexistent/shoal-test-secrets".into(),
                 secrets: Default::default(),
                 configs: Default::default(),
+                templates: Default::default(),
+                template_node: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );
@@ -1117,6 +1127,8 @@ mod tests {
                 secrets_dir: dir.path().join("secrets"),
                 secrets: Default::default(),
                 configs: Default::default(),
+                templates: Default::default(),
+                template_node: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );

@@ -44,6 +44,7 @@ fn session_with(
             tls: None,
             secrets: Default::default(),
             configs: Default::default(),
+            templates: Default::default(),
             revocations,
         },
         rx,
