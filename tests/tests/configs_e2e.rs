@@ -23,6 +23,9 @@ use shoal_tests::{binary, wait_until};
 
 const IMAGE: &str = "shoal-demo:latest";
 const GALERA_PATH: &str = "/etc/mysql/conf.d/galera.cnf";
+const PEERS_PATH: &str = "/etc/peers.cnf";
+/// A template rendered per task: the node's own values and the addresses of all db members.
+const PEERS: &str = r#"node={{ node.name }} address={{ node.address }} slot={{ task.slot }}\npeers={{ members('db') | map(attribute='address') | join(',') }}\n"#;
 
 fn stack_yaml(galera: &str) -> String {
     format!(
@@ -30,6 +33,9 @@ fn stack_yaml(galera: &str) -> String {
 configs:
   galera.cnf:
     content: "{galera}"
+  peers.cnf:
+    content: "{PEERS}"
+    x-shoal-template: true
   web.conf:
     file: ./web.conf
   db_url:
@@ -48,6 +54,8 @@ services:
         gid: 998
         mode: 0440
       - db_url
+      - source: peers.cnf
+        target: {PEERS_PATH}
     deploy:
       replicas: 3
       placement:
@@ -196,10 +204,57 @@ async fn configs_reach_their_containers_and_a_change_moves_only_their_service() 
         vec![("-r--r--r--", "0", "0"), ("-r--r-----", "999", "998")],
         "{ls}"
     );
+    // The templated config: each container reads its own node's values and every member.
+    let nodes_json: Value = serde_json::from_str(&ctl.ok(&["-o", "json", "node", "ls"])).unwrap();
+    let address = |node: &str| {
+        nodes_json
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["name"] == node)
+            .and_then(|n| n["address"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let mut all: Vec<String> = db.iter().map(|(_, n)| address(n)).collect();
+    all.sort();
+    let mut slots = Vec::new();
+    for (task, node) in &db {
+        let text = ctl.cat(task, PEERS_PATH).unwrap();
+        let (first, peers) = text.split_once('\n').unwrap();
+        let prefix = format!("node={node} address={} slot=", address(node));
+        let slot = first
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{text}"));
+        slots.push(slot.to_string());
+        let mut listed: Vec<&str> = peers
+            .trim_end()
+            .strip_prefix("peers=")
+            .unwrap()
+            .split(',')
+            .collect();
+        listed.sort();
+        assert_eq!(listed, all, "{text}");
+    }
+    slots.sort();
+    assert_eq!(slots, ["1", "2", "3"]);
     let write = ctl.run(&["exec", &db[0].0, "--", "sh", "-c", "echo x >> /db_url"]);
     assert!(!write.status.success(), "the config file is writable");
     // On the host: on the agents' tmpfs.
     assert!(secrets_dirs.iter().all(|d| is_tmpfs(d)));
+
+    // A template with a syntax error is refused at plan time, naming the file and the line.
+    let broken = stack_dir.join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "name: broken\nconfigs:\n  t:\n    file: ./t.conf\n    x-shoal-template: true\nservices: {}\n",
+    )
+    .unwrap();
+    std::fs::write(stack_dir.join("t.conf"), "a = 1\nb = {{ node.name }\n").unwrap();
+    let out = ctl.run(&["plan", "-f", broken.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("template ./t.conf:2: syntax error"), "{text}");
 
     // shoalctl config ls / inspect.
     let list = ctl.ok(&["config", "ls"]);
@@ -316,10 +371,10 @@ async fn configs_reach_their_containers_and_a_change_moves_only_their_service() 
             );
         }
     }
-    // A db node received both of db's configs (the agent logs how many values came).
+    // A db node received the three configs of db (the agent logs how many values came).
     let logs = shoal_tests::leaks::strip_ansi(&agents[1].log_text());
     assert!(
-        logs.contains("configs=2"),
+        logs.contains("configs=3"),
         "assignment sets log their config counts"
     );
 }
