@@ -508,4 +508,61 @@ mod tests {
         assert!(set.secrets.is_empty());
         assert!(assignment_set(&s, "n2").configs.is_empty());
     }
+
+    #[test]
+    fn a_templated_config_brings_its_flag_and_the_members_and_a_plain_one_does_not() {
+        let mut s = ClusterState::default();
+        let input = |name: &str, template| crate::state::ConfigInput {
+            name: name.into(),
+            value: shoal_model::SecretValue::new(b"{{ node.name }}".to_vec()),
+            sensitive: false,
+            template,
+        };
+        apply(
+            &mut s,
+            Command::ApplyStack {
+                stack: "st".into(),
+                services: vec![],
+                secrets: vec![],
+                configs: vec![input("tmpl", true), input("plain", false)],
+            },
+        );
+        let with = |name: &str, id: &str, node: &str| {
+            let mut r = shoal_model::config::config_ref(name);
+            r.version = s.configs[name].version;
+            let mut t = task(id, node, vec![]);
+            t.spec.configs = vec![r];
+            t
+        };
+        s.services.insert(
+            "api".into(),
+            shoal_model::Service {
+                name: "api".into(),
+                stack: Some("st".into()),
+                spec: Default::default(),
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+            },
+        );
+        let (a, mut b) = (with("tmpl", "a", "n1"), with("plain", "b", "n2"));
+        b.slot = 2;
+        s.tasks.insert("a".into(), a);
+        s.tasks.insert("b".into(), b);
+        let n1 = assignment_set(&s, "n1");
+        assert!(n1.configs["tmpl"].template);
+        let members: shoal_model::template::MembersByService =
+            serde_json::from_slice(&n1.members_json).unwrap();
+        // The members of the stack's services: both tasks of `api`, whichever node they are on.
+        let api: Vec<(&str, u32)> = members["api"]
+            .members
+            .iter()
+            .map(|m| (m.node.as_str(), m.slot))
+            .collect();
+        assert_eq!(api, [("n1", 1), ("n2", 2)]);
+        assert_eq!(members["api"].stack, "st");
+        let n2 = assignment_set(&s, "n2");
+        assert!(!n2.configs["plain"].template);
+        assert!(n2.members_json.is_empty());
+    }
 }

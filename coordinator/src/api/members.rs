@@ -151,7 +151,9 @@ mod tests {
         assert_eq!(got["db"].stack, "os");
 
         // Slot 2 moves to n3: the next assignment set says so.
-        s.tasks.get_mut("d2").map(|t| t.state = TaskState::Shutdown);
+        if let Some(t) = s.tasks.get_mut("d2") {
+            t.state = TaskState::Shutdown;
+        }
         let moved = task("d3", "db", 2, "n3", TaskState::Running);
         s.tasks.insert(moved.id.clone(), moved);
         let got = for_services(&s, &["api"].into());
