@@ -6,7 +6,10 @@
 //! agent restarts and the containers keep running with their files; a changed config replaces
 //! only the tasks of the service that uses it (the plan says which first); and the sensitive
 //! value appears in no log, event, metrics or query output, nor in any file outside the agents'
-//! tmpfs.
+//! tmpfs. Templates: each db container reads its own rendering of a templated config (its
+//! node's name and advertised address, its slot, every member's address); `shoalctl plan` refuses
+//! a template syntax error with file:line; a template that fails only when rendered is the task's
+//! error.
 
 #![allow(clippy::unwrap_used)]
 
@@ -341,6 +344,30 @@ async fn configs_reach_their_containers_and_a_change_moves_only_their_service() 
             .sum();
         (left == 0).then_some(())
     });
+    // A template that only fails when rendered (a `members()` of a service the stack lacks):
+    // the task's error names the config and the line; no file is written.
+    let bad = stack_dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "name: bad\nconfigs:\n  t:\n    x-shoal-template: true\n    content: \"a\\n{{{{ members('nosuch') }}}}\"\n\
+             services:\n  b:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    configs: [t]\n"
+        ),
+    )
+    .unwrap();
+    ctl.ok(&["apply", "-f", bad.to_str().unwrap()]);
+    let message = wait_until(Duration::from_secs(60), "b rejected", || {
+        let v: Value = serde_json::from_str(&ctl.ok(&["-o", "json", "task", "ls"])).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|t| t["service"] == "b" && t["state"] == "rejected")
+            .and_then(|t| t["message"].as_str().map(String::from))
+    });
+    assert!(
+        message.starts_with("config `t`: template line 2:") && message.contains("nosuch"),
+        "{message}"
+    );
+    ctl.ok(&["stack", "rm", "bad"]);
     for c in &coords {
         outputs.push((format!("coordinator {} log", c.id), c.log_text()));
     }
