@@ -31,6 +31,8 @@ pub enum ConfigError {
     BadRole(String),
     #[error("node name: none configured and the hostname cannot be read: {0}")]
     NoHostname(String),
+    #[error("advertise address `{0}`: expected host:port that other nodes can reach (not 0.0.0.0 or [::])")]
+    BadAdvertise(String),
 }
 
 /// Command-line flags; each one overrides the config file.
@@ -73,6 +75,10 @@ pub struct Flags {
     /// Address of the agent API (logs, exec).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Address (host:port) other nodes and coordinators use to reach this agent: registered with
+    /// the coordinators, used by `logs`/`exec`. Default: the `--listen` address.
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// Address of the Prometheus `/metrics` endpoint (off when neither this nor the file sets it).
     #[arg(long)]
     pub metrics_listen: Option<String>,
@@ -114,6 +120,7 @@ pub struct FileConfig {
     pub volumes_dir: Option<PathBuf>,
     pub secrets_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub advertise: Option<String>,
     pub metrics_listen: Option<String>,
     pub import_images: Vec<PathBuf>,
     pub log_json: bool,
@@ -140,6 +147,8 @@ pub struct AgentConfig {
     /// Where the agent mounts its tmpfs for secret files.
     pub secrets_dir: PathBuf,
     pub listen: String,
+    /// The address registered with the coordinators (default: `listen`).
+    pub advertise: String,
     /// Prometheus `/metrics` address; `None`: no metrics endpoint.
     pub metrics_listen: Option<String>,
     pub import_images: Vec<PathBuf>,
@@ -224,6 +233,11 @@ impl AgentConfig {
             .unwrap_or_else(|| PathBuf::from("/var/lib/shoal/agent"));
         let mut import_images = file.import_images;
         import_images.extend(flags.import_images.iter().cloned());
+        let listen = flags
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7500".to_owned());
         Ok(Self {
             node_name,
             labels,
@@ -258,11 +272,11 @@ impl AgentConfig {
                 .clone()
                 .or(file.secrets_dir)
                 .unwrap_or_else(|| data_dir.join("secrets")),
-            listen: flags
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:7500".to_owned()),
+            advertise: match flags.advertise.clone().or(file.advertise) {
+                Some(a) => check_advertise(a)?,
+                None => listen.clone(),
+            },
+            listen,
             metrics_listen: flags.metrics_listen.clone().or(file.metrics_listen),
             data_dir,
             import_images,
@@ -296,6 +310,23 @@ impl AgentConfig {
     }
 }
 
+/// An advertised address: `host:port` with a port number, and not a wildcard address.
+fn check_advertise(addr: String) -> Result<String, ConfigError> {
+    let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !host.is_empty()
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+            && host
+                .parse::<std::net::IpAddr>()
+                .map_or(true, |ip| !ip.is_unspecified())
+    });
+    if ok {
+        Ok(addr)
+    } else {
+        Err(ConfigError::BadAdvertise(addr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +352,41 @@ mod tests {
         assert!(c.coordinators.is_empty());
         assert_eq!((c.log_max_bytes, c.log_keep), (50 << 20, 3));
         assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn the_advertised_address_defaults_to_listen_and_is_checked() {
+        let c = AgentConfig::resolve(FileConfig::default(), &flags(&["--listen", "0.0.0.0:7600"]))
+            .unwrap();
+        assert_eq!(c.advertise, "0.0.0.0:7600");
+        let file =
+            FileConfig::parse("advertise = \"10.0.0.5:7500\"\n", Path::new("a.toml")).unwrap();
+        let c = AgentConfig::resolve(file, &flags(&[])).unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.advertise.as_str()),
+            ("127.0.0.1:7500", "10.0.0.5:7500")
+        );
+        let c = AgentConfig::resolve(
+            FileConfig::default(),
+            &flags(&["--advertise", "node1:7500"]),
+        )
+        .unwrap();
+        assert_eq!(c.advertise, "node1:7500");
+        for bad in [
+            "0.0.0.0:7500",
+            "[::]:7500",
+            "node1",
+            "node1:http",
+            ":7500",
+            "n:0",
+        ] {
+            let e = AgentConfig::resolve(FileConfig::default(), &flags(&["--advertise", bad]))
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("advertise address `{bad}`: expected host:port that other nodes can reach (not 0.0.0.0 or [::])")
+            );
+        }
     }
 
     #[test]

@@ -18,4 +18,5 @@ pub mod secrets;
 pub mod session;
 pub mod state_db;
 pub mod supervisor;
+pub mod templates;
 pub mod tls;

@@ -145,6 +145,9 @@ async fn main() -> Result<()> {
     });
     let (assign_tx, assign_rx) = tokio::sync::mpsc::channel(16);
     let secrets = SecretStore::default();
+    let configs = SecretStore::default();
+    let templates = shoal_agent::templates::TemplateStore::default();
+    let node = local_node(&cfg, &runtime_version);
     let supervisor = Supervisor::new(
         rt.clone(),
         reporter.clone(),
@@ -156,16 +159,21 @@ async fn main() -> Result<()> {
             registries: cfg.registries.clone(),
             secrets_dir: cfg.secrets_dir.clone(),
             secrets: secrets.clone(),
+            configs: configs.clone(),
+            templates: templates.clone(),
+            template_node: shoal_agent::templates::node_vars(&node),
         },
     );
     tokio::spawn(supervisor.run(assign_rx));
     let session = Session {
         endpoints: cfg.coordinators.clone(),
-        node: local_node(&cfg, &runtime_version),
+        node,
         reporter: reporter.clone(),
         assignments: assign_tx,
         tls: tls.clone(),
         secrets,
+        configs,
+        templates,
         revocations: revocations.clone(),
     };
     tokio::spawn(session.run());

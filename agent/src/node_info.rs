@@ -40,7 +40,7 @@ pub fn local_node(cfg: &AgentConfig, runtime_version: &str) -> Node {
             cpu_millis: cpus * 1000,
             memory_bytes: memory,
         },
-        address: cfg.listen.clone(),
+        address: cfg.advertise.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         runtime_version: runtime_version.to_owned(),
         registered_at: now,

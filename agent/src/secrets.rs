@@ -1,9 +1,11 @@
-//! Secret files on the node: values arrive with the assignment set and live in memory
-//! ([`SecretStore`]) and as files on a tmpfs the agent mounts itself, one directory per task
-//! (`<secrets_dir>/<task id>/secret-<n>`, bound read-only into the container by the spec builder).
+//! Secret and config files on the node: values arrive with the assignment set and live in memory
+//! ([`SecretStore`], one per kind) and as files on a tmpfs the agent mounts itself, one directory
+//! per task (`<secrets_dir>/<task id>/secret-<n>` and `config-<n>`, bound read-only into the
+//! container by the spec builder). The tmpfs outlives the agent, so a restarted agent finds the
+//! files of the containers that kept running and rewrites them once the values arrive again.
 //!
-//! Invariant: secret values never touch a disk (the state db keeps only references) and never
-//! reach a log line: errors and traces name secrets and tasks, not values.
+//! Invariant: secret and config values never touch a disk (the state db keeps only references)
+//! and never reach a log line: errors and traces name secrets, configs and tasks, not values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -11,7 +13,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use shoal_model::template::NodeVars;
 use shoal_model::{SecretValue, Task};
+
+use crate::templates::TemplateStore;
 
 /// Size of the agent's secrets tmpfs.
 const TMPFS_OPTIONS: &str = "mode=0700,size=64m";
@@ -20,8 +25,19 @@ const TMPFS_OPTIONS: &str = "mode=0700,size=64m";
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// The value has not arrived (yet): retry after the next assignment set.
-    #[error("secret `{name}` (version {version}) has not been received from a coordinator")]
-    Missing { name: String, version: u64 },
+    #[error("{noun} `{name}` (version {version}) has not been received from a coordinator")]
+    Missing {
+        /// `secret` or `config`.
+        noun: &'static str,
+        name: String,
+        version: u64,
+    },
+    /// A templated config could not be rendered for the task: no file was written.
+    #[error("config `{name}`: template {error}")]
+    Template {
+        name: String,
+        error: shoal_model::template::TemplateError,
+    },
     #[error("secrets dir `{path}`: {message}")]
     Tmpfs { path: PathBuf, message: String },
     #[error("secret file `{path}`: {source}")]
@@ -77,6 +93,22 @@ pub fn host_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
     secrets_dir.join(task_id).join(format!("secret-{index}"))
 }
 
+/// Host path of the `index`-th config file of task `task_id`.
+pub fn config_file(secrets_dir: &Path, task_id: &str, index: usize) -> PathBuf {
+    secrets_dir.join(task_id).join(format!("config-{index}"))
+}
+
+/// The values a task's files are written from, one store per kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Stores<'a> {
+    pub secrets: &'a SecretStore,
+    pub configs: &'a SecretStore,
+    /// Which configs are templates, and what they read besides the task and the node.
+    pub templates: &'a TemplateStore,
+    /// This node, as templates see it.
+    pub node: &'a NodeVars,
+}
+
 /// Whether `path` is itself a tmpfs mount point, from `/proc/self/mountinfo`.
 fn is_tmpfs_mount(mountinfo: &str, path: &Path) -> bool {
     mountinfo.lines().any(|l| {
@@ -121,33 +153,54 @@ pub fn ensure_tmpfs(dir: &Path) -> Result<(), SecretsError> {
     Ok(())
 }
 
-/// Writes `task`'s secret files under `secrets_dir` (which must already be a tmpfs): values from
-/// `store`, or the files written earlier for the same task (a task's references never change).
-pub fn write_task(
-    secrets_dir: &Path,
-    task: &Task,
-    store: &SecretStore,
-) -> Result<(), SecretsError> {
+/// Writes `task`'s secret and config files under `secrets_dir` (which must already be a tmpfs):
+/// values from `stores`, or the files written earlier for the same task (a task's references
+/// never change).
+pub fn write_task(secrets_dir: &Path, task: &Task, stores: Stores<'_>) -> Result<(), SecretsError> {
     let dir = secrets_dir.join(&task.id);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SecretsError::Io { path, source }
-    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(io(&dir))?;
-    for (i, r) in task.spec.secrets.iter().enumerate() {
+    let secrets = task.spec.secrets.iter().enumerate().map(|(i, r)| {
         let path = host_file(secrets_dir, &task.id, i);
+        ("secret", r, path, stores.secrets)
+    });
+    let configs = task.spec.configs.iter().enumerate().map(|(i, r)| {
+        let path = config_file(secrets_dir, &task.id, i);
+        ("config", r, path, stores.configs)
+    });
+    for (noun, r, path, store) in secrets.chain(configs) {
         let Some(value) = store.get(&r.source, r.version) else {
             if path.exists() {
                 continue;
             }
             return Err(SecretsError::Missing {
+                noun,
                 name: r.source.clone(),
                 version: r.version,
             });
+        };
+        let rendered;
+        let bytes = if noun == "config" && stores.templates.is_template(&r.source) {
+            let text = std::str::from_utf8(value.expose()).map_err(|_| SecretsError::Template {
+                name: r.source.clone(),
+                error: shoal_model::template::TemplateError {
+                    line: None,
+                    message: "not UTF-8 text".into(),
+                },
+            })?;
+            let vars = stores.templates.vars(stores.node, task);
+            rendered = shoal_model::template::render(text, &vars).map_err(|error| {
+                SecretsError::Template {
+                    name: r.source.clone(),
+                    error,
+                }
+            })?;
+            rendered.as_bytes()
+        } else {
+            value.expose()
         };
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::OpenOptions::new()
@@ -157,7 +210,7 @@ pub fn write_task(
             .mode(0o600)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        f.write_all(value.expose()).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         drop(f);
         std::os::unix::fs::chown(&tmp, Some(r.uid), Some(r.gid)).map_err(io(&tmp))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(r.mode))
@@ -165,6 +218,12 @@ pub fn write_task(
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }
     Ok(())
+}
+
+/// Turns an I/O error on `path` into a [`SecretsError`].
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError {
+    let path = path.to_path_buf();
+    move |source| SecretsError::Io { path, source }
 }
 
 /// Removes task `task_id`'s secret files.
@@ -243,7 +302,15 @@ mod tests {
             "t1",
             vec![reference("pw", 3, 0o400), reference("tk", 5, 0o440)],
         );
-        write_task(dir.path(), &t, &store).unwrap();
+        let none = SecretStore::default();
+        let (templates, node) = (TemplateStore::default(), NodeVars::default());
+        let stores = |s| Stores {
+            secrets: s,
+            configs: &none,
+            templates: &templates,
+            node: &node,
+        };
+        write_task(dir.path(), &t, stores(&store)).unwrap();
         let f0 = host_file(dir.path(), "t1", 0);
         assert_eq!(std::fs::read(&f0).unwrap(), b"one");
         assert_eq!(std::fs::metadata(&f0).unwrap().mode() & 0o777, 0o400);
@@ -252,12 +319,12 @@ mod tests {
 
         // Values gone from memory (agent restart): the files already written still serve.
         store.replace(BTreeMap::new());
-        write_task(dir.path(), &t, &store).unwrap();
+        write_task(dir.path(), &t, stores(&store)).unwrap();
         // A task whose value never arrived waits; a wrong version is not used.
         store.replace([("pw".to_string(), (4, SecretValue::new(b"x".to_vec())))].into());
         let t2 = task("t2", vec![reference("pw", 3, 0o400)]);
         assert!(matches!(
-            write_task(dir.path(), &t2, &store),
+            write_task(dir.path(), &t2, stores(&store)),
             Err(SecretsError::Missing { .. })
         ));
 
@@ -265,6 +332,124 @@ mod tests {
         assert!(!dir.path().join("t1").exists());
         remove_task(dir.path(), "t2");
         assert!(!dir.path().join("t2").exists());
+    }
+
+    #[test]
+    fn configs_are_written_beside_secrets_with_their_owner_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secrets, configs) = (SecretStore::default(), SecretStore::default());
+        secrets.replace([("pw".to_string(), (1, SecretValue::new(b"s".to_vec())))].into());
+        configs.replace([("pw".to_string(), (7, SecretValue::new(b"c=1\n".to_vec())))].into());
+        let mut t = task("t1", vec![reference("pw", 1, 0o400)]);
+        let mut conf = shoal_model::config::config_ref("pw");
+        conf.version = 7;
+        conf.uid = 1234;
+        conf.gid = 4321;
+        t.spec.configs = vec![conf.clone()];
+        let (templates, node) = (TemplateStore::default(), NodeVars::default());
+        let stores = Stores {
+            secrets: &secrets,
+            configs: &configs,
+            templates: &templates,
+            node: &node,
+        };
+        write_task(dir.path(), &t, stores).unwrap();
+        // Same name, two kinds, two files.
+        assert_eq!(std::fs::read(host_file(dir.path(), "t1", 0)).unwrap(), b"s");
+        let c = config_file(dir.path(), "t1", 0);
+        assert_eq!(std::fs::read(&c).unwrap(), b"c=1\n");
+        let meta = std::fs::metadata(&c).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o777, meta.uid(), meta.gid()),
+            (0o444, 1234, 4321)
+        );
+        // A config version that has not arrived waits, naming the config.
+        conf.version = 8;
+        t.id = "t2".into();
+        t.spec.configs = vec![conf];
+        let e = write_task(dir.path(), &t, stores).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config `pw` (version 8) has not been received from a coordinator"
+        );
+    }
+
+    #[test]
+    fn templated_configs_are_rendered_per_task_and_never_half_written() {
+        use shoal_model::template::{Member, ServiceMembers};
+        let dir = tempfile::tempdir().unwrap();
+        let (secrets, configs) = (SecretStore::default(), SecretStore::default());
+        let text = "name={{ node.name }} slot={{ task.slot }} \
+                    peers={{ members(\"api\") | map(attribute=\"address\") | join(\",\") }}\n";
+        configs.replace(
+            [(
+                "c".to_string(),
+                (2, SecretValue::new(text.as_bytes().to_vec())),
+            )]
+            .into(),
+        );
+        let templates = TemplateStore::default();
+        let member = |node: &str, slot| Member {
+            node: node.into(),
+            address: format!("{node}:7001"),
+            host: node.into(),
+            slot,
+            healthy: true,
+        };
+        let members = |m: Vec<Member>| {
+            [(
+                "api".to_string(),
+                ServiceMembers {
+                    stack: "s".into(),
+                    members: m,
+                },
+            )]
+            .into()
+        };
+        templates.replace(["c".to_string()].into(), members(vec![member("n1", 1)]));
+        let node = NodeVars {
+            name: "n1".into(),
+            ..Default::default()
+        };
+        let mut t = task("t1", vec![]);
+        let mut conf = shoal_model::config::config_ref("c");
+        conf.version = 2;
+        t.spec.configs = vec![conf];
+        let stores = Stores {
+            secrets: &secrets,
+            configs: &configs,
+            templates: &templates,
+            node: &node,
+        };
+        let path = config_file(dir.path(), "t1", 0);
+        write_task(dir.path(), &t, stores).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001\n"
+        );
+        // A second member: written again with the new list.
+        templates.replace(
+            ["c".to_string()].into(),
+            members(vec![member("n1", 1), member("n2", 2)]),
+        );
+        write_task(dir.path(), &t, stores).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001,n2:7001\n"
+        );
+        // A template that cannot render for this task: an error naming the config, and the
+        // file written before stays whole.
+        templates.replace(["c".to_string()].into(), Default::default());
+        let e = write_task(dir.path(), &t, stores).unwrap_err();
+        assert!(
+            e.to_string().starts_with("config `c`: template line 1:"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "name=n1 slot=1 peers=n1:7001,n2:7001\n"
+        );
+        assert!(!path.with_extension("tmp").exists());
     }
 
     #[test]

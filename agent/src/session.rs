@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::reporter::Reporter;
 use crate::revocations::Revocations;
 use crate::secrets::SecretStore;
+use crate::templates::TemplateStore;
 
 /// Metadata key naming the leader in a coordinator's `Unavailable` answer.
 pub const LEADER_METADATA: &str = "shoal-leader";
@@ -107,6 +108,10 @@ pub struct Session {
     pub tls: Option<Arc<crate::tls::AgentTls>>,
     /// Where the values of the secrets the tasks use go (before the tasks themselves).
     pub secrets: SecretStore,
+    /// Where the values of the configs the tasks use go, likewise.
+    pub configs: SecretStore,
+    /// Where the template flags of those configs and the members templates read go, likewise.
+    pub templates: TemplateStore,
     /// Where the revoked certificate serials go (for the agent API), before anything else.
     pub revocations: Revocations,
 }
@@ -340,17 +345,36 @@ impl Session {
                 coordinator = addr,
                 tasks = tasks.len(),
                 secrets = set.secrets.len(),
+                configs = set.configs.len(),
                 revoked_serials = set.revoked_serials.len(),
                 applied_index = set.applied_index,
                 "assignment set"
             );
             self.revocations.replace(set.revoked_serials);
-            self.secrets.replace(
-                set.secrets
-                    .into_iter()
+            let values = |m: std::collections::HashMap<_, shoal_proto::dispatcher::SecretValue>| {
+                m.into_iter()
                     .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))
-                    .collect(),
-            );
+                    .collect()
+            };
+            let members = if set.members_json.is_empty() {
+                Default::default()
+            } else {
+                shoal_proto::convert::decode_json("members_json", &set.members_json).map_err(
+                    |source| SessionError::Decode {
+                        addr: addr.to_owned(),
+                        source,
+                    },
+                )?
+            };
+            let templated = set
+                .configs
+                .iter()
+                .filter(|(_, v)| v.template)
+                .map(|(name, _)| name.clone())
+                .collect();
+            self.templates.replace(templated, members);
+            self.secrets.replace(values(set.secrets));
+            self.configs.replace(values(set.configs));
             self.assignments
                 .send(tasks)
                 .await

@@ -30,6 +30,8 @@ use crate::runtime::{
 };
 use crate::secrets::{self, SecretStore, SecretsError};
 use crate::state_db::StateDb;
+use crate::templates::TemplateStore;
+use shoal_model::template::NodeVars;
 
 /// How the supervisor runs.
 #[derive(Debug, Clone)]
@@ -46,6 +48,12 @@ pub struct SupervisorConfig {
     pub secrets_dir: PathBuf,
     /// Secret values from the latest assignment set.
     pub secrets: SecretStore,
+    /// Config values from the latest assignment set (their files share the secrets tmpfs).
+    pub configs: SecretStore,
+    /// Which configs are templates and the members they may name, from the same set.
+    pub templates: TemplateStore,
+    /// This node as templates see it (name, advertised address, labels, role).
+    pub template_node: NodeVars,
 }
 
 /// Paths of a task's stdout and stderr files.
@@ -164,13 +172,19 @@ fn missing_bind_source(task: &Task) -> Option<&str> {
         .map(|m| m.source.as_str())
 }
 
-/// Writes `task`'s secret files on the agent's tmpfs (mounting it on first use).
+/// Writes `task`'s secret and config files on the agent's tmpfs (mounting it on first use).
 fn prepare_secrets(ctx: &Ctx, task: &Task) -> Result<(), SecretsError> {
-    if task.spec.secrets.is_empty() {
+    if task.spec.secrets.is_empty() && task.spec.configs.is_empty() {
         return Ok(());
     }
     secrets::ensure_tmpfs(&ctx.cfg.secrets_dir)?;
-    secrets::write_task(&ctx.cfg.secrets_dir, task, &ctx.cfg.secrets)
+    let stores = secrets::Stores {
+        secrets: &ctx.cfg.secrets,
+        configs: &ctx.cfg.configs,
+        templates: &ctx.cfg.templates,
+        node: &ctx.cfg.template_node,
+    };
+    secrets::write_task(&ctx.cfg.secrets_dir, task, stores)
 }
 
 /// Makes `task`'s image ready as its `pull_policy` says, reporting the pull on the task; false
@@ -289,7 +303,7 @@ async fn create_start(ctx: Ctx, task: Task) -> Outcome {
     match prepare_secrets(&ctx, &task) {
         Ok(()) => {}
         Err(error @ SecretsError::Missing { .. }) => {
-            warn!(task_id = id, %error, "waiting for a secret");
+            warn!(task_id = id, %error, "waiting for a secret or config value");
             ctx.report(id, TaskState::Preparing, error.to_string(), None);
             return Outcome::Other;
         }
@@ -937,6 +951,9 @@ mod tests {
                 log_dir: "/tmp/shoal-test-logs".into(),
                 secrets_dir: "/nonexistent/shoal-test-secrets".into(),
                 secrets: Default::default(),
+                configs: Default::default(),
+                templates: Default::default(),
+                template_node: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );
@@ -1340,6 +1357,9 @@ mod tests {
                 log_dir: dir.path().join("logs"),
                 secrets_dir: dir.path().join("secrets"),
                 secrets: Default::default(),
+                configs: Default::default(),
+                templates: Default::default(),
+                template_node: Default::default(),
                 resync: Duration::from_secs(1),
             },
         );

@@ -43,6 +43,8 @@ fn session_with(
             assignments: tx,
             tls: None,
             secrets: Default::default(),
+            configs: Default::default(),
+            templates: Default::default(),
             revocations,
         },
         rx,

@@ -42,7 +42,7 @@ pub async fn ask(client: &mut Client, query: &Query, stale: bool) -> anyhow::Res
     control_api::answer_of(query, &reply).context("malformed query reply")
 }
 
-fn unexpected(query: &Query, answer: &Answer) -> anyhow::Error {
+pub fn unexpected(query: &Query, answer: &Answer) -> anyhow::Error {
     anyhow!("the coordinator answered {query:?} with {}", answer.kind())
 }
 

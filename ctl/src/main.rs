@@ -3,6 +3,7 @@
 mod api;
 mod client;
 mod cluster;
+mod config_cmd;
 mod events;
 mod exit;
 #[cfg(test)]
@@ -69,6 +70,9 @@ enum Cmd {
     /// The Raft cluster of coordinators.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Configs of the stacks (declared in their top-level `configs:`).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
     /// Services.
     #[command(subcommand)]
     Service(ServiceCmd),
@@ -224,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Node(c) => node::run(&mut client, c, fmt, stale).await?,
         Cmd::Task(c) => task::run(&mut client, c, fmt, stale).await?,
         Cmd::Stack(c) => stack::run(&mut client, c, fmt, stale).await?,
+        Cmd::Config(c) => config_cmd::run(&mut client, c, fmt, stale).await?,
         Cmd::Apply { file, stack } => {
             stack::send(&mut client, file, stack.as_deref(), fmt, true).await?
         }

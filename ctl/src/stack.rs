@@ -48,6 +48,7 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
     let secrets = crate::stack_secrets::resolve(file, &source, |v| std::env::var(v).ok())?;
     // So are the services' env_files, next to the stack file.
     let env_files = crate::stack_env_files::resolve(file, &source)?;
+    let configs = crate::stack_secrets::resolve_configs(file, &source, |v| std::env::var(v).ok())?;
     let stack = crate::stack_name::resolve(stack, file, &source)?;
     Ok(StackFileRequest {
         stack: stack.unwrap_or_default(),
@@ -56,6 +57,7 @@ fn request(file: &Path, stack: Option<&str>) -> anyhow::Result<StackFileRequest>
         secrets,
         api_version: CONTROL_API_VERSION,
         env_files,
+        configs,
     })
 }
 
@@ -93,11 +95,14 @@ pub fn render_plan(fmt: Format, p: &Preview, applied: bool) -> String {
     let mut out = format!("{verb} stack {}\n", p.stack);
     out += &table(&["SERVICE", "ACTION"], &name_action_rows(&p.services));
     out.push('\n');
-    let secrets = name_action_rows(&p.secrets);
-    if !secrets.is_empty() {
-        out += &table(&["SECRET", "ACTION"], &secrets);
-        out.push('\n');
+    for (list, header) in [(&p.secrets, "SECRET"), (&p.configs, "CONFIG")] {
+        let rows = name_action_rows(list);
+        if !rows.is_empty() {
+            out += &table(&[header, "ACTION"], &rows);
+            out.push('\n');
+        }
     }
+    out += &crate::config_cmd::render_restarts(&p.restarts);
     let tasks: Vec<Vec<String>> = p
         .tasks
         .iter()
@@ -171,6 +176,8 @@ mod tests {
                 },
             ],
             secrets: vec![],
+            configs: vec![],
+            restarts: vec![],
             tasks: vec![
                 TaskPreview {
                     service: "db".into(),

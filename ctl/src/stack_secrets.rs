@@ -1,7 +1,8 @@
-//! The values of a stack file's top-level `secrets:`, read on the operator's machine: each
-//! secret's `file` (relative to the stack file) or `environment` variable. The coordinator
-//! validates the file; this only finds the sources, and fails before anything is sent when one
-//! is missing. Errors name the secret and the stack file, never a value.
+//! The values of a stack file's top-level `secrets:` and `configs:`, read on the operator's
+//! machine: each one's `file` (relative to the stack file) or `environment` variable (a config's
+//! inline `content` travels in the text). The coordinator validates the file; this only finds the
+//! sources, and fails before anything is sent when one is missing. Errors name the secret or
+//! config and the stack file, never a value.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,13 +17,34 @@ pub fn resolve(
     source: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    resolve_section(stack_file, source, "secrets", env)
+}
+
+/// `name -> value` for every config the stack file declares with a `file` or `environment`
+/// source, read as secrets are.
+pub fn resolve_configs(
+    stack_file: &Path,
+    source: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    resolve_section(stack_file, source, "configs", env)
+}
+
+/// The values of one top-level section (`secrets` or `configs`).
+fn resolve_section(
+    stack_file: &Path,
+    source: &str,
+    section: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let noun = section.trim_end_matches('s');
     let mut out = HashMap::new();
     let Ok(docs) = Yaml::load_from_str(source) else {
         return Ok(out);
     };
     let Some(secrets) = docs
         .first()
-        .and_then(|d| d.as_mapping_get("secrets"))
+        .and_then(|d| d.as_mapping_get(section))
         .and_then(Yaml::as_mapping)
     else {
         return Ok(out);
@@ -41,14 +63,14 @@ pub fn resolve(
                 let path = base.join(f);
                 std::fs::read(&path).with_context(|| {
                     format!(
-                        "{shown}: secret `{name}`: cannot read file {}",
+                        "{shown}: {noun} `{name}`: cannot read file {}",
                         path.display()
                     )
                 })?
             }
             (None, Some(v)) => match env(v) {
                 Some(value) => value.into_bytes(),
-                None => bail!("{shown}: secret `{name}`: environment variable `{v}` is not set"),
+                None => bail!("{shown}: {noun} `{name}`: environment variable `{v}` is not set"),
             },
             // Anything else is malformed; the coordinator says where.
             _ => continue,
@@ -97,6 +119,24 @@ mod tests {
                 "{}: secret `token`: environment variable `TOKEN` is not set",
                 stack.display()
             )
+        );
+    }
+
+    #[test]
+    fn configs_are_read_the_same_way_and_inline_content_stays_in_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keystone.conf"), b"[DEFAULT]\n").unwrap();
+        let stack = "secrets:\n  pw: { file: ./missing }\nconfigs:\n  keystone.conf: { file: ./keystone.conf }\n  \
+                     galera.cnf: { environment: TOKEN }\n  inline: { content: x }\nservices: {}\n";
+        let got = resolve_configs(&dir.path().join("stack.yaml"), stack, env).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["keystone.conf"], b"[DEFAULT]\n");
+        assert_eq!(got["galera.cnf"], b"from-env");
+        let e = resolve_configs(&dir.path().join("stack.yaml"), stack, |_| None).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("config `galera.cnf`: environment variable `TOKEN` is not set"),
+            "{e}"
         );
     }
 

@@ -61,6 +61,8 @@ pub struct ContainerSpec {
     /// Run inside the container before the stop signal when the task is told to stop
     /// (`x-shoal-pre-stop`, e.g. rabbitmq's `rabbitmq-upgrade drain`).
     pub pre_stop: Option<PreStop>,
+    /// Configs mounted as files, read-only (references only; see [`crate::config`]).
+    pub configs: Vec<crate::ConfigRef>,
 }
 
 /// A command run inside a container before it is stopped, with its own time limit; the stop

@@ -3,15 +3,18 @@
 //! Nothing here does I/O or knows protobuf; `shoal-proto` converts at the edge.
 
 pub mod api;
+pub mod config;
 pub mod container;
 pub mod name;
 pub mod node;
 pub mod secret;
 pub mod service;
 pub mod task;
+pub mod template;
 pub mod time;
 pub mod update;
 
+pub use config::ConfigRef;
 pub use container::{
     ContainerSpec, Device, ExtraHost, HealthCheck, Mount, MountKind, NetworkMode, PreStop,
     PullPolicy, SecurityOpts, Ulimit,

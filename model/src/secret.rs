@@ -12,7 +12,8 @@ pub const DEFAULT_SECRET_MODE: u32 = 0o400;
 /// Largest secret value accepted (as Docker: 500 KiB).
 pub const MAX_SECRET_BYTES: usize = 500 * 1024;
 
-/// A service's use of a secret: which one, where it appears in the container, and how.
+/// A service's use of a secret (or, as [`crate::ConfigRef`], of a config): which one, where it
+/// appears in the container, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretRef {
     /// Name of the secret in the service's stack.
@@ -26,7 +27,7 @@ pub struct SecretRef {
     pub uid: u32,
     #[serde(default)]
     pub gid: u32,
-    /// Version of the secret's value this reference was stamped with when the stack was applied
+    /// Version of the value this reference was stamped with when the stack was applied
     /// (0 until then). A new value gets a new version, so the spec, and the tasks, change.
     #[serde(default)]
     pub version: u64,

@@ -83,10 +83,13 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
             SecretValue {
                 version: 1,
                 value: b"golden-pw".to_vec(),
+                template: false,
             },
         )]
         .into(),
         revoked_serials: vec!["0b".into()],
+        configs: Default::default(),
+        members_json: Vec::new(),
     };
     let report = StatusReport {
         node: "n1".into(),

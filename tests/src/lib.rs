@@ -8,9 +8,11 @@ pub mod coordinators;
 pub mod disk_load;
 pub mod failover;
 pub mod image;
+pub mod leaks;
 pub mod partition;
 pub mod probes;
 pub mod registry;
+pub mod watched;
 
 use std::path::PathBuf;
 
@@ -64,5 +66,21 @@ pub fn free_addr() -> String {
             given.push(port);
             return format!("127.0.0.1:{port}");
         }
+    }
+}
+
+/// Polls `f` every 250 ms until it gives a value; fails the test after `within`.
+pub fn wait_until<T>(
+    within: std::time::Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }

@@ -8,22 +8,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use shoal_tests::agents::Agent;
 use shoal_tests::containerd::TestContainerd;
-use shoal_tests::coordinators::{secure_cluster, wait_leader, Coord};
+
 use shoal_tests::image::{build_busybox_image, ImageOptions};
+use shoal_tests::leaks::{contains, files_under, is_tmpfs, strip_ansi};
 use shoal_tests::probes::http_get;
-use shoal_tests::{binary, free_addr};
+use shoal_tests::watched::{watched_cluster, Watched};
+use shoal_tests::{binary, wait_until};
 
 const IMAGE: &str = "shoal-demo:latest";
-/// Everything at debug, except the transport crates (which never see values in clear text
-/// anyway: they carry protobuf bytes).
-const DEBUG_LOG: &str = "debug,h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,sled=info";
 
 fn stack_yaml() -> String {
     format!(
@@ -97,17 +96,6 @@ fn running_task(coords: &[String], service: &str) -> Option<(String, String)> {
         })
 }
 
-fn wait_until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// `cat PATH` inside the task's container through `shoalctl exec`.
 fn cat(coords: &[String], task: &str, path: &str) -> (bool, String) {
     let out = shoalctl_env(coords, &["exec", task, "--", "cat", path], "");
@@ -115,74 +103,6 @@ fn cat(coords: &[String], task: &str, path: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string(),
     )
-}
-
-/// Every regular file under `dir` (not following symlinks), skipping `skip`.
-fn files_under(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p == skip {
-            continue;
-        }
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            files_under(&p, skip, out);
-        } else if ft.is_file() {
-            out.push(p);
-        }
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Whether `dir` is a tmpfs mount point.
-fn is_tmpfs(dir: &Path) -> bool {
-    let dir = dir.canonicalize().unwrap();
-    std::fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            f.len() > 2 && Path::new(f[1]) == dir && f[2] == "tmpfs"
-        })
-}
-
-/// The text without terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Unmounts the agents' secrets tmpfs when the test ends, however it ends.
-struct Unmount(Vec<PathBuf>);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(d)
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,55 +113,21 @@ async fn secrets_reach_only_their_containers_and_are_printed_nowhere() {
         .unwrap()
         .path;
 
-    // Three coordinators of a secure cluster (every connection mutual TLS), each with its own
-    // /metrics, logging at debug.
-    let coord_metrics: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let (coords, admin_dir) = secure_cluster(dir.path(), 3, |c| {
-        let m = coord_metrics[(c.id - 1) as usize].clone();
-        c.extra_args = vec!["--metrics-listen".into(), m];
-        c.env = vec![("RUST_LOG".into(), DEBUG_LOG.into())];
-    })
-    .await;
-    // Every shoalctl this test runs presents the admin certificate.
-    std::env::set_var("SHOAL_TLS_DIR", &admin_dir);
-    std::env::remove_var("SHOAL_INSECURE");
-    let agent_token = coords[0].join_token("agent").await.unwrap();
-    let refs: Vec<&Coord> = coords.iter().collect();
-    wait_leader(&refs, Duration::from_secs(10)).await;
-    let endpoints: Vec<String> = coords.iter().map(|c| c.addr.clone()).collect();
-
-    // n1 runs the task that uses the secrets; n2 runs another one.
-    let mut agents = Vec::new();
-    let mut agent_metrics = Vec::new();
-    for (name, role) in [("n1", "secret"), ("n2", "other")] {
-        let mut a = Agent::new(
-            dir.path(),
-            name,
-            &[("role", role)],
-            &endpoints,
-            cd.socket(),
-            &image,
-        );
-        let m = free_addr();
-        a.args.extend(["--metrics-listen".to_string(), m.clone()]);
-        a.env = vec![("RUST_LOG".into(), DEBUG_LOG.into())];
-        a.secure(&agent_token);
-        agent_metrics.push(m);
-        a.start();
-        agents.push(a);
-    }
-    let secrets_dirs: Vec<PathBuf> = agents.iter().map(|a| a.root.join("data/secrets")).collect();
-    let _unmount = Unmount(secrets_dirs.clone());
-    wait_until(Duration::from_secs(60), "agents registered", || {
-        let v: Value =
-            serde_json::from_str(&shoalctl(&endpoints, &["-o", "json", "node", "ls"])).ok()?;
-        let ready = v
-            .as_array()?
-            .iter()
-            .filter(|n| n["status"] == "ready")
-            .count();
-        (ready == 2).then_some(())
-    });
+    // Three coordinators of a secure cluster (every connection mutual TLS) and two agents, each
+    // with its own /metrics, logging at debug. n1 runs the task that uses the secrets; n2 runs
+    // another one.
+    let nodes: [(&str, &[(&str, &str)]); 2] =
+        [("n1", &[("role", "secret")]), ("n2", &[("role", "other")])];
+    let w = watched_cluster(dir.path(), 3, &nodes, cd.socket(), &image).await;
+    let Watched {
+        coords,
+        endpoints,
+        coord_metrics,
+        mut agents,
+        agent_metrics,
+        secrets_dirs,
+        ..
+    } = w;
 
     let events_file = dir.path().join("events.jsonl");
     let mut follower = Command::new(binary("shoalctl"))

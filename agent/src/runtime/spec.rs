@@ -364,6 +364,10 @@ fn user_mounts(spec: &ContainerSpec, ctx: &SpecContext<'_>) -> Result<Vec<Mount>
         let source = crate::secrets::host_file(ctx.secrets_dir, ctx.id, i);
         mounts.push(bind_mount(&source, &r.container_path(), true, None));
     }
+    for (i, r) in spec.configs.iter().enumerate() {
+        let source = crate::secrets::config_file(ctx.secrets_dir, ctx.id, i);
+        mounts.push(bind_mount(&source, &r.container_path(), true, None));
+    }
     Ok(mounts)
 }
 
@@ -847,6 +851,25 @@ mod tests {
                 "/var/lib/shoal/agent/secrets/c1-0123456789abcdef/secret-1"
             ))
         );
+    }
+
+    #[test]
+    fn configs_are_read_only_binds_of_the_task_files() {
+        let spec = ContainerSpec {
+            image: "busybox".into(),
+            configs: vec![shoal_model::config::config_ref("haproxy.cfg")],
+            ..Default::default()
+        };
+        let s = build(&spec);
+        let m = mount(&s, "/haproxy.cfg").expect("config mount");
+        assert_eq!(
+            m.source().as_deref(),
+            Some(Path::new(
+                "/var/lib/shoal/agent/secrets/c1-0123456789abcdef/config-0"
+            ))
+        );
+        let opts = m.options().clone().unwrap_or_default();
+        assert!(opts.contains(&"ro".to_owned()) && !opts.contains(&"rw".to_owned()));
     }
 
     #[test]

@@ -97,6 +97,8 @@ impl Dispatcher for Service {
                     tasks_json: encode_json(&tasks),
                     applied_index: index,
                     secrets: Default::default(),
+                    configs: Default::default(),
+                    members_json: Vec::new(),
                     revoked_serials: shared.revoked.lock().unwrap().clone(),
                 };
                 if tx.send(Ok(set)).await.is_err() || rx.changed().await.is_err() {

@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::{now_millis, Coordinator, Forwarded, ForwardedReply};
 use crate::orchestrator::preview::preview;
-use crate::stack::{apply_env_files, parse_stack};
-use crate::state::Command;
+use crate::stack::{apply_env_files, parse_stack, ValueSource};
+use crate::state::{Command, ConfigInput};
 
 /// Parses a stack file into the one Raft command that applies it, or a clear error naming the
 /// file, line, column and key.
@@ -41,10 +41,12 @@ fn stack_command(req: &StackFileRequest) -> Result<(String, Command), Status> {
         )));
     };
     let secrets = secret_values(file, &stack, &req.secrets)?;
+    let configs = config_values(file, &stack, &req.configs)?;
     let cmd = Command::ApplyStack {
         stack: name.clone(),
         services: stack.services,
         secrets,
+        configs,
     };
     Ok((name, cmd))
 }
@@ -72,6 +74,79 @@ fn secret_values(
             ))),
         })
         .collect()
+}
+
+/// The values of the stack's declared configs, in name order: `content` from the file itself,
+/// `file` and `environment` as sent by shoalctl (each one needed, no other accepted).
+fn config_values(
+    file: &str,
+    stack: &crate::stack::Stack,
+    given: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<Vec<ConfigInput>, Status> {
+    let sent_for = |name: &String| {
+        stack
+            .configs
+            .get(name)
+            .is_some_and(|d| !matches!(d.source, ValueSource::Content(_)))
+    };
+    if let Some(extra) = given.keys().find(|k| !sent_for(k)) {
+        return Err(bad_request(format!(
+            "{file}: a value was sent for config `{extra}`, which the file does not declare \
+             with a `file` or `environment` source"
+        )));
+    }
+    stack
+        .configs
+        .iter()
+        .map(|(name, decl)| {
+            let value = match (&decl.source, given.get(name)) {
+                (ValueSource::Content(text), _) => text.as_bytes().to_vec(),
+                (_, Some(v)) => v.clone(),
+                (_, None) => {
+                    return Err(bad_request(format!(
+                        "{file}: config `{name}` has no value: shoalctl sends it, read from the \
+                         config's `file` or `environment`"
+                    )))
+                }
+            };
+            if decl.template {
+                check_template(file, name, &decl.source, &value)?;
+            }
+            Ok(ConfigInput {
+                name: name.clone(),
+                value: SecretValue::new(value),
+                sensitive: decl.sensitive,
+                template: decl.template,
+            })
+        })
+        .collect()
+}
+
+/// Checks a template whose value shoalctl sent (an inline `content` one was checked by the
+/// parser): the error names the template's file (or variable) and line.
+fn check_template(
+    file: &str,
+    name: &str,
+    source: &ValueSource,
+    value: &[u8],
+) -> Result<(), Status> {
+    let origin = match source {
+        ValueSource::File(path) => path.clone(),
+        ValueSource::Environment(var) => format!("${var}"),
+        ValueSource::Content(_) => file.to_string(),
+    };
+    let text = std::str::from_utf8(value).map_err(|_| {
+        bad_request(format!(
+            "{file}: config `{name}` is a template but {origin} is not UTF-8 text"
+        ))
+    })?;
+    shoal_model::template::check(text).map_err(|e| {
+        let at = e.line.map(|l| format!(":{l}")).unwrap_or_default();
+        bad_request(format!(
+            "{file}: config `{name}`: template {origin}{at}: {}",
+            e.message
+        ))
+    })
 }
 
 pub struct ControlService {
@@ -274,6 +349,7 @@ mod tests {
                 .collect(),
             api_version: 1,
             env_files: Default::default(),
+            configs: Default::default(),
         }
     }
 
@@ -293,5 +369,78 @@ mod tests {
         let e = stack_command(&req(&[("pw", "hunter2"), ("extra", "x")])).unwrap_err();
         assert!(e.message().contains("secret `extra`"), "{e}");
         assert!(!e.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn configs_take_content_from_the_file_and_other_sources_from_shoalctl() {
+        let source = "name: s\nconfigs:\n  inline: { content: \"a=1\" }\n  \
+                      fromfile: { file: ./f, x-shoal-sensitive: true }\nservices: {}\n";
+        let req = |configs: &[(&str, &str)]| StackFileRequest {
+            api_version: 1,
+            env_files: Default::default(),
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: source.into(),
+            secrets: Default::default(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        };
+        let (_, cmd) = stack_command(&req(&[("fromfile", "b=2")])).unwrap();
+        let Command::ApplyStack { configs, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        let got: Vec<(&str, &[u8], bool)> = configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.expose(), c.sensitive))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("fromfile", &b"b=2"[..], true),
+                ("inline", &b"a=1"[..], false)
+            ]
+        );
+        let e = stack_command(&req(&[])).unwrap_err();
+        assert!(
+            e.message().contains("config `fromfile` has no value"),
+            "{e}"
+        );
+        let e = stack_command(&req(&[("fromfile", "b=2"), ("inline", "x")])).unwrap_err();
+        assert!(e.message().contains("config `inline`"), "{e}");
+    }
+
+    #[test]
+    fn a_template_read_from_a_file_is_checked_when_its_value_arrives() {
+        let source =
+            "name: s\nconfigs:\n  galera: { file: ./galera.cnf, x-shoal-template: true }\n\
+                      services: {}\n";
+        let req = |text: &str| StackFileRequest {
+            api_version: 1,
+            env_files: Default::default(),
+            stack: String::new(),
+            file: "s.yaml".into(),
+            source: source.into(),
+            secrets: Default::default(),
+            configs: [("galera".to_string(), text.as_bytes().to_vec())].into(),
+        };
+        let (_, cmd) = stack_command(&req("[mysqld]\nnode = {{ node.name }}\n")).unwrap();
+        let Command::ApplyStack { configs, .. } = &cmd else {
+            panic!("not an ApplyStack: {cmd:?}");
+        };
+        assert!(configs[0].template);
+        let e = stack_command(&req("[mysqld]\nnode = {{ node.name }\n")).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("s.yaml: config `galera`: template ./galera.cnf:2: syntax error"),
+            "{e}"
+        );
+        let e = stack_command(&req("[mysqld]\n\nnode = {{ nodename }}\n")).unwrap_err();
+        assert!(
+            e.message()
+                .contains("./galera.cnf:3: unknown variable `nodename`"),
+            "{e}"
+        );
     }
 }

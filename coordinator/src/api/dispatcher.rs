@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use super::status_of;
 use crate::coordinator::Coordinator;
 use crate::orchestrator::liveness::Liveness;
-use crate::state::{ClusterState, Command, TaskStatusUpdate};
+use crate::state::{ClusterState, Command, StackValue, TaskStatusUpdate};
 
 /// gRPC metadata key naming the leader's address on a redirect.
 pub const LEADER_HEADER: &str = "shoal-leader";
@@ -117,39 +117,62 @@ fn revoked_serials(state: &ClusterState) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What `node` is sent, from one read of the state: its tasks, the secret values they use and
-/// the revoked serials. `applied_index` is left for the sender to fill.
+/// What `node` is sent, from one read of the state: its tasks, the secret and config values they
+/// use and the revoked serials. `applied_index` is left for the sender to fill.
 fn assignment_set(state: &ClusterState, node: &str) -> AssignmentSet {
     let tasks = tasks_for(state, node);
     AssignmentSet {
         tasks_json: encode_json(&tasks),
         applied_index: 0,
-        secrets: secrets_for(state, &tasks),
+        secrets: values_for(&state.secrets, tasks.iter().flat_map(|t| &t.spec.secrets)),
+        configs: values_for(&state.configs, tasks.iter().flat_map(|t| &t.spec.configs)),
         revoked_serials: revoked_serials(state),
+        members_json: template_members(state, &tasks),
     }
 }
 
-/// The values of the secrets `tasks` reference, at the versions they reference, by name.
-/// Only these travel to the node: never a secret its tasks do not use.
-fn secrets_for(
-    state: &ClusterState,
-    tasks: &[shoal_model::Task],
+/// The values (secrets or configs) that `refs` name, at the versions they name, by name.
+/// Only these travel to the node: never a value its tasks do not use.
+fn values_for<'a>(
+    values: &std::collections::BTreeMap<String, StackValue>,
+    refs: impl Iterator<Item = &'a shoal_model::SecretRef>,
 ) -> std::collections::HashMap<String, SecretValue> {
     let mut out = std::collections::HashMap::new();
-    for r in tasks.iter().flat_map(|t| &t.spec.secrets) {
-        if let Some(s) = state.secrets.get(&r.source) {
+    for r in refs {
+        if let Some(s) = values.get(&r.source) {
             if s.version == r.version {
                 out.insert(
                     r.source.clone(),
                     SecretValue {
                         version: s.version,
                         value: s.value.expose().to_vec(),
+                        template: s.template,
                     },
                 );
             }
         }
     }
     out
+}
+
+/// The members the node's templates may name, JSON-encoded (empty when none of its tasks uses a
+/// template config): every service of the stacks of the tasks that do.
+fn template_members(state: &ClusterState, tasks: &[shoal_model::Task]) -> Vec<u8> {
+    let templated = |t: &&shoal_model::Task| {
+        t.spec
+            .configs
+            .iter()
+            .any(|r| state.configs.get(&r.source).is_some_and(|c| c.template))
+    };
+    let services: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .filter(templated)
+        .map(|t| t.service.as_str())
+        .collect();
+    if services.is_empty() {
+        return Vec::new();
+    }
+    encode_json(&super::members::for_services(state, &services))
 }
 
 type AssignmentStream = Pin<Box<dyn Stream<Item = Result<AssignmentSet, Status>> + Send>>;
@@ -277,7 +300,7 @@ fn async_stream(
             }
             let set = me.coord.sm.read(|s| assignment_set(s, &node));
             // Compared before the applied index is stamped: a set goes out only when what the
-            // agent gets (tasks, secret values, revoked serials) changed.
+            // agent gets (tasks, secret and config values, revoked serials) changed.
             if last.as_ref() != Some(&set) {
                 let sent = AssignmentSet {
                     applied_index: me.coord.sm.applied_index(),
@@ -430,6 +453,7 @@ mod tests {
                     shoal_model::SecretValue::new(b"two".to_vec()),
                 ),
             ],
+            configs: vec![],
         };
         let r = s.apply(&Request {
             request_id: None,
@@ -448,5 +472,102 @@ mod tests {
         let mut stale = current;
         stale.version += 100;
         assert!(secrets_for(&s, &[task("c", "n1", vec![stale])]).is_empty());
+    }
+
+    fn secrets_for(
+        s: &ClusterState,
+        tasks: &[Task],
+    ) -> std::collections::HashMap<String, SecretValue> {
+        values_for(&s.secrets, tasks.iter().flat_map(|t| &t.spec.secrets))
+    }
+
+    #[test]
+    fn a_node_gets_only_the_configs_its_tasks_use() {
+        let mut s = ClusterState::default();
+        let input = |name: &str, v: &str| crate::state::ConfigInput {
+            name: name.into(),
+            value: shoal_model::SecretValue::new(v.as_bytes().to_vec()),
+            sensitive: false,
+            template: false,
+        };
+        apply(
+            &mut s,
+            Command::ApplyStack {
+                stack: "st".into(),
+                services: vec![],
+                secrets: vec![],
+                configs: vec![input("used", "a=1"), input("unused", "b=2")],
+            },
+        );
+        let mut r = shoal_model::config::config_ref("used");
+        r.version = s.configs["used"].version;
+        let mut t = task("a", "n1", vec![]);
+        t.spec.configs = vec![r];
+        s.tasks.insert("a".into(), t);
+        let set = assignment_set(&s, "n1");
+        assert_eq!(set.configs.len(), 1);
+        assert_eq!(set.configs["used"].value, b"a=1");
+        assert!(set.secrets.is_empty());
+        assert!(assignment_set(&s, "n2").configs.is_empty());
+    }
+
+    #[test]
+    fn a_templated_config_brings_its_flag_and_the_members_and_a_plain_one_does_not() {
+        let mut s = ClusterState::default();
+        let input = |name: &str, template| crate::state::ConfigInput {
+            name: name.into(),
+            value: shoal_model::SecretValue::new(b"{{ node.name }}".to_vec()),
+            sensitive: false,
+            template,
+        };
+        apply(
+            &mut s,
+            Command::ApplyStack {
+                stack: "st".into(),
+                services: vec![],
+                secrets: vec![],
+                configs: vec![input("tmpl", true), input("plain", false)],
+            },
+        );
+        let with = |name: &str, id: &str, node: &str| {
+            let mut r = shoal_model::config::config_ref(name);
+            r.version = s.configs[name].version;
+            let mut t = task(id, node, vec![]);
+            t.spec.configs = vec![r];
+            t
+        };
+        s.services.insert(
+            "api".into(),
+            shoal_model::Service {
+                name: "api".into(),
+                stack: Some("st".into()),
+                spec: Default::default(),
+                version: 1,
+                created_at: 0,
+                updated_at: 0,
+                previous_spec: None,
+                update: None,
+                formed: false,
+            },
+        );
+        let (a, mut b) = (with("tmpl", "a", "n1"), with("plain", "b", "n2"));
+        b.slot = 2;
+        s.tasks.insert("a".into(), a);
+        s.tasks.insert("b".into(), b);
+        let n1 = assignment_set(&s, "n1");
+        assert!(n1.configs["tmpl"].template);
+        let members: shoal_model::template::MembersByService =
+            serde_json::from_slice(&n1.members_json).unwrap();
+        // The members of the stack's services: both tasks of `api`, whichever node they are on.
+        let api: Vec<(&str, u32)> = members["api"]
+            .members
+            .iter()
+            .map(|m| (m.node.as_str(), m.slot))
+            .collect();
+        assert_eq!(api, [("n1", 1), ("n2", 2)]);
+        assert_eq!(members["api"].stack, "st");
+        let n2 = assignment_set(&s, "n2");
+        assert!(!n2.configs["plain"].template);
+        assert!(n2.members_json.is_empty());
     }
 }

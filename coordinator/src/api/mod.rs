@@ -3,6 +3,7 @@
 pub mod certificates;
 pub mod control;
 pub mod dispatcher;
+mod members;
 pub mod raft_service;
 
 use crate::coordinator::CoordError;

@@ -1,10 +1,12 @@
 //! What applying a stack would do, computed on a copy of the state: `shoalctl plan`.
 
-pub use shoal_model::api::{Preview, ServiceChange, TaskPreview};
+pub use shoal_model::api::{Preview, ServiceChange, TaskPreview, TaskRestart};
 use shoal_model::TaskState;
 
+use std::collections::BTreeMap;
+
 use super::plan;
-use crate::state::{ClusterState, Command, Refusal, Request, TaskStatusUpdate};
+use crate::state::{ClusterState, Command, Refusal, Request, StackValue, TaskStatusUpdate};
 
 /// Applies `cmd` (an `ApplyStack`) to a copy of `state` and runs the orchestrator to a fixed
 /// point from `now`, pretending every started task runs healthy, every job succeeds, every
@@ -122,28 +124,9 @@ pub(crate) fn preview(
             });
         }
     }
-    let mut secrets = Vec::new();
-    for (name, sec) in s.secrets.iter().filter(|(_, x)| x.stack == stack) {
-        let action = match before.secrets.get(name) {
-            None => "create",
-            Some(old) if old.version != sec.version => "update",
-            Some(_) => "unchanged",
-        };
-        secrets.push(ServiceChange {
-            name: name.clone(),
-            action: action.into(),
-            rollout: None,
-        });
-    }
-    for (name, _) in before.secrets.iter().filter(|(_, x)| x.stack == stack) {
-        if !s.secrets.contains_key(name) {
-            secrets.push(ServiceChange {
-                name: name.clone(),
-                action: "remove".into(),
-                rollout: None,
-            });
-        }
-    }
+    let secrets = value_changes(&before.secrets, &s.secrets, stack);
+    let configs = value_changes(&before.configs, &s.configs, stack);
+    let restarts = config_restarts(&before, &s);
     let tasks = s
         .tasks
         .values()
@@ -170,8 +153,83 @@ pub(crate) fn preview(
         stack: stack.to_string(),
         services,
         secrets,
+        configs,
         tasks,
+        restarts,
     })
+}
+
+/// What happens to each of `stack`'s secrets or configs, by name.
+fn value_changes(
+    before: &BTreeMap<String, StackValue>,
+    after: &BTreeMap<String, StackValue>,
+    stack: &str,
+) -> Vec<ServiceChange> {
+    let mut out = Vec::new();
+    for (name, v) in after.iter().filter(|(_, x)| x.stack == stack) {
+        let action = match before.get(name) {
+            None => "create",
+            Some(old) if old.version != v.version => "update",
+            Some(_) => "unchanged",
+        };
+        out.push(ServiceChange {
+            name: name.clone(),
+            action: action.into(),
+            rollout: None,
+        });
+    }
+    for (name, _) in before.iter().filter(|(_, x)| x.stack == stack) {
+        if !after.contains_key(name) {
+            out.push(ServiceChange {
+                name: name.clone(),
+                action: "remove".into(),
+                rollout: None,
+            });
+        }
+    }
+    out
+}
+
+/// The tasks running before that are no longer wanted after, with the configs of their spec
+/// whose version changed (tasks replaced for other reasons are not listed).
+fn config_restarts(before: &ClusterState, after: &ClusterState) -> Vec<TaskRestart> {
+    let mut out = Vec::new();
+    for t in before.tasks.values() {
+        if t.desired_state != TaskState::Running {
+            continue;
+        }
+        let still_wanted = after
+            .tasks
+            .get(&t.id)
+            .is_some_and(|a| a.desired_state == TaskState::Running);
+        let Some(svc) = after.services.get(&t.service) else {
+            continue;
+        };
+        let changed: Vec<String> = t
+            .spec
+            .configs
+            .iter()
+            .filter(|old| {
+                svc.spec
+                    .container
+                    .configs
+                    .iter()
+                    .find(|new| new.source == old.source)
+                    .is_some_and(|new| new.version != old.version)
+            })
+            .map(|r| r.source.clone())
+            .collect();
+        if !still_wanted && !changed.is_empty() {
+            out.push(TaskRestart {
+                task: t.id.clone(),
+                service: t.service.clone(),
+                slot: t.slot,
+                node: t.node.clone(),
+                configs: changed,
+            });
+        }
+    }
+    out
 }
 
 /// `rolls 3 task(s): 1 at a time, stop-first, monitor 5000 ms` (quorum services say so).

@@ -557,6 +557,7 @@ fn plan_preview_says_how_an_update_rolls() {
             stack: "cloud".into(),
             services: vec![("db".into(), spec)],
             secrets: vec![],
+            configs: vec![],
         }
     };
     sim.cmd(stack("img:1"));

@@ -164,6 +164,7 @@ fn samples() -> Vec<Command> {
                 s
             })],
             secrets: vec![("pw".into(), SecretValue::new(b"golden-pw".to_vec()))],
+            configs: vec![],
         },
         Command::UpdateNode {
             name: "n1".into(),

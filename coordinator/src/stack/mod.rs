@@ -7,11 +7,14 @@
 //!
 //! Secrets are Compose's: the top-level `secrets:` says where each value comes from (`file` or
 //! `environment`, read by `shoalctl`, which sends the values beside the text), and a service's
-//! `secrets:` mounts them as files (see `secrets.rs`).
+//! `secrets:` mounts them as files (see `secrets.rs`). Configs are Compose's too, read by the same
+//! code: the top-level `configs:` (`file`, `environment` or inline `content`), a service's
+//! `configs:` mounting them read-only (see `configs.rs`).
 //!
 //! Host networking is the only network: `ports` lists the host ports a service binds (short form
 //! `"5000"`, or long form with `mode: host`), which the scheduler keeps apart.
 
+mod configs;
 mod container_keys;
 mod depends;
 mod deploy;
@@ -34,6 +37,8 @@ mod update_config;
 mod yaml;
 
 #[cfg(test)]
+mod configs_tests;
+#[cfg(test)]
 mod container_keys_tests;
 #[cfg(test)]
 mod secrets_tests;
@@ -46,10 +51,11 @@ use std::collections::BTreeMap;
 
 use shoal_model::ServiceSpec;
 
+pub use configs::ConfigDecl;
 pub use depends::{SERVICE_COMPLETED_SUCCESSFULLY, SERVICE_HEALTHY, SERVICE_STARTED};
 pub use env_files::{apply as apply_env_files, EnvFileRef};
 pub use error::StackError;
-pub use secrets::SecretSource;
+pub use secrets::{SecretSource, ValueSource};
 
 use error::{Ctx, Result};
 use fields::Fields;
@@ -69,6 +75,8 @@ pub struct Stack {
     /// The services' `env_file` entries, in file order; their contents come from shoalctl and
     /// are merged by [`apply_env_files`].
     pub env_files: Vec<EnvFileRef>,
+    /// Configs declared in the top-level `configs:`, by name.
+    pub configs: BTreeMap<String, ConfigDecl>,
 }
 
 /// A named volume declaration. Only the `local` driver exists: a directory on each node.
@@ -100,6 +108,9 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     if let Some(n) = top.take("secrets") {
         stack.secrets = secrets::declarations(ctx, n, "secrets")?;
     }
+    if let Some(n) = top.take("configs") {
+        stack.configs = configs::declarations(ctx, n, "configs")?;
+    }
     let Some(services_node) = top.take("services") else {
         return Err(ctx.error(root.loc, "", "missing required key `services`"));
     };
@@ -107,7 +118,11 @@ pub fn parse_stack(file: &str, source: &str) -> std::result::Result<Stack, Stack
     for (key, node) in fields::entries(ctx, services_node, "services")? {
         let path = join("services", &key.name);
         check_name(ctx, key.loc, &path, &key.name)?;
-        let parsed = service::parse(ctx, node, &path, &stack.volumes, &stack.secrets)?;
+        let declared = service::Declared {
+            secrets: &stack.secrets,
+            configs: &stack.configs,
+        };
+        let parsed = service::parse(ctx, node, &path, &stack.volumes, &declared)?;
         deps.push((key.name.clone(), parsed.depends_on));
         for mut r in parsed.env_files {
             r.service = stack.services.len();
@@ -152,7 +167,8 @@ fn volumes(ctx: Ctx<'_>, node: &yaml::Node, path: &str) -> Result<BTreeMap<Strin
     Ok(out)
 }
 
-/// Names of stacks, services, volumes and secrets: the one name rule (`shoal_model::check_name`).
+/// Names of stacks, services, volumes, secrets and configs: the one name rule
+/// (`shoal_model::check_name`).
 fn check_name(ctx: Ctx<'_>, loc: error::Loc, path: &str, name: &str) -> Result<()> {
     shoal_model::check_name("stack object", name).map_err(|_| {
         ctx.error(

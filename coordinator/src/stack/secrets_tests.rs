@@ -68,8 +68,7 @@ services:
     assert!(api.iter().all(|r| r.version == 0));
 }
 
-/// `(file text, line, column, key path, part of the message)`.
-const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
+const MALFORMED: &[super::tests::Malformed] = &[
     // 1. a service references an undeclared secret
     ("services:\n  a:\n    image: x\n    secrets: [pw]\n", 4, 15, "services.a.secrets[0]", "secret `pw` is not declared"),
     // 2. undeclared, long form
@@ -81,7 +80,7 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
     // 5. declaration with neither file nor environment
     ("secrets:\n  pw: {}\nservices: {}\n", 2, 7, "secrets.pw", "expected `file` or `environment`"),
     // 6. both file and environment
-    ("secrets:\n  pw: { file: f, environment: E }\nservices: {}\n", 2, 31, "secrets.pw", "not both"),
+    ("secrets:\n  pw: { file: f, environment: E }\nservices: {}\n", 2, 31, "secrets.pw", "not two"),
     // 7. wrong type: file is a number
     ("secrets:\n  pw: { file: 3 }\nservices: {}\n", 2, 15, "secrets.pw.file", "expected a string"),
     // 8. wrong type: the service's secrets is a mapping
@@ -104,22 +103,5 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
 
 #[test]
 fn malformed_secrets_name_file_line_and_key() {
-    let mut failures = Vec::new();
-    for (i, (src, line, column, path, message)) in MALFORMED.iter().enumerate() {
-        match parse_stack("bad.yaml", src) {
-            Ok(_) => failures.push(format!("case {}: parsed without error", i + 1)),
-            Err(e) => {
-                let text = e.to_string();
-                let ok = e.line == *line
-                    && e.column == *column
-                    && e.path == *path
-                    && e.message.contains(message)
-                    && text.starts_with(&format!("bad.yaml:{line}:{column}: {path}: "));
-                if !ok {
-                    failures.push(format!("case {}: got `{text}`", i + 1));
-                }
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    super::tests::check_malformed(MALFORMED);
 }

@@ -14,10 +14,16 @@ use super::fields::{self, Fields};
 use super::healthcheck;
 use super::mounts;
 use super::ports;
-use super::secrets::{self, SecretSource};
+use super::secrets::{self, CONFIGS, SECRETS};
 use super::update_config;
 use super::yaml::{join, Node, Value};
 use super::VolumeSpec;
+
+/// The stack's top-level declarations a service may reference.
+pub(crate) struct Declared<'a> {
+    pub secrets: &'a BTreeMap<String, super::SecretSource>,
+    pub configs: &'a BTreeMap<String, super::ConfigDecl>,
+}
 
 /// A service as read, with the places of its `depends_on` entries for later checks.
 pub(crate) struct ParsedService {
@@ -32,7 +38,7 @@ pub(crate) fn parse(
     node: &Node,
     path: &str,
     volumes: &BTreeMap<String, VolumeSpec>,
-    declared_secrets: &BTreeMap<String, SecretSource>,
+    declared: &Declared<'_>,
 ) -> Result<ParsedService> {
     let mut f = Fields::new(ctx, node, path)?;
     let mut c = ContainerSpec::default();
@@ -85,7 +91,12 @@ pub(crate) fn parse(
             .extend(mounts::volumes(ctx, n, &f.child("volumes"), volumes)?);
     }
     if let Some(n) = f.take("secrets") {
-        c.secrets = secrets::references(ctx, n, &f.child("secrets"), declared_secrets)?;
+        let is_declared = |name: &str| declared.secrets.contains_key(name);
+        c.secrets = secrets::references(ctx, n, &f.child("secrets"), &SECRETS, &is_declared)?;
+    }
+    if let Some(n) = f.take("configs") {
+        let is_declared = |name: &str| declared.configs.contains_key(name);
+        c.configs = secrets::references(ctx, n, &f.child("configs"), &CONFIGS, &is_declared)?;
     }
     if let Some(n) = f.take("tmpfs") {
         c.mounts.extend(mounts::tmpfs(ctx, n, &f.child("tmpfs"))?);

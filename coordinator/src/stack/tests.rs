@@ -433,8 +433,18 @@ const MALFORMED: &[(&str, usize, usize, &str, &str)] = &[
 
 #[test]
 fn malformed_stack_files_name_file_line_and_key() {
+    assert!(MALFORMED.len() >= 20);
+    check_malformed(MALFORMED);
+}
+
+/// A malformed case: `(file text, line, column, key path, part of the message)`.
+pub(super) type Malformed = (&'static str, usize, usize, &'static str, &'static str);
+
+/// Parses each case as `bad.yaml` and fails, listing every case that parsed or whose error
+/// does not name that line, column, key path and message.
+pub(super) fn check_malformed(cases: &[Malformed]) {
     let mut failures = Vec::new();
-    for (i, (src, line, column, path, message)) in MALFORMED.iter().enumerate() {
+    for (i, (src, line, column, path, message)) in cases.iter().enumerate() {
         match parse_stack("bad.yaml", src) {
             Ok(_) => failures.push(format!("case {}: parsed without error", i + 1)),
             Err(e) => {
@@ -451,7 +461,6 @@ fn malformed_stack_files_name_file_line_and_key() {
             }
         }
     }
-    assert!(MALFORMED.len() >= 20);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

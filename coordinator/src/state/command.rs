@@ -69,13 +69,16 @@ pub(crate) enum Command {
         node: String,
         updates: Vec<TaskStatusUpdate>,
     },
-    /// Creates, updates and removes the services and secrets of one stack at once.
+    /// Creates, updates and removes the services, secrets and configs of one stack at once.
     ApplyStack {
         stack: String,
         services: Vec<(String, ServiceSpec)>,
         /// The stack's secrets with their values (`Debug` redacts them).
         #[serde(default)]
         secrets: Vec<(String, SecretValue)>,
+        /// The stack's configs with their values (`Debug` redacts them).
+        #[serde(default)]
+        configs: Vec<super::secrets::ConfigInput>,
     },
     RemoveStack {
         stack: String,

@@ -9,7 +9,7 @@ use shoal_model::{Node, NodeStatus, SecretValue, Service, ServiceSpec, Task, Tas
 use shoal_pki::Role;
 
 use super::pki::PkiState;
-use super::secrets::{plan_stack_secrets, Secret};
+use super::secrets::{self, Config, ConfigInput, Secret, ValueKind, ValuesPlan};
 use super::{Command, Event, Query, Reconcile, Request, Response};
 use shoal_model::api::{Answer, EventKind};
 
@@ -59,6 +59,12 @@ pub struct ClusterState {
     /// Last secret version handed out.
     #[serde(default)]
     secret_seq: u64,
+    /// Stack configs by name, with their values. Only `Query::Config` shows one, if not sensitive.
+    #[serde(default)]
+    pub configs: BTreeMap<String, Config>,
+    /// Last config version handed out.
+    #[serde(default)]
+    config_seq: u64,
     /// Request id -> (order of arrival, first response).
     dedup: BTreeMap<DedupId, (u64, Response)>,
     /// Arrival order -> request id, to forget the oldest first.
@@ -231,7 +237,8 @@ impl ClusterState {
                 stack,
                 services,
                 secrets,
-            } => self.apply_stack(now, stack, services, secrets),
+                configs,
+            } => self.apply_stack(now, stack, services, secrets, configs),
             Command::RemoveStack { stack } => {
                 let names: Vec<String> = self
                     .services
@@ -239,24 +246,19 @@ impl ClusterState {
                     .filter(|s| s.stack.as_deref() == Some(stack.as_str()))
                     .map(|s| s.name.clone())
                     .collect();
-                let secrets: Vec<String> = self
-                    .secrets
-                    .values()
-                    .filter(|s| s.stack == *stack)
-                    .map(|s| s.name.clone())
-                    .collect();
-                if names.is_empty() && secrets.is_empty() {
+                let secrets = secrets::of_stack(&self.secrets, stack);
+                let configs = secrets::of_stack(&self.configs, stack);
+                if names.is_empty() && secrets.is_empty() && configs.is_empty() {
                     return Response::not_found(format!("stack `{stack}` not found"));
                 }
+                let removed = format!("stack {stack} removed");
                 for name in secrets {
                     self.secrets.remove(&name);
-                    self.event(
-                        now,
-                        EventKind::Secret,
-                        &name,
-                        "remove",
-                        &format!("stack {stack} removed"),
-                    );
+                    self.event(now, EventKind::Secret, &name, "remove", &removed);
+                }
+                for name in configs {
+                    self.configs.remove(&name);
+                    self.event(now, EventKind::Config, &name, "remove", &removed);
                 }
                 for name in names {
                     self.services.remove(&name);
@@ -443,17 +445,46 @@ impl ClusterState {
         now: u64,
         stack: &str,
         services: &[(String, ServiceSpec)],
-        secrets: &[(String, SecretValue)],
+        secret_values: &[(String, SecretValue)],
+        config_values: &[ConfigInput],
     ) -> Response {
         if let Err(e) = validate_name("stack", stack) {
             return Response::invalid(e);
         }
-        let plan =
-            match plan_stack_secrets(&self.secrets, self.secret_seq, stack, secrets, services) {
-                Ok(p) => p,
-                Err(e) => return Response::refused(e),
-            };
-        let services = plan.services.as_slice();
+        let secret_inputs: Vec<ConfigInput> = secret_values
+            .iter()
+            .map(|(name, value)| ConfigInput {
+                name: name.clone(),
+                value: value.clone(),
+                sensitive: true,
+                template: false,
+            })
+            .collect();
+        let mut services = services.to_vec();
+        let planned = secrets::plan_values(
+            &secrets::SECRETS,
+            &self.secrets,
+            self.secret_seq,
+            stack,
+            &secret_inputs,
+        )
+        .and_then(|s| {
+            let c = secrets::plan_values(
+                &secrets::CONFIGS,
+                &self.configs,
+                self.config_seq,
+                stack,
+                config_values,
+            )?;
+            secrets::stamp(&secrets::SECRETS, stack, &s.versions, &mut services)?;
+            secrets::stamp(&secrets::CONFIGS, stack, &c.versions, &mut services)?;
+            Ok((s, c))
+        });
+        let (secret_plan, config_plan) = match planned {
+            Ok(p) => p,
+            Err(e) => return Response::refused(e),
+        };
+        let services = services.as_slice();
         for (name, _) in services {
             if let Err(e) = validate_name("service", name) {
                 return Response::invalid(e);
@@ -474,49 +505,10 @@ impl ClusterState {
             .filter(|s| s.stack.as_deref() == Some(stack) && !keep.contains(s.name.as_str()))
             .map(|s| s.name.clone())
             .collect();
-        self.secret_seq = plan.last_seq;
-        for name in &plan.remove {
-            self.secrets.remove(name);
-            self.event(
-                now,
-                EventKind::Secret,
-                name,
-                "remove",
-                &format!("not in stack {stack}"),
-            );
-        }
-        for (name, value, version, is_new) in &plan.upsert {
-            match self.secrets.get_mut(name) {
-                Some(_) if !is_new => {}
-                Some(s) => {
-                    s.value = value.clone();
-                    s.version = *version;
-                    s.updated_at = now;
-                    let msg = format!("new value, version {version}");
-                    self.event(now, EventKind::Secret, name, "update", &msg);
-                }
-                None => {
-                    self.secrets.insert(
-                        name.clone(),
-                        Secret {
-                            name: name.clone(),
-                            stack: stack.to_string(),
-                            value: value.clone(),
-                            version: *version,
-                            created_at: now,
-                            updated_at: now,
-                        },
-                    );
-                    self.event(
-                        now,
-                        EventKind::Secret,
-                        name,
-                        "create",
-                        &format!("stack {stack}"),
-                    );
-                }
-            }
-        }
+        self.secret_seq = secret_plan.last_seq;
+        self.config_seq = config_plan.last_seq;
+        self.store_values(now, stack, &secrets::SECRETS, &secret_plan);
+        self.store_values(now, stack, &secrets::CONFIGS, &config_plan);
         for name in stale {
             self.services.remove(&name);
             self.event(
@@ -674,7 +666,19 @@ impl ClusterState {
         }
     }
 
-    /// Answers a read.
+    /// Stores one kind of a stack's values and records what changed as events.
+    fn store_values(&mut self, now: u64, stack: &str, kind: &ValueKind, plan: &ValuesPlan) {
+        for (name, action, message) in secrets::store((kind.values)(self), plan, stack, now) {
+            let event_kind = if kind.noun == "config" {
+                EventKind::Config
+            } else {
+                EventKind::Secret
+            };
+            self.event(now, event_kind, &name, action, &message);
+        }
+    }
+
+    /// Answers a read as JSON.
     pub fn query(&self, q: &Query) -> Answer {
         match q {
             Query::Services => Answer::Services(self.services.values().cloned().collect()),
@@ -698,16 +702,30 @@ impl ClusterState {
                     .collect(),
             ),
             Query::ClusterId => Answer::ClusterId(self.cluster_id.clone()),
+            Query::Configs => Answer::Configs(
+                self.configs
+                    .values()
+                    .map(|c| super::configs::info(c, &self.services, false))
+                    .collect(),
+            ),
+            Query::Config { name } => Answer::Config(
+                self.configs
+                    .get(name)
+                    .map(|c| super::configs::info(c, &self.services, true)),
+            ),
         }
     }
 }
 
-/// Secrets belong to stacks: a service created outside a stack cannot use one.
+/// Secrets and configs belong to stacks: a service created outside a stack cannot use one.
 fn no_secrets(name: &str, spec: &ServiceSpec) -> Result<(), String> {
-    match spec.container.secrets.first() {
+    let c = &spec.container;
+    let used = (c.secrets.first().map(|r| ("secret", r)))
+        .or_else(|| c.configs.first().map(|r| ("config", r)));
+    match used {
         None => Ok(()),
-        Some(r) => Err(format!(
-            "service `{name}` uses secret `{}`: secrets are only available to stack services \
+        Some((noun, r)) => Err(format!(
+            "service `{name}` uses {noun} `{}`: {noun}s are only available to stack services \
              (shoalctl apply -f STACK)",
             r.source
         )),

@@ -4,6 +4,9 @@
 //! iteration over hash maps. Time arrives inside the [`Request`].
 
 mod command;
+mod configs;
+#[cfg(test)]
+mod configs_tests;
 mod machine;
 pub mod pki;
 mod refusal;
@@ -16,8 +19,8 @@ pub(crate) use command::Command;
 pub use command::{Batch, Reconcile, Request, Response, TaskStatusUpdate};
 pub use machine::ClusterState;
 pub use refusal::{Refusal, RefusalKind};
-pub use secrets::Secret;
-pub use shoal_model::api::{Event, Query};
+pub use secrets::{Config, ConfigInput, Secret, StackValue};
+pub use shoal_model::api::{ConfigInfo, Event, Query};
 
 /// Applies `command` at time 1 and fails the test if the state machine refused it.
 #[cfg(test)]

@@ -12,7 +12,7 @@ fn value(s: &str) -> SecretValue {
     SecretValue::new(s.as_bytes().to_vec())
 }
 
-fn apply(s: &mut ClusterState, command: Command) -> Response {
+pub(super) fn apply(s: &mut ClusterState, command: Command) -> Response {
     s.apply(&Request {
         request_id: None,
         now: 1,
@@ -41,10 +41,11 @@ fn stack(secret: Option<&str>) -> Command {
             .map(|v| ("pw".to_string(), value(v)))
             .into_iter()
             .collect(),
+        configs: vec![],
     }
 }
 
-fn converge(s: &mut ClusterState) {
+pub(super) fn converge(s: &mut ClusterState) {
     let mut n = 0;
     for _ in 0..10 {
         let r = plan(s, 1, &mut |svc: &str, slot: u32| {
@@ -59,7 +60,7 @@ fn converge(s: &mut ClusterState) {
     panic!("did not converge");
 }
 
-fn with_node() -> ClusterState {
+pub(super) fn with_node() -> ClusterState {
     let mut s = ClusterState::default();
     let node = Node {
         name: "n1".into(),
@@ -140,6 +141,7 @@ fn removing_the_stack_or_the_secret_forgets_the_value() {
         stack: "cloud".into(),
         services: vec![("api".into(), spec_using("pw2"))],
         secrets: vec![("pw2".into(), value("other"))],
+        configs: vec![],
     };
     assert_eq!(apply(&mut s, without), Response::ok());
     assert!(!s.secrets.contains_key("pw"));
@@ -167,6 +169,7 @@ fn refusals_change_nothing() {
                 stack: "other".into(),
                 services: vec![],
                 secrets: vec![("pw".into(), value("x"))],
+                configs: vec![],
             },
             "already exists in stack `cloud`",
         ),
@@ -175,6 +178,7 @@ fn refusals_change_nothing() {
                 stack: "cloud".into(),
                 services: vec![],
                 secrets: vec![("pw".into(), value(&"x".repeat(600 * 1024)))],
+                configs: vec![],
             },
             "the limit is",
         ),

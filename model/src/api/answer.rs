@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Event, Query};
+use super::{ConfigInfo, Event, Query};
 use crate::{Node, Service, Task};
 
 /// The answer to a [`Query`]. On the wire it is the bare value (no tag): the asker knows which
@@ -16,6 +16,8 @@ pub enum Answer {
     Nodes(Vec<Node>),
     Events(Vec<Event>),
     ClusterId(Option<String>),
+    Configs(Vec<ConfigInfo>),
+    Config(Option<ConfigInfo>),
 }
 
 impl Answer {
@@ -28,6 +30,8 @@ impl Answer {
             Query::Nodes => Answer::Nodes(Deserialize::deserialize(d)?),
             Query::Events { .. } => Answer::Events(Deserialize::deserialize(d)?),
             Query::ClusterId => Answer::ClusterId(Deserialize::deserialize(d)?),
+            Query::Configs => Answer::Configs(Deserialize::deserialize(d)?),
+            Query::Config { .. } => Answer::Config(Deserialize::deserialize(d)?),
         })
     }
 
@@ -40,6 +44,8 @@ impl Answer {
             Answer::Nodes(_) => "nodes",
             Answer::Events(_) => "events",
             Answer::ClusterId(_) => "cluster_id",
+            Answer::Configs(_) => "configs",
+            Answer::Config(_) => "config",
         }
     }
 }

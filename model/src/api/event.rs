@@ -14,6 +14,7 @@ pub enum EventKind {
     Node,
     Task,
     Secret,
+    Config,
     Certificate,
     /// A kind this build does not know (written by a newer one).
     #[serde(other)]

@@ -7,14 +7,16 @@
 //! `#[serde(default)]`), never renamed or removed within a version.
 
 mod answer;
+mod config_info;
 mod event;
 mod preview;
 mod query;
 mod user_command;
 
 pub use answer::Answer;
+pub use config_info::ConfigInfo;
 pub use event::{Event, EventKind};
-pub use preview::{Preview, ServiceChange, TaskPreview};
+pub use preview::{Preview, ServiceChange, TaskPreview, TaskRestart};
 pub use query::Query;
 pub use user_command::{Applied, UserCommand};
 

@@ -9,7 +9,24 @@ pub struct Preview {
     /// The stack's secrets by name (never their values), with the same actions.
     #[serde(default)]
     pub secrets: Vec<ServiceChange>,
+    /// The stack's configs by name (never their values), with the same actions.
+    #[serde(default)]
+    pub configs: Vec<ServiceChange>,
     pub tasks: Vec<TaskPreview>,
+    /// Running tasks that would be replaced because a config they use has a new value.
+    #[serde(default)]
+    pub restarts: Vec<TaskRestart>,
+}
+
+/// A running task a config change replaces (stops, then a new task takes its slot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRestart {
+    pub task: String,
+    pub service: String,
+    pub slot: u32,
+    pub node: Option<String>,
+    /// The configs whose new values replace it.
+    pub configs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,4 +22,8 @@ pub enum Query {
     Events { after: u64 },
     /// The cluster's id, once initialized: [`Answer::ClusterId`](super::Answer::ClusterId).
     ClusterId,
+    /// Every config (never a value): [`Answer::Configs`](super::Answer::Configs).
+    Configs,
+    /// One config, with its value unless it is sensitive: [`Answer::Config`](super::Answer::Config).
+    Config { name: String },
 }
