@@ -9,6 +9,7 @@ pub mod log_rotation;
 pub mod metrics;
 pub mod mountinfo;
 pub mod node_info;
+pub mod prepull;
 pub mod reconcile;
 pub mod reporter;
 pub mod revocations;

@@ -170,6 +170,10 @@ async fn main() -> Result<()> {
         node,
         reporter: reporter.clone(),
         assignments: assign_tx,
+        prepull: Some(Arc::new(shoal_agent::prepull::Prepuller::new(
+            rt.clone(),
+            cfg.registries.clone(),
+        ))),
         tls: tls.clone(),
         secrets,
         configs,

@@ -104,6 +104,8 @@ pub struct Session {
     pub reporter: Arc<Reporter>,
     /// Where full assignment sets go (the supervisor).
     pub assignments: mpsc::Sender<Vec<Task>>,
+    /// Pulls the images the assignment sets name ahead of their tasks (`None`: never).
+    pub prepull: Option<Arc<crate::prepull::Prepuller>>,
     /// The agent's certificate; `None` in insecure mode.
     pub tls: Option<Arc<crate::tls::AgentTls>>,
     /// Where the values of the secrets the tasks use go (before the tasks themselves).
@@ -351,6 +353,14 @@ impl Session {
                 "assignment set"
             );
             self.revocations.replace(set.revoked_serials);
+            if let Some(p) = &self.prepull {
+                p.want(
+                    set.images_to_ready
+                        .into_iter()
+                        .map(|i| (i.image, i.always))
+                        .collect(),
+                );
+            }
             let values = |m: std::collections::HashMap<_, shoal_proto::dispatcher::SecretValue>| {
                 m.into_iter()
                     .map(|(name, s)| (name, (s.version, SecretValue::new(s.value))))

@@ -41,6 +41,7 @@ fn session_with(
             node: local_node(&cfg, "fake 0"),
             reporter,
             assignments: tx,
+            prepull: None,
             tls: None,
             secrets: Default::default(),
             configs: Default::default(),

@@ -64,6 +64,7 @@ mod tests {
             )]
             .into(),
             members_json: Vec::new(),
+            images_to_ready: Vec::new(),
         };
         let req = StackFileRequest {
             stack: "s".into(),

@@ -90,6 +90,7 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
         revoked_serials: vec!["0b".into()],
         configs: Default::default(),
         members_json: Vec::new(),
+        images_to_ready: Vec::new(),
     };
     let report = StatusReport {
         node: "n1".into(),

@@ -128,7 +128,40 @@ fn assignment_set(state: &ClusterState, node: &str) -> AssignmentSet {
         configs: values_for(&state.configs, tasks.iter().flat_map(|t| &t.spec.configs)),
         revoked_serials: revoked_serials(state),
         members_json: template_members(state, &tasks),
+        images_to_ready: images_to_ready(state, &tasks),
     }
+}
+
+/// The images `tasks`' node should pull ahead: for every service that is rolling out (or back)
+/// and has an old task among `tasks`, the image of the spec it rolls to, unless its pull policy
+/// is `never` or the old task already runs that image. Sorted, each once.
+fn images_to_ready(
+    state: &ClusterState,
+    tasks: &[shoal_model::Task],
+) -> Vec<shoal_proto::dispatcher::ImageToReady> {
+    use shoal_model::{PullPolicy, UpdateState};
+    let mut out = std::collections::BTreeMap::new();
+    for t in tasks {
+        let Some(svc) = state.services.get(&t.service) else {
+            continue;
+        };
+        let rolling = svc
+            .update
+            .as_ref()
+            .is_some_and(|u| matches!(u.state, UpdateState::Rolling | UpdateState::RollingBack));
+        let next = &svc.spec.container;
+        if !rolling
+            || t.service_version >= svc.version
+            || next.image == t.spec.image
+            || next.pull_policy == PullPolicy::Never
+        {
+            continue;
+        }
+        out.insert(next.image.clone(), next.pull_policy == PullPolicy::Always);
+    }
+    out.into_iter()
+        .map(|(image, always)| shoal_proto::dispatcher::ImageToReady { image, always })
+        .collect()
 }
 
 /// The values (secrets or configs) that `refs` name, at the versions they name, by name.
@@ -354,6 +387,59 @@ mod tests {
             updated_at: 0,
             image_digest: None,
         }
+    }
+
+    /// A stop-first rollout creates the new task only once the old one stopped: the node gets
+    /// the new image to pull ahead while the old one still serves (issue 14, audit row 19).
+    #[test]
+    fn a_rolling_services_new_image_is_readied_on_the_nodes_of_its_old_tasks() {
+        use shoal_model::{PullPolicy, UpdateStatus};
+        let mut s = ClusterState::default();
+        let mut spec = shoal_model::ServiceSpec::default();
+        spec.container.image = "api:2".into();
+        s.services.insert(
+            "api".into(),
+            shoal_model::Service {
+                name: "api".into(),
+                stack: None,
+                spec,
+                version: 2,
+                created_at: 0,
+                updated_at: 0,
+                previous_spec: None,
+                update: Some(UpdateStatus::new(2, false, 0)),
+                formed: false,
+            },
+        );
+        let mut old = task("api.1", "n1", vec![]);
+        old.spec.image = "api:1".into();
+        s.tasks.insert(old.id.clone(), old);
+        let mut new = task("api.2", "n2", vec![]);
+        new.spec.image = "api:2".into();
+        new.service_version = 2;
+        s.tasks.insert(new.id.clone(), new);
+        let images = |s: &ClusterState, node: &str| -> Vec<(String, bool)> {
+            assignment_set(s, node)
+                .images_to_ready
+                .into_iter()
+                .map(|i| (i.image, i.always))
+                .collect()
+        };
+        // n1 runs the old task: it readies the new image; n2 already runs it.
+        assert_eq!(images(&s, "n1"), vec![("api:2".to_string(), false)]);
+        assert!(images(&s, "n2").is_empty());
+        // `always` is passed on; `never` is not readied.
+        let svc = s.services.get_mut("api").unwrap();
+        svc.spec.container.pull_policy = PullPolicy::Always;
+        assert_eq!(images(&s, "n1"), vec![("api:2".to_string(), true)]);
+        let svc = s.services.get_mut("api").unwrap();
+        svc.spec.container.pull_policy = PullPolicy::Never;
+        assert!(images(&s, "n1").is_empty());
+        // No rollout in progress (completed, or paused): nothing to ready.
+        let svc = s.services.get_mut("api").unwrap();
+        svc.spec.container.pull_policy = PullPolicy::Missing;
+        svc.update.as_mut().unwrap().state = shoal_model::UpdateState::Paused;
+        assert!(images(&s, "n1").is_empty());
     }
 
     fn cert(serial: &str, role: Role, name: &str) -> CertRecord {

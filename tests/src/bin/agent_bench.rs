@@ -147,6 +147,7 @@ impl Dispatcher for Service {
                     secrets: Default::default(),
                     configs: Default::default(),
                     members_json: Vec::new(),
+                    images_to_ready: Vec::new(),
                     revoked_serials: Vec::new(),
                 };
                 if tx.send(Ok(set)).await.is_err() || rx.changed().await.is_err() {
