@@ -380,6 +380,12 @@ async fn health_checks_drive_healthy_unhealthy_restart() {
     tcp.spec.healthcheck = health(HealthProbe::Tcp {
         address: format!("127.0.0.1:{tcp_port}"),
     });
+    // A restart delay wide enough that the supervisor's pass after the health change always
+    // falls inside it, on a loaded machine too (100 ms was missed once in CI): the test checks
+    // that the wait is reported as `restarting`.
+    for t in [&mut exec, &mut http, &mut tcp] {
+        t.restart_policy.delay_ms = 2000;
+    }
     let breakers = [
         (exec.id.clone(), "rm /tmp/ok"),
         (http.id.clone(), "rm /tmp/www/index.html"),

@@ -185,13 +185,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let result = rt.block_on(run(args));
+    // Dropping the runtime would wait for every blocking task without end: one stuck on a full
+    // disk kept a coordinator whose Raft core had stopped alive (seen in CI). Give them a moment.
+    let (code, grace) = match result {
+        Ok(()) => (std::process::ExitCode::SUCCESS, 5),
         Err(e) => {
             eprintln!("shoal-coordinator: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            (std::process::ExitCode::FAILURE, 1)
         }
-    }
+    };
+    rt.shutdown_timeout(Duration::from_secs(grace));
+    code
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
