@@ -198,10 +198,79 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 }
 
+impl TestContainerd {
+    /// The shims of this containerd (their `-address` is this test's own socket) that outlived
+    /// it, and the containers they hold: killed by PID. `kill_leftovers` misses some (seen after
+    /// `e2e_stack`: three shims still running their `sleep`).
+    fn kill_stray_shims(&self) {
+        let socket = self.socket.to_string_lossy().into_owned();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in procs.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let ours = args
+                .first()
+                .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "-address" && w[1] == socket);
+            if !ours {
+                continue;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                kill9(child);
+            }
+            kill9(pid);
+        }
+    }
+
+    /// Mounts left under this test's directory (container root file systems, shm), deepest
+    /// first, so that the directory can be removed.
+    fn unmount_leftovers(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&format!("{dir}/")))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         self.kill_leftovers();
         self.stop_process();
+        self.kill_stray_shims();
+        self.unmount_leftovers();
     }
 }
 
