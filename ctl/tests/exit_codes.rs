@@ -1,26 +1,14 @@
 //! shoalctl's exit codes tell scripts what kind of failure happened: 2 not found, 3 refused,
 //! 4 unavailable, against a real coordinator on loopback. Needs `cargo build --workspace --bins`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use shoal_tests::coordinators::Coord;
-use shoal_tests::{binary, free_addr};
+use shoal_tests::{free_addr, run_clean};
 
 /// Runs shoalctl with `args` and no SHOAL_* settings from the test's environment.
 fn shoalctl(args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary("shoalctl"));
-    for var in [
-        "SHOAL_COORDINATORS",
-        "SHOAL_TLS_DIR",
-        "SHOAL_INSECURE",
-        "SHOALCTL_CONFIG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", "/nonexistent")
-        .args(args)
-        .output()
-        .expect("run shoalctl")
+    run_clean("shoalctl", args)
 }
 
 /// shoalctl against `c` with its admin certificate: the exit code and stderr.

@@ -5,24 +5,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use shoal_tests::binary;
 use shoal_tests::coordinators::Coord;
+use shoal_tests::run_clean;
 
 /// Runs a workspace binary with no SHOAL_* settings from the test's environment.
 fn run(bin: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(binary(bin));
-    for var in [
-        "SHOAL_COORDINATORS",
-        "SHOAL_TLS_DIR",
-        "SHOAL_INSECURE",
-        "SHOALCTL_CONFIG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", "/nonexistent")
-        .args(args)
-        .output()
-        .expect("run binary")
+    run_clean(bin, args)
 }
 
 fn text(b: &[u8]) -> String {

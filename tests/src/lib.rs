@@ -53,6 +53,24 @@ pub fn shoalctl_insecure(coords: &[String], args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs the workspace binary `bin` with `args` and none of the operator's settings from the
+/// test's environment (`SHOAL_*`, `SHOALCTL_CONFIG`, a home directory), as a new user would.
+pub fn run_clean(bin: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(binary(bin));
+    for var in [
+        "SHOAL_COORDINATORS",
+        "SHOAL_TLS_DIR",
+        "SHOAL_INSECURE",
+        "SHOALCTL_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", "/nonexistent")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"))
+}
+
 /// A loopback address with a port that was free a moment ago, never the same twice in one
 /// process (the kernel may hand out a just-released port again).
 pub fn free_addr() -> String {
